@@ -1,0 +1,251 @@
+"""``govrpc.Client``: finds providers in the registry and calls them through governance.
+
+``client.proxy(...)`` builds a *reference*: a directory subscribed to the
+registry, a cluster invoker with its load balancer, and the consumer filter
+chain around it. A proxy's method call is one ``Invocation`` sent down that chain::
+
+    MethodProxy -> consumer filters -> ClusterInvoker -> Directory -> LoadBalancer -> GrpcInvoker
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import socket
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Iterable, Mapping, Sequence
+
+from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
+from govrpc.context import current_attachments
+from govrpc.exceptions import ConfigurationError
+from govrpc.extension import get_extension
+from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
+from govrpc.registry.base import Registry, acquire_registry, release_registry
+from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
+from govrpc.server import _load_filters
+from govrpc.url import CONSUMER, URL, ServiceKey
+
+__all__ = ["Client", "MethodProxy", "Reference", "ServiceProxy"]
+
+log = logging.getLogger("govrpc.client")
+
+DEFAULT_TIMEOUT = 1.0
+
+
+class Reference:
+    """Everything one consumer needs to call one service key: directory, cluster, filters."""
+
+    def __init__(self, key: ServiceKey, url: URL, directory: Directory, invoker: Invoker,
+                 timeout: float) -> None:
+        self.key = key
+        self.url = url
+        self.directory = directory
+        self.invoker = invoker
+        self.timeout = timeout
+
+    def invocation(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any],
+                   oneway: bool = False, timeout: float | None = None) -> Invocation:
+        attachments = current_attachments()
+        return Invocation(self.key, method, args, kwargs, dict(attachments) if attachments else {},
+                          time.monotonic() + (timeout or self.timeout), oneway)
+
+    def close(self) -> None:
+        self.invoker.close()
+
+
+class MethodProxy:
+    """A remote method: call it, or use ``.future(...)`` / ``.oneway(...)``."""
+
+    __slots__ = ("_reference", "_name", "_client", "_invoke", "_key", "_timeout")
+
+    def __init__(self, client: Client, reference: Reference, name: str) -> None:
+        self._client = client
+        self._reference = reference
+        self._name = name
+        self._invoke = reference.invoker.invoke
+        self._key = reference.key
+        self._timeout = reference.timeout
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        attachments = current_attachments()
+        return self._invoke(Invocation(self._key, self._name, args, kwargs,
+                                       dict(attachments) if attachments else {},
+                                       time.monotonic() + self._timeout))
+
+    def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Start the call and return a ``concurrent.futures.Future`` of its result."""
+        invocation = self._reference.invocation(self._name, args, kwargs)
+        return self._client._submit(self._invoke, invocation)
+
+    def oneway(self, *args: Any, **kwargs: Any) -> None:
+        """Send the call without waiting for (or receiving) a response."""
+        self._invoke(self._reference.invocation(self._name, args, kwargs, oneway=True))
+
+    def __repr__(self) -> str:
+        return f"<MethodProxy {self._key}.{self._name}>"
+
+
+class ServiceProxy:
+    """Attribute access gives a ``MethodProxy`` per remote method."""
+
+    def __init__(self, client: Client, reference: Reference) -> None:
+        self._client = client
+        self._reference = reference
+
+    def __getattr__(self, name: str) -> MethodProxy:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        method = MethodProxy(self._client, self._reference, name)
+        self.__dict__[name] = method  # cached: later lookups skip __getattr__
+        return method
+
+    def __repr__(self) -> str:
+        return f"<ServiceProxy {self._reference.key}>"
+
+
+class Client:
+    """A consumer: references to services found in a registry.
+
+    Args:
+        registry: registry URL (``memory://`` by default) or a ``Registry``.
+        application: this consumer's application name (routing, statistics).
+        timeout: default deadline, seconds, for every call (no call waits forever).
+        filters: consumer filters (instances or ``govrpc.filter`` names).
+        max_message_size: bytes; larger requests or responses are refused.
+    """
+
+    def __init__(self, registry: str | Registry | None = None, *, application: str = "govrpc-consumer",
+                 timeout: float = DEFAULT_TIMEOUT, filters: Iterable[Filter | str] = (),
+                 max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32) -> None:
+        if timeout is None or timeout <= 0:
+            raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self.registry = acquire_registry(registry)
+        self.application = application
+        self.timeout = float(timeout)
+        self.filters = _load_filters(filters, "consumer")
+        self.pool = ChannelPool(max_message_size=max_message_size)
+        self.host = socket.gethostname()
+        self._max_workers = max_workers
+        self._executor: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._references: dict[tuple[Any, ...], Reference] = {}
+        self._closed = False
+
+    # -- references ------------------------------------------------------------
+    def _consumer_url(self, key: ServiceKey, options: Mapping[str, Any]) -> URL:
+        params = {"application": self.application, "pid": os.getpid(), "timestamp": int(time.time() * 1000)}
+        if key.version:
+            params["version"] = key.version
+        if key.group:
+            params["group"] = key.group
+        params.update({k: v for k, v in options.items() if v is not None})
+        return URL(CONSUMER, "127.0.0.1", 0, key.service, params)
+
+    def reference(self, service: str, *, version: str = "", group: str = "", cluster: str = "failover",
+                  loadbalance: str = "random", retries: int = 2, timeout: float | None = None,
+                  url: str | Sequence[str] | None = None, **options: Any) -> Reference:
+        """The (cached) reference for a service key and options; see ``proxy``."""
+        if self._closed:
+            raise ConfigurationError("client is closed")
+        if timeout is not None and timeout <= 0:
+            raise ConfigurationError(f"timeout must be positive, not {timeout!r}")
+        key = ServiceKey(service, version, group)
+        cache_key = (key, cluster, loadbalance, retries, timeout,
+                     tuple(url) if isinstance(url, (list, tuple)) else url, tuple(sorted(options.items())))
+        with self._lock:
+            existing = self._references.get(cache_key)
+            if existing is not None:
+                return existing
+        cluster_cls = get_extension("govrpc.cluster", cluster)
+        lb_cls = get_extension("govrpc.loadbalance", loadbalance)
+        consumer_url = self._consumer_url(key, {"cluster": cluster, "loadbalance": loadbalance,
+                                                "retries": retries, "timeout": timeout, **options})
+        directory: Directory
+        if url is not None:
+            urls = [url] if isinstance(url, str) else list(url)
+            invokers = [self._invoker_for(_direct_url(u, key)) for u in urls]
+            directory = StaticDirectory(key, consumer_url, invokers)
+        else:
+            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for)
+        invoker = cluster_cls(directory, lb_cls(consumer_url), consumer_url)
+        invoker = build_filter_chain(self.filters, invoker)
+        reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout)
+        with self._lock:
+            existing = self._references.get(cache_key)
+            if existing is not None:
+                reference.close()
+                return existing
+            self._references[cache_key] = reference
+        if isinstance(directory, RegistryDirectory):
+            directory.start()
+            self.registry.register(consumer_url)
+        return reference
+
+    def _invoker_for(self, url: URL) -> Invoker:
+        return GrpcInvoker(url, self.pool)
+
+    def proxy(self, service: str, **options: Any) -> ServiceProxy:
+        """A proxy whose methods call ``service`` through governance.
+
+        Options: ``version``, ``group``, ``cluster`` (default failover),
+        ``loadbalance`` (default random), ``retries`` (default 2), ``timeout``
+        (seconds), ``url`` (call these provider URLs directly, bypassing the registry).
+        Raises ``ExtensionNotFoundError`` for an unknown cluster or balancer name.
+        """
+        return ServiceProxy(self, self.reference(service, **options))
+
+    def invoke(self, service: str, method: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
+               *, timeout: float | None = None, **options: Any) -> Any:
+        """Generic call: no class or stub needed."""
+        reference = self.reference(service, **options)
+        return reference.invoker.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
+
+    # -- async helpers -------------------------------------------------------------
+    def _submit(self, fn: Any, invocation: Invocation) -> Future[Any]:
+        if self._executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="govrpc-client")
+        context = contextvars.copy_context()
+        return self._executor.submit(context.run, fn, invocation)
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def close(self) -> None:
+        """Unsubscribe, deregister, close channels. Calls after this fail."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            references = list(self._references.values())
+            self._references.clear()
+        for reference in references:
+            if isinstance(reference.directory, RegistryDirectory):
+                try:
+                    self.registry.unregister(reference.url)
+                except Exception:  # noqa: BLE001
+                    log.exception("cannot deregister consumer %s", reference.url)
+            reference.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+        self.pool.close()
+        release_registry(self.registry)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _direct_url(text: str, key: ServiceKey) -> URL:
+    """A provider URL given by hand (``grpc://host:port``), completed with the service key."""
+    url = URL.parse(text)
+    params = dict(url.params)
+    if key.version and key.version != "*":
+        params.setdefault("version", key.version)
+    if key.group and key.group != "*":
+        params.setdefault("group", key.group)
+    return URL(url.scheme, url.host, url.port, url.path or key.service, params)

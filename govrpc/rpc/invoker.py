@@ -1,0 +1,253 @@
+"""The consumer's end of the wire: one ``GrpcInvoker`` per provider URL.
+
+Channels are shared per address through a ``ChannelPool`` and closed when the
+last invoker using them is closed and idle. ``grpc.RpcError`` is translated to
+the govrpc hierarchy here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable
+
+import grpc
+
+from govrpc import exceptions as errors
+from govrpc.extension import get_extension
+from govrpc.invocation import Invocation, Invoker
+from govrpc.rpc.serialization import Serializer
+from govrpc.rpc.server import ERROR_KEY, EXCEPTION_KEY, KEY_KEY
+from govrpc.url import URL
+
+__all__ = ["ChannelPool", "GrpcInvoker", "translate_error"]
+
+log = logging.getLogger("govrpc.rpc")
+
+_TOO_LARGE = ("larger than max", "message too large", "exceeds")
+_REFUSED = ("connection refused", "failed to connect", "connect failed", "socket closed")
+
+
+class ChannelPool:
+    """One grpc channel per provider address, shared by every service on it."""
+
+    def __init__(self, *, max_message_size: int = 4 * 1024 * 1024) -> None:
+        self._options = [
+            ("grpc.max_receive_message_length", max_message_size),
+            ("grpc.max_send_message_length", max_message_size),
+            ("grpc.enable_retries", 0),  # the cluster invoker retries, with its own rules
+        ]
+        self._lock = threading.Lock()
+        self._channels: dict[str, tuple[grpc.Channel, int]] = {}
+
+    def acquire(self, address: str) -> grpc.Channel:
+        with self._lock:
+            channel, count = self._channels.get(address, (None, 0))
+            if channel is None:
+                channel = grpc.insecure_channel(address, options=self._options)
+            self._channels[address] = (channel, count + 1)
+            return channel
+
+    def release(self, address: str) -> None:
+        with self._lock:
+            channel, count = self._channels.get(address, (None, 0))
+            if channel is None:
+                return
+            if count > 1:
+                self._channels[address] = (channel, count - 1)
+                return
+            del self._channels[address]
+        channel.close()
+
+    def addresses(self) -> list[str]:
+        with self._lock:
+            return sorted(self._channels)
+
+    def close(self) -> None:
+        with self._lock:
+            channels = [c for c, _ in self._channels.values()]
+            self._channels.clear()
+        for channel in channels:
+            channel.close()
+
+
+def _response_class(full_name: str) -> type:
+    from google.protobuf import descriptor_pool, message_factory
+
+    try:
+        descriptor = descriptor_pool.Default().FindMessageTypeByName(full_name)
+    except KeyError:
+        raise errors.SerializationError(
+            f"protobuf message type {full_name} is unknown here: import the module generated "
+            f"from its .proto before calling") from None
+    return message_factory.GetMessageClass(descriptor)
+
+
+def translate_error(exc: grpc.RpcError, invocation: Invocation, address: str) -> BaseException:
+    """The govrpc error (or re-raisable business exception) for a failed grpc call."""
+    code = exc.code() if hasattr(exc, "code") else grpc.StatusCode.UNKNOWN
+    details = (exc.details() if hasattr(exc, "details") else None) or str(code)
+    trailing = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
+    where = f"{invocation} on {address}"
+    remote_type = trailing.get(EXCEPTION_KEY)
+    if remote_type is not None:
+        cls = errors.safe_exception_class(remote_type)
+        if cls is not None:
+            try:
+                return cls(details)
+            except Exception:  # noqa: BLE001 - a class that cannot be rebuilt from a message
+                pass
+        return errors.RemoteError(remote_type, details, invocation=invocation)
+    error_name = trailing.get(ERROR_KEY)
+    known = errors.error_class(error_name) if error_name else None
+    if known is not None:
+        return known(f"{where}: {details}", invocation=invocation)
+    text = details.lower()
+    cls_: type[errors.GovRpcError]
+    if code is grpc.StatusCode.UNAVAILABLE:
+        refused = any(marker in text for marker in _REFUSED)
+        cls_ = errors.ConnectionRefusedByProviderError if refused else errors.ProviderUnavailableError
+    elif code is grpc.StatusCode.DEADLINE_EXCEEDED:
+        cls_ = errors.CallTimeoutError
+    elif code is grpc.StatusCode.UNIMPLEMENTED:
+        cls_ = errors.MethodNotFoundError
+    elif code is grpc.StatusCode.RESOURCE_EXHAUSTED:
+        too_large = any(marker in text for marker in _TOO_LARGE)
+        cls_ = errors.MessageTooLargeError if too_large else errors.RateLimitedError
+    elif code is grpc.StatusCode.CANCELLED:
+        cls_ = errors.CancelledError
+    elif code is grpc.StatusCode.UNAUTHENTICATED:
+        cls_ = errors.UnauthenticatedError
+    else:
+        error = errors.RpcError(f"{where}: {code.name}: {details}", invocation=invocation)
+        error.code = code.name  # type: ignore[misc]
+        return error
+    return cls_(f"{where}: {details}", invocation=invocation)
+
+
+class GrpcInvoker(Invoker):
+    """Calls one provider over its address's shared channel.
+
+    Counts in-flight calls (``active``, read by balancers); ``close`` releases
+    the channel once the last in-flight call has finished.
+    """
+
+    def __init__(self, url: URL, pool: ChannelPool) -> None:
+        self.url = url
+        self.address = url.address
+        self._pool = pool
+        self._channel = pool.acquire(self.address)
+        serializer_name = url.params.get("serialization", "msgpack")
+        self.serializer: Serializer = get_extension("govrpc.serializer", serializer_name)()
+        key_metadata = (KEY_KEY, str(url.service_key))
+        self._key_metadata = (key_metadata,) if url.params.get("dispatch") == "key" else ()
+        self._methods: dict[str, tuple[Callable[..., Any], Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
+        self._lock = threading.Lock()
+        self.active = 0
+        self._closed = False
+        self._released = False
+
+    def _method(self, name: str) -> tuple[Callable[..., Any], Callable[[Invocation], bytes], Callable[[Any], Any]]:
+        entry = self._methods.get(name)
+        if entry is None:
+            response_type = self.url.params.get(f"{name}.response")
+            if response_type:
+                cls = _response_class(response_type)
+                encode: Callable[[Invocation], bytes] = _protobuf_request(name, response_type)
+                decode: Callable[[Any], Any] = cls.FromString
+            else:
+                dumps = self.serializer.dumps
+
+                def encode(invocation: Invocation) -> bytes:
+                    return dumps((invocation.args, invocation.kwargs))
+
+                decode = self.serializer.loads
+            call = self._channel.unary_unary(f"/{self.url.path}/{name}", _registered_method=True)
+            entry = (call, encode, decode)
+            self._methods[name] = entry
+        return entry
+
+    def invoke(self, invocation: Invocation) -> Any:
+        if self._closed:
+            raise errors.ProviderUnavailableError(f"{invocation}: provider {self.address} has left",
+                                                  invocation=invocation)
+        call, encode, decode = self._method(invocation.method)
+        timeout = invocation.deadline - time.monotonic()
+        if timeout <= 0:
+            raise errors.CallTimeoutError(f"{invocation}: deadline passed before calling {self.address}",
+                                          invocation=invocation)
+        try:
+            request = encode(invocation)
+        except errors.GovRpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever the serializer raises
+            raise errors.SerializationError(
+                f"{invocation}: cannot encode the arguments with {self.serializer.name}: {exc}",
+                invocation=invocation) from exc
+        attachments = invocation.attachments
+        metadata = self._key_metadata + tuple(attachments.items()) if attachments else self._key_metadata
+        with self._lock:
+            self.active += 1
+        try:
+            if invocation.oneway:
+                future = call.future(request, timeout=timeout, metadata=metadata or None)
+                future.add_done_callback(lambda f, inv=invocation: self._oneway_done(f, inv))
+                return None
+            response = call(request, timeout=timeout, metadata=metadata or None)
+        except grpc.RpcError as exc:
+            raise translate_error(exc, invocation, self.address) from None
+        finally:
+            if not invocation.oneway:
+                self._done()
+        try:
+            return decode(response)
+        except Exception as exc:  # noqa: BLE001
+            raise errors.SerializationError(f"{invocation}: cannot decode the response: {exc}",
+                                            invocation=invocation) from exc
+
+    def _oneway_done(self, future: Any, invocation: Invocation) -> None:
+        self._done()
+        exc = future.exception()
+        if exc is not None:
+            log.warning("oneway %s to %s failed: %s", invocation, self.address,
+                        translate_error(exc, invocation, self.address))
+
+    def _done(self) -> None:
+        with self._lock:
+            self.active -= 1
+            release = self._closed and self.active == 0 and not self._released
+            if release:
+                self._released = True
+        if release:
+            self._pool.release(self.address)
+
+    @property
+    def available(self) -> bool:
+        return not self._closed
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            release = self.active == 0 and not self._released
+            if release:
+                self._released = True
+        if release:
+            self._pool.release(self.address)
+
+    def __repr__(self) -> str:
+        return f"GrpcInvoker({self.address}/{self.url.path})"
+
+
+def _protobuf_request(method: str, response_type: str) -> Callable[[Any], bytes]:
+    from google.protobuf.message import Message
+
+    def encode(invocation: Invocation) -> bytes:
+        args = invocation.args
+        if len(args) != 1 or invocation.kwargs or not isinstance(args[0], Message):
+            raise errors.SerializationError(
+                f"{invocation}: a protobuf method takes exactly one protobuf message "
+                f"(it returns {response_type})", invocation=invocation)
+        return args[0].SerializeToString()
+
+    return encode

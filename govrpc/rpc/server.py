@@ -1,0 +1,218 @@
+"""The provider's end of the wire: one grpc server dispatching ``/service/method``.
+
+A request arrives, is decoded (protobuf or the server's serializer), becomes an
+``Invocation``, runs through the provider filter chain to the user's method, and
+its value or exception is encoded back. Business exceptions travel as status
+UNKNOWN with the exception's ``module.QualName`` in trailing metadata; govrpc
+errors raised by provider filters travel with their class name, so the consumer
+rebuilds the same error. A single generic handler does the dispatch with one
+dict lookup; it answers unknown services and methods with UNIMPLEMENTED naming
+what was asked for.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent import futures
+from typing import Any, Callable, Iterable
+
+import grpc
+
+from govrpc.exceptions import GovRpcError
+from govrpc.invocation import Invocation, Invoker
+from govrpc.rpc.serialization import Serializer
+from govrpc.service import MethodSpec
+from govrpc.url import ServiceKey
+
+__all__ = ["EXCEPTION_KEY", "ERROR_KEY", "KEY_KEY", "GrpcServer", "ExportedService"]
+
+log = logging.getLogger("govrpc.rpc.server")
+
+EXCEPTION_KEY = "govrpc-exception"   # trailing: module.QualName of a business exception
+ERROR_KEY = "govrpc-error"           # trailing: class name of a govrpc error
+KEY_KEY = "govrpc-key"               # request: service key, when one server hosts several
+
+
+class ExportedService:
+    """A service as the transport sees it: its key, methods and the invoker behind them."""
+
+    def __init__(self, key: ServiceKey, methods: Iterable[MethodSpec], invoker: Invoker,
+                 serializer: Serializer) -> None:
+        self.key = key
+        self.methods = {m.name: m for m in methods}
+        self.invoker = invoker
+        self.serializer = serializer
+
+
+def _status(code_name: str) -> grpc.StatusCode:
+    return getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN)
+
+
+def _fail(context: grpc.ServicerContext, exc: BaseException) -> None:
+    """Abort the call with ``exc`` encoded for the consumer (raises)."""
+    if isinstance(exc, GovRpcError):
+        context.set_trailing_metadata(((ERROR_KEY, type(exc).__name__),))
+        context.abort(_status(exc.code), exc.message or str(exc))
+    cls = type(exc)
+    context.set_trailing_metadata(((EXCEPTION_KEY, f"{cls.__module__}.{cls.__qualname__}"),))
+    context.abort(grpc.StatusCode.UNKNOWN, str(exc))
+
+
+def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[Any, grpc.ServicerContext], Any]:
+    """The function grpc calls for one method; closes over everything it needs."""
+    key, name, invoker = exported.key, spec.name, exported.invoker
+    loads, dumps = exported.serializer.loads, exported.serializer.dumps
+    protobuf = spec.is_protobuf
+    monotonic = time.monotonic
+
+    def behavior(request: Any, context: grpc.ServicerContext) -> Any:
+        if protobuf:
+            args: tuple[Any, ...] = (request,)
+            kwargs: dict[str, Any] = {}
+        else:
+            try:
+                args, kwargs = loads(request)
+            except Exception as exc:  # noqa: BLE001 - any decoding failure is the caller's
+                context.set_trailing_metadata(((ERROR_KEY, "SerializationError"),))
+                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                              f"{key}.{name}: cannot decode the request: {exc}")
+        metadata = context.invocation_metadata()
+        attachments = {k: v for k, v in metadata if isinstance(v, str)} if metadata else {}
+        remaining = context.time_remaining()
+        deadline = monotonic() + remaining if remaining is not None else float("inf")
+        invocation = Invocation(key, name, tuple(args), kwargs, attachments, deadline)
+        try:
+            value = invoker.invoke(invocation)
+        except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
+            _fail(context, exc)
+        if protobuf:
+            return value
+        try:
+            return dumps(value)
+        except Exception as exc:  # noqa: BLE001
+            context.set_trailing_metadata(((ERROR_KEY, "SerializationError"),))
+            context.abort(grpc.StatusCode.INTERNAL,
+                          f"{key}.{name}: cannot encode the result {type(value).__name__}: {exc}")
+
+    return behavior
+
+
+def _rpc_handler(exported: ExportedService, spec: MethodSpec) -> grpc.RpcMethodHandler:
+    behavior = _unary_behavior(exported, spec)
+    if spec.is_protobuf:
+        return grpc.unary_unary_rpc_method_handler(
+            behavior,
+            request_deserializer=spec.request_type.FromString,  # type: ignore[union-attr]
+            response_serializer=spec.response_type.SerializeToString)  # type: ignore[union-attr]
+    return grpc.unary_unary_rpc_method_handler(behavior)
+
+
+def _unimplemented(message: str) -> grpc.RpcMethodHandler:
+    def behavior(request: Any, context: grpc.ServicerContext) -> Any:
+        context.set_trailing_metadata(((ERROR_KEY, "MethodNotFoundError"),))
+        context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+    return grpc.unary_unary_rpc_method_handler(behavior)
+
+
+class _KeyedHandler:
+    """Chooses among several versions/groups of one service by the ``govrpc-key`` metadata."""
+
+    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler], path: str) -> None:
+        self.handlers = handlers
+        self.path = path
+
+    def pick(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
+        wanted = next((v for k, v in details.invocation_metadata if k == KEY_KEY), None)
+        handler = self.handlers.get(wanted) if wanted is not None else None
+        if handler is None:
+            return _unimplemented(
+                f"{self.path}: this server hosts {', '.join(sorted(self.handlers))}; "
+                f"the call asked for {wanted or 'no particular version'}")
+        return handler
+
+
+class _Dispatcher(grpc.GenericRpcHandler):
+    def __init__(self) -> None:
+        self.paths: dict[str, Any] = {}
+        self.services: dict[str, set[str]] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        path = handler_call_details.method
+        handler = self.paths.get(path)
+        if handler is None:
+            return self._missing(path)
+        if isinstance(handler, _KeyedHandler):
+            return handler.pick(handler_call_details)
+        return handler
+
+    def _missing(self, path: str) -> grpc.RpcMethodHandler:
+        service, _, method = path.lstrip("/").partition("/")
+        if service in self.services:
+            known = ", ".join(sorted(self.services[service]))
+            return _unimplemented(f"service {service} has no method {method!r}; its methods: {known}")
+        hosted = ", ".join(sorted(self.services)) or "none"
+        return _unimplemented(f"no service {service!r} on this server; it hosts: {hosted}")
+
+
+class GrpcServer:
+    """A grpc server hosting exported services; knows nothing of registries or routing."""
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 16,
+                 max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = ()) -> None:
+        self.host = host
+        self.requested_port = port
+        self.max_workers = max_workers
+        self._options = [
+            ("grpc.max_receive_message_length", max_message_size),
+            ("grpc.max_send_message_length", max_message_size),
+            ("grpc.so_reuseport", 0),
+            *options,
+        ]
+        self._dispatcher = _Dispatcher()
+        self._exports: list[ExportedService] = []
+        self._server: grpc.Server | None = None
+        self.port = 0
+
+    def export(self, exported: ExportedService) -> None:
+        self._exports.append(exported)
+
+    def hosts_several(self, service: str) -> bool:
+        """Does this server host more than one version/group of ``service``?"""
+        return sum(1 for e in self._exports if e.key.service == service) > 1
+
+    def _build(self) -> None:
+        by_path: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        for exported in self._exports:
+            self._dispatcher.services.setdefault(exported.key.service, set()).update(exported.methods)
+            for spec in exported.methods.values():
+                path = f"/{exported.key.service}/{spec.name}"
+                by_path.setdefault(path, {})[str(exported.key)] = _rpc_handler(exported, spec)
+        for path, handlers in by_path.items():
+            self._dispatcher.paths[path] = (next(iter(handlers.values())) if len(handlers) == 1
+                                            else _KeyedHandler(handlers, path))
+
+    def start(self) -> int:
+        """Bind and start serving; returns the bound port."""
+        self._build()
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.max_workers,
+                                                        thread_name_prefix="govrpc-server"),
+                             handlers=[self._dispatcher], options=self._options)
+        try:
+            self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
+        except RuntimeError as exc:
+            raise OSError(f"cannot bind {self.host}:{self.requested_port}: {exc}") from exc
+        server.start()
+        self._server = server
+        return self.port
+
+    def stop(self, grace: float | None) -> None:
+        """Refuse new calls, let in-flight ones finish for up to ``grace`` seconds, then stop."""
+        if self._server is not None:
+            self._server.stop(grace).wait(timeout=(grace or 0) + 5)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        if self._server is None:
+            return True
+        return self._server.wait_for_termination(timeout)

@@ -1,0 +1,204 @@
+"""``govrpc.Server``: hosts marked services on gRPC and registers them.
+
+Start binds the port, then registers one provider URL per service. Stop is
+the order a rolling deploy needs: deregister, wait for consumers to see it,
+refuse new calls and drain in-flight ones, then stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Iterable, Mapping
+
+from govrpc.exceptions import ConfigurationError, MethodNotFoundError
+from govrpc.extension import get_extension
+from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
+from govrpc.registry.base import Registry, acquire_registry, release_registry
+from govrpc.rpc.server import ExportedService, GrpcServer
+from govrpc.service import ServiceSpec, describe
+from govrpc.url import URL, ServiceKey
+
+__all__ = ["ProviderInvoker", "Server"]
+
+log = logging.getLogger("govrpc.server")
+
+
+class ProviderInvoker(Invoker):
+    """Calls the user's method on the service instance: the end of the provider chain."""
+
+    def __init__(self, instance: Any, spec: ServiceSpec, url: URL) -> None:
+        self.url = url
+        self.spec = spec
+        self._methods = {m.name: getattr(instance, m.name) for m in spec.methods}
+
+    def invoke(self, invocation: Invocation) -> Any:
+        method = self._methods.get(invocation.method)
+        if method is None:
+            raise MethodNotFoundError(
+                f"service {self.spec.key} has no method {invocation.method!r}; "
+                f"its methods: {', '.join(sorted(self._methods))}", invocation=invocation)
+        return method(*invocation.args, **invocation.kwargs)
+
+
+def _load_filters(filters: Iterable[Filter | str], side: str) -> list[Filter]:
+    loaded = []
+    for f in filters:
+        if isinstance(f, str):
+            f = get_extension("govrpc.filter", f)()
+        if not isinstance(f, Filter):
+            raise ConfigurationError(f"{f!r} is not a govrpc Filter")
+        if f.side not in (side, "both"):
+            raise ConfigurationError(f"filter {type(f).__name__} runs on the {f.side} side, not the {side} side")
+        loaded.append(f)
+    return loaded
+
+
+class Server:
+    """A gRPC server hosting govrpc services, registered in a registry.
+
+    Args:
+        registry: registry URL (``memory://`` by default) or a ``Registry``.
+        host: address to bind (and to publish, unless ``advertise`` is given).
+        port: port to bind; 0 picks a free one (see ``port`` after start).
+        max_workers: threads serving calls.
+        weight: published load-balancing weight (> 0).
+        tags: free-form parameters published with every service (``zone``, ``tag``...).
+        application: the application name published with every service.
+        warmup: seconds over which consumers ramp this provider's weight up.
+        serializer: name of the serializer for non-protobuf methods.
+        max_message_size: bytes; larger requests or responses are refused.
+        filters: provider filters (instances or ``govrpc.filter`` names).
+    """
+
+    def __init__(self, registry: str | Registry | None = None, *, host: str = "127.0.0.1", port: int = 0,
+                 max_workers: int = 16, weight: int = 100, tags: Mapping[str, str] | None = None,
+                 application: str = "", warmup: int = 600, serializer: str = "msgpack",
+                 max_message_size: int = 4 * 1024 * 1024, filters: Iterable[Filter | str] = (),
+                 advertise: str | None = None) -> None:
+        if not isinstance(weight, int) or weight <= 0:
+            raise ConfigurationError(f"weight must be a positive integer, not {weight!r}")
+        if max_workers <= 0:
+            raise ConfigurationError(f"max_workers must be positive, not {max_workers!r}")
+        self._registry_address = registry
+        self.registry: Registry | None = None
+        self.host = host
+        self.advertise = advertise or host
+        self.weight = weight
+        self.tags = dict(tags or {})
+        self.application = application or "govrpc-provider"
+        self.warmup = warmup
+        self.serializer_name = serializer
+        self._serializer = get_extension("govrpc.serializer", serializer)()
+        self.filters = _load_filters(filters, "provider")
+        self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size)
+        self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
+        self.urls: list[URL] = []
+        self.invokers: dict[ServiceKey, Invoker] = {}
+        self._state = "new"
+        self._lock = threading.Lock()
+
+    # -- configuration ------------------------------------------------------------
+    def add(self, instance: Any) -> Server:
+        """Host ``instance``, an object of a class marked with ``@govrpc.service``."""
+        spec = describe(instance)
+        if self._state != "new":
+            raise ConfigurationError(f"cannot add service {spec.key}: the server has already started")
+        if spec.key in self._services:
+            other = type(self._services[spec.key][0]).__qualname__
+            raise ConfigurationError(
+                f"service {spec.key} is already hosted by this server (class {other}); "
+                f"give {type(instance).__qualname__} another name, version or group")
+        self._services[spec.key] = (instance, spec)
+        return self
+
+    # -- lifecycle ---------------------------------------------------------------
+    @property
+    def port(self) -> int:
+        return self._grpc.port
+
+    def _provider_url(self, spec: ServiceSpec) -> URL:
+        params: dict[str, Any] = {}
+        if spec.key.version:
+            params["version"] = spec.key.version
+        if spec.key.group:
+            params["group"] = spec.key.group
+        params.update(
+            methods=",".join(m.name for m in spec.methods),
+            application=self.application,
+            weight=self.weight,
+            warmup=self.warmup,
+            serialization=self.serializer_name,
+            timestamp=int(time.time() * 1000),
+            pid=os.getpid(),
+        )
+        for m in spec.methods:
+            if m.is_protobuf:
+                params[f"{m.name}.response"] = m.response_type.DESCRIPTOR.full_name  # type: ignore[union-attr]
+            if m.idempotent:
+                params[f"{m.name}.idempotent"] = "true"
+        if self._grpc.hosts_several(spec.key.service):
+            params["dispatch"] = "key"
+        params.update(self.tags)
+        return URL("grpc", self.advertise, self.port, spec.key.service, params)
+
+    def start(self) -> Server:
+        """Bind, serve, then register every service. Returns the server."""
+        with self._lock:
+            if self._state != "new":
+                raise ConfigurationError(f"server already {self._state}")
+            if not self._services:
+                raise ConfigurationError("server has no service; call add() first")
+            self.registry = acquire_registry(self._registry_address)
+            # a placeholder URL per service until the port is known
+            for key, (instance, spec) in self._services.items():
+                invoker = build_filter_chain(self.filters, ProviderInvoker(instance, spec, URL("grpc", self.host, 0, key.service)))
+                self.invokers[key] = invoker
+                self._grpc.export(ExportedService(key, spec.methods, invoker, self._serializer))
+            try:
+                self._grpc.start()
+            except Exception:
+                release_registry(self.registry)
+                self._state = "stopped"
+                raise
+            self._state = "started"
+        for _, spec in self._services.values():
+            url = self._provider_url(spec)
+            self.registry.register(url)
+            self.urls.append(url)
+        log.info("serving %s on %s:%d", ", ".join(str(k) for k in self._services), self.host, self.port)
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (or ``timeout`` passes); True if it stopped."""
+        return self._grpc.wait(timeout)
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Deregister, let consumers notice, drain in-flight calls for up to ``grace`` s, stop."""
+        with self._lock:
+            if self._state != "started":
+                self._state = "stopped"
+                return
+            self._state = "stopping"
+        registry = self.registry
+        assert registry is not None
+        for url in self.urls:
+            try:
+                registry.unregister(url)
+            except Exception:  # noqa: BLE001 - stopping must go on
+                log.exception("cannot deregister %s", url)
+        delay = registry.propagation_delay
+        if delay and grace:
+            time.sleep(min(delay, grace))
+        self._grpc.stop(grace)
+        release_registry(registry)
+        self._state = "stopped"
+        log.info("stopped %s:%d", self.host, self.port)
+
+    def __enter__(self) -> Server:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
