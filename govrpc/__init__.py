@@ -11,6 +11,7 @@ fault tolerance, balancing), ``router``, ``flowctl``, ``degrade``, ``trace``
 (governance stages), ``rpc`` (the gRPC transport; the only one importing grpc).
 """
 
+from govrpc.admin import Admin
 from govrpc.client import Client
 from govrpc.context import attachments
 from govrpc.exceptions import (
@@ -42,6 +43,7 @@ from govrpc.url import URL, ServiceKey
 __version__ = "0.1.0"
 
 __all__ = [
+    "Admin",
     "CallTimeoutError",
     "CircuitOpenError",
     "Client",
