@@ -1,0 +1,150 @@
+"""memory:// and file:// registries: the Registry contract, and file across processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import govrpc
+from govrpc.registry import acquire_registry, release_registry
+from govrpc.url import URL
+
+
+@pytest.fixture(params=["memory", "file"])
+def registry(request, memory_registry, file_registry):
+    address = memory_registry if request.param == "memory" else file_registry
+    reg = acquire_registry(address)
+    yield reg
+    release_registry(reg)
+
+
+def _wait(predicate, timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.02)
+    return predicate()
+
+
+def test_register_subscribe_unregister(registry) -> None:
+    pushes: list[list[URL]] = []
+    lock = threading.Lock()
+
+    def listener(urls: list[URL]) -> None:
+        with lock:
+            pushes.append(urls)
+
+    a = URL.parse("grpc://127.0.0.1:1001/reg.Svc?version=1")
+    b = URL.parse("grpc://127.0.0.1:1002/reg.Svc?version=1")
+    consumer = URL.parse("consumer://127.0.0.1/reg.Svc?application=web")
+    registry.subscribe("reg.Svc", listener)
+    assert pushes[0] == []
+    registry.register(a)
+    registry.register(b)
+    registry.register(consumer)
+    assert _wait(lambda: pushes and set(pushes[-1]) == {a, b})
+    assert set(registry.lookup("reg.Svc")) == {a, b}
+    assert registry.lookup("reg.Svc", "consumers") == [consumer]
+    assert "reg.Svc" in registry.services()
+    registry.unregister(a)
+    assert _wait(lambda: pushes[-1] == [b])
+    registry.unsubscribe("reg.Svc", listener)
+    count = len(pushes)
+    registry.unregister(b)
+    time.sleep(0.3)
+    assert len(pushes) == count
+    registry.unregister(b)  # unknown: ignored
+
+
+def test_rules_are_stored_and_watched(registry) -> None:
+    seen: list[dict[str, str]] = []
+    registry.watch_rules("reg.Svc", "routers", seen.append)
+    assert seen[-1] == {}
+    registry.put_rule("reg.Svc", "routers", "r1", "host = 1.2.3.4 => false")
+    assert _wait(lambda: seen[-1] == {"r1": "host = 1.2.3.4 => false"})
+    assert registry.rules("reg.Svc", "routers") == {"r1": "host = 1.2.3.4 => false"}
+    registry.delete_rule("reg.Svc", "routers", "r1")
+    assert _wait(lambda: seen[-1] == {})
+    with pytest.raises(govrpc.ConfigurationError, match="category"):
+        registry.put_rule("reg.Svc", "providers", "x", "y")
+    with pytest.raises(govrpc.ConfigurationError, match="rule name"):
+        registry.put_rule("reg.Svc", "routers", "../escape", "y")
+
+
+def test_a_failing_listener_does_not_stop_the_others(registry) -> None:
+    good: list[list[URL]] = []
+
+    def bad(urls: list[URL]) -> None:
+        raise RuntimeError("listener bug")
+
+    registry.subscribe("reg.Bad", bad)
+    registry.subscribe("reg.Bad", good.append)
+    url = URL.parse("grpc://127.0.0.1:1003/reg.Bad")
+    registry.register(url)
+    assert _wait(lambda: good and good[-1] == [url])
+
+
+CHILD = textwrap.dedent("""
+    import sys, time
+    from govrpc.registry import acquire_registry
+    from govrpc.url import URL
+    reg = acquire_registry({registry!r})
+    reg.register(URL.parse("grpc://127.0.0.1:{port}/reg.Multi"))
+    print("ready", flush=True)
+    time.sleep(60)
+""")
+
+
+def test_file_registry_across_processes_and_crashed_providers(file_registry) -> None:
+    registry = acquire_registry(file_registry)
+    seen: list[list[URL]] = []
+    registry.subscribe("reg.Multi", seen.append)
+    child = subprocess.Popen([sys.executable, "-c", CHILD.format(registry=file_registry, port=4242)],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        started = time.monotonic()
+        assert _wait(lambda: seen and [u.port for u in seen[-1]] == [4242], timeout=2)
+        assert time.monotonic() - started < 0.5 + 0.5  # half a second, plus slack for a busy machine
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+        assert _wait(lambda: seen[-1] == [], timeout=2)  # the dead process's entry is removed
+        assert registry.lookup("reg.Multi") == []
+    finally:
+        child.kill()
+        child.wait()
+        assert child.stdout is not None
+        child.stdout.close()
+        release_registry(registry)
+
+
+def test_file_registry_skips_garbage_and_writes_atomically(file_registry, tmp_path: Path) -> None:
+    registry = acquire_registry(file_registry)
+    try:
+        good = URL.parse("grpc://127.0.0.1:5000/reg.G")
+        registry.register(good)
+        directory = tmp_path / "registry" / "reg.G" / "providers"
+        (directory / "garbage").write_text("{not json")
+        (directory / "wrong-service").write_text('{"url": "grpc://127.0.0.1:5001/other.Svc", "pid": 0}')
+        assert registry.lookup("reg.G") == [good]
+        assert not [p for p in os.listdir(directory) if p.startswith(".tmp")]
+    finally:
+        release_registry(registry)
+
+
+def test_memory_registries_are_shared_per_url(memory_registry) -> None:
+    a = acquire_registry(memory_registry)
+    b = acquire_registry(memory_registry)
+    other = acquire_registry(memory_registry + "-other")
+    assert a is b and a is not other
+    for r in (a, b, other):
+        release_registry(r)

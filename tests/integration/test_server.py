@@ -1,0 +1,88 @@
+"""Server lifecycle: register on start, deregister-drain-stop, bad configuration."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+import govrpc
+from govrpc.registry import acquire_registry, release_registry
+from tests.integration.services import Echo
+
+
+def test_start_registers_and_stop_deregisters_then_drains(memory_registry, client_factory) -> None:
+    registry = acquire_registry(memory_registry)
+    server = govrpc.Server(memory_registry, weight=50, tags={"zone": "a"}, application="shop")
+    server.add(Echo())
+    assert registry.lookup("test.Echo") == []
+    with server:
+        assert server.port > 0
+        (url,) = registry.lookup("test.Echo")
+        assert url.address == f"127.0.0.1:{server.port}"
+        assert url.params["weight"] == "50" and url.params["zone"] == "a"
+        assert url.params["application"] == "shop"
+        assert set(url.methods) >= {"echo", "sleep", "add"}
+        assert url.params["echo.idempotent"] == "true"
+
+        proxy = client_factory(memory_registry).proxy("test.Echo", timeout=5.0, retries=0)
+        in_flight = proxy.sleep.future(1.0)
+        time.sleep(0.2)
+        stopper = threading.Thread(target=server.stop, kwargs={"grace": 3.0})
+        stopper.start()
+        time.sleep(0.1)
+        assert registry.lookup("test.Echo") == []  # deregistered first...
+        assert in_flight.result(timeout=5) == 1.0  # ...and the in-flight call still finished
+        stopper.join(5)
+    release_registry(registry)
+
+
+def test_duplicate_service_and_bad_options_are_refused(memory_registry) -> None:
+    server = govrpc.Server(memory_registry)
+    server.add(Echo())
+    with pytest.raises(govrpc.ConfigurationError, match="already hosted"):
+        server.add(Echo())
+    with pytest.raises(govrpc.ConfigurationError, match="weight"):
+        govrpc.Server(memory_registry, weight=0)
+    with pytest.raises(govrpc.ExtensionNotFoundError, match="pickle.*json"):
+        govrpc.Server(memory_registry, serializer="pickle")
+    with pytest.raises(govrpc.ConfigurationError, match="no service"):
+        govrpc.Server(memory_registry).start()
+
+
+def test_two_versions_of_one_service_on_one_server(memory_registry, start_server, client_factory) -> None:
+    @govrpc.service("test.Versioned", version="1")
+    class V1:
+        def which(self) -> str:
+            return "v1"
+
+    @govrpc.service("test.Versioned", version="2")
+    class V2:
+        def which(self) -> str:
+            return "v2"
+
+    start_server(memory_registry, V1(), V2())
+    client = client_factory(memory_registry)
+    assert {client.proxy("test.Versioned", version="1").which() for _ in range(5)} == {"v1"}
+    assert {client.proxy("test.Versioned", version="2").which() for _ in range(5)} == {"v2"}
+
+
+@pytest.mark.parametrize("address, message", [
+    ("nowhere", "not a URL"),
+    ("etcd://127.0.0.1:2379", "no govrpc.registry extension named 'etcd'"),
+    ("file://relative/dir", "absolute path"),
+])
+def test_bad_registry_addresses_name_the_mistake(address: str, message: str) -> None:
+    with pytest.raises(govrpc.ConfigurationError, match=message):
+        govrpc.Client(address)
+
+
+def test_unknown_strategy_names_list_the_installed_ones(memory_registry, client_factory) -> None:
+    client = client_factory(memory_registry)
+    with pytest.raises(govrpc.ExtensionNotFoundError, match="'nope'.*failover"):
+        client.proxy("test.Echo", cluster="nope")
+    with pytest.raises(govrpc.ExtensionNotFoundError, match="'nope'.*random"):
+        client.proxy("test.Echo", loadbalance="nope")
+    with pytest.raises(govrpc.ConfigurationError, match="timeout"):
+        client.proxy("test.Echo", timeout=0)
