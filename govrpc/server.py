@@ -102,17 +102,35 @@ class Server:
 
     # -- configuration ------------------------------------------------------------
     def add(self, instance: Any) -> Server:
-        """Host ``instance``, an object of a class marked with ``@govrpc.service``."""
+        """Host ``instance``, an object of a class marked with ``@govrpc.service``.
+
+        Before ``start`` the service is registered on start; after it, at once.
+        """
         spec = describe(instance)
-        if self._state != "new":
-            raise ConfigurationError(f"cannot add service {spec.key}: the server has already started")
-        if spec.key in self._services:
-            other = type(self._services[spec.key][0]).__qualname__
-            raise ConfigurationError(
-                f"service {spec.key} is already hosted by this server (class {other}); "
-                f"give {type(instance).__qualname__} another name, version or group")
-        self._services[spec.key] = (instance, spec)
+        with self._lock:
+            if self._state in ("stopping", "stopped"):
+                raise ConfigurationError(f"cannot add service {spec.key}: the server is {self._state}")
+            if spec.key in self._services:
+                other = type(self._services[spec.key][0]).__qualname__
+                raise ConfigurationError(
+                    f"service {spec.key} is already hosted by this server (class {other}); "
+                    f"give {type(instance).__qualname__} another name, version or group")
+            self._services[spec.key] = (instance, spec)
+            started = self._state == "started"
+        if started:
+            self._export(instance, spec)
         return self
+
+    def _export(self, instance: Any, spec: ServiceSpec) -> None:
+        """Serve one service, then register it."""
+        invoker = build_filter_chain(self.filters, ProviderInvoker(instance, spec, URL("grpc", self.host, 0,
+                                                                                         spec.key.service)))
+        self.invokers[spec.key] = invoker
+        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer))
+        url = self._provider_url(spec)
+        assert self.registry is not None
+        self.registry.register(url)
+        self.urls.append(url)
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -145,18 +163,11 @@ class Server:
         return URL("grpc", self.advertise, self.port, spec.key.service, params)
 
     def start(self) -> Server:
-        """Bind, serve, then register every service. Returns the server."""
+        """Bind, serve, then register every service added so far. Returns the server."""
         with self._lock:
             if self._state != "new":
                 raise ConfigurationError(f"server already {self._state}")
-            if not self._services:
-                raise ConfigurationError("server has no service; call add() first")
             self.registry = acquire_registry(self._registry_address)
-            # a placeholder URL per service until the port is known
-            for key, (instance, spec) in self._services.items():
-                invoker = build_filter_chain(self.filters, ProviderInvoker(instance, spec, URL("grpc", self.host, 0, key.service)))
-                self.invokers[key] = invoker
-                self._grpc.export(ExportedService(key, spec.methods, invoker, self._serializer))
             try:
                 self._grpc.start()
             except Exception:
@@ -164,11 +175,11 @@ class Server:
                 self._state = "stopped"
                 raise
             self._state = "started"
-        for _, spec in self._services.values():
-            url = self._provider_url(spec)
-            self.registry.register(url)
-            self.urls.append(url)
-        log.info("serving %s on %s:%d", ", ".join(str(k) for k in self._services), self.host, self.port)
+            services = list(self._services.values())
+        for instance, spec in services:
+            self._export(instance, spec)
+        log.info("serving %s on %s:%d", ", ".join(str(k) for k in self._services) or "nothing yet",
+                 self.host, self.port)
         return self
 
     def wait(self, timeout: float | None = None) -> bool:

@@ -117,19 +117,24 @@ def _unimplemented(message: str) -> grpc.RpcMethodHandler:
 
 
 class _KeyedHandler:
-    """Chooses among several versions/groups of one service by the ``govrpc-key`` metadata."""
+    """Chooses among several versions/groups of one service by the ``govrpc-key`` metadata.
 
-    def __init__(self, handlers: dict[str, grpc.RpcMethodHandler], path: str) -> None:
-        self.handlers = handlers
+    A call without the key goes to the first one exported: its provider URL was
+    published before a second version made the key necessary.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
         self.path = path
 
     def pick(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         wanted = next((v for k, v in details.invocation_metadata if k == KEY_KEY), None)
-        handler = self.handlers.get(wanted) if wanted is not None else None
+        if wanted is None:
+            return next(iter(self.handlers.values()))
+        handler = self.handlers.get(wanted)
         if handler is None:
             return _unimplemented(
-                f"{self.path}: this server hosts {', '.join(sorted(self.handlers))}; "
-                f"the call asked for {wanted or 'no particular version'}")
+                f"{self.path}: this server hosts {', '.join(sorted(self.handlers))}, not {wanted}")
         return handler
 
 
@@ -176,26 +181,35 @@ class GrpcServer:
         self.port = 0
 
     def export(self, exported: ExportedService) -> None:
+        """Serve ``exported``; allowed before and after ``start`` (the dispatch table is swapped)."""
         self._exports.append(exported)
+        dispatcher = self._dispatcher
+        services = dict(dispatcher.services)
+        services[exported.key.service] = services.get(exported.key.service, set()) | set(exported.methods)
+        paths = dict(dispatcher.paths)
+        for spec in exported.methods.values():
+            path = f"/{exported.key.service}/{spec.name}"
+            handler = _rpc_handler(exported, spec)
+            current = paths.get(path)
+            if current is None:
+                paths[path] = handler
+                continue
+            if not isinstance(current, _KeyedHandler):
+                first = next(e for e in self._exports if e.key.service == exported.key.service)
+                keyed = _KeyedHandler(path)
+                keyed.handlers[str(first.key)] = current
+                current = keyed
+            current.handlers[str(exported.key)] = handler
+            paths[path] = current
+        # readers (grpc's threads) see either the old tables or the new ones, never a half-built one
+        dispatcher.services, dispatcher.paths = services, paths
 
     def hosts_several(self, service: str) -> bool:
         """Does this server host more than one version/group of ``service``?"""
         return sum(1 for e in self._exports if e.key.service == service) > 1
 
-    def _build(self) -> None:
-        by_path: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
-        for exported in self._exports:
-            self._dispatcher.services.setdefault(exported.key.service, set()).update(exported.methods)
-            for spec in exported.methods.values():
-                path = f"/{exported.key.service}/{spec.name}"
-                by_path.setdefault(path, {})[str(exported.key)] = _rpc_handler(exported, spec)
-        for path, handlers in by_path.items():
-            self._dispatcher.paths[path] = (next(iter(handlers.values())) if len(handlers) == 1
-                                            else _KeyedHandler(handlers, path))
-
     def start(self) -> int:
         """Bind and start serving; returns the bound port."""
-        self._build()
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.max_workers,
                                                         thread_name_prefix="govrpc-server"),
                              handlers=[self._dispatcher], options=self._options)

@@ -47,8 +47,18 @@ def test_duplicate_service_and_bad_options_are_refused(memory_registry) -> None:
         govrpc.Server(memory_registry, weight=0)
     with pytest.raises(govrpc.ExtensionNotFoundError, match="pickle.*json"):
         govrpc.Server(memory_registry, serializer="pickle")
-    with pytest.raises(govrpc.ConfigurationError, match="no service"):
-        govrpc.Server(memory_registry).start()
+    stopped = govrpc.Server(memory_registry)
+    stopped.start()
+    stopped.stop(grace=0)
+    with pytest.raises(govrpc.ConfigurationError, match="stopped"):
+        stopped.add(Echo())
+
+
+def test_services_added_inside_the_with_block_are_served(memory_registry, client_factory) -> None:
+    """DESIGN.md's usage: ``with Server(...) as server: server.add(...)``."""
+    with govrpc.Server(memory_registry) as server:
+        server.add(Echo("late"))
+        assert client_factory(memory_registry).proxy("test.Echo").whoami() == "late"
 
 
 def test_two_versions_of_one_service_on_one_server(memory_registry, start_server, client_factory) -> None:

@@ -1,0 +1,181 @@
+"""What govrpc adds to a call: raw grpcio against govrpc, alternated in one run.
+
+A provider process hosts two servers: a raw grpcio generic handler echoing
+bytes, and a govrpc Server whose service echoes the same bytes (registered in a
+file registry). This process calls both, alternating short rounds so the noisy
+machine affects both alike: 1 client thread, then 8. It prints calls/s, p50,
+p99 and client CPU per call for each, and the ratio govrpc/raw.
+
+    python benchmarks/overhead.py [--rounds 6] [--seconds 1.5] [--payload 16]
+
+Target: govrpc reaches at least 0.90 of raw grpcio's calls/s with one client thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any, Callable
+
+RAW_PATH = "/bench.Raw/echo"
+
+
+def serve(registry: str) -> None:
+    """The provider process: raw grpc server + govrpc server; prints both ports."""
+    from concurrent import futures
+
+    import grpc
+
+    import govrpc
+
+    def echo(request: bytes, context: Any) -> bytes:
+        return request
+
+    handler = grpc.method_handlers_generic_handler("bench.Raw", {"echo": grpc.unary_unary_rpc_method_handler(echo)})
+    raw = grpc.server(futures.ThreadPoolExecutor(max_workers=16), handlers=[handler])
+    raw_port = raw.add_insecure_port("127.0.0.1:0")
+    raw.start()
+
+    @govrpc.service("bench.Echo")
+    class Echo:
+        def echo(self, data: bytes) -> bytes:
+            return data
+
+    server = govrpc.Server(registry, max_workers=16).add(Echo()).start()
+    print(raw_port, server.port, flush=True)
+    sys.stdin.read()  # until the parent closes our stdin
+    server.stop(grace=0)
+    raw.stop(0)
+
+
+def run_round(call: Callable[[], Any], threads: int, seconds: float) -> tuple[int, list[float], float]:
+    """Call for ``seconds`` from ``threads`` threads; returns (calls, latencies, client CPU seconds)."""
+    latencies: list[list[float]] = [[] for _ in range(threads)]
+    stop_at = time.perf_counter() + seconds
+    errors: list[BaseException] = []
+
+    def work(out: list[float]) -> None:
+        perf = time.perf_counter
+        try:
+            while True:
+                t0 = perf()
+                if t0 >= stop_at:
+                    return
+                call()
+                out.append(perf() - t0)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    cpu0 = time.process_time()
+    workers = [threading.Thread(target=work, args=(latencies[i],)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    cpu = time.process_time() - cpu0
+    if errors:
+        raise errors[0]
+    flat = [x for part in latencies for x in part]
+    return len(flat), flat, cpu
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--payload", type=int, default=16)
+    parser.add_argument("--threads", default="1,8")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        serve(args.serve)
+        return 0
+
+    import grpc
+
+    import govrpc
+
+    workdir = tempfile.mkdtemp(prefix="govrpc-bench-")
+    registry = f"file://{workdir}/registry"
+    provider = subprocess.Popen([sys.executable, __file__, "--serve", registry],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert provider.stdout is not None
+        raw_port, _ = (int(x) for x in provider.stdout.readline().split())
+        payload = b"x" * args.payload
+
+        channel = grpc.insecure_channel(f"127.0.0.1:{raw_port}")
+        raw_call = channel.unary_unary(RAW_PATH, _registered_method=True)
+
+        def raw() -> Any:
+            return raw_call(payload, timeout=5.0)
+
+        client = govrpc.Client(registry, application="bench", timeout=5.0)
+        proxy = client.proxy("bench.Echo")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                proxy.echo(payload)
+                break
+            except govrpc.NoProviderError:
+                time.sleep(0.05)
+        gov = proxy.echo
+        assert gov(payload) == payload and raw() == payload
+
+        variants = {"raw grpcio": raw, "govrpc": lambda: gov(payload)}
+        print(f"payload {args.payload} B, {args.rounds} alternating rounds of {args.seconds} s per variant, "
+              f"provider pid {provider.pid}, python {sys.version.split()[0]}, grpcio {grpc.__version__}")
+        for variant_call in variants.values():  # warm up both
+            run_round(variant_call, 1, 0.3)
+        for threads in (int(t) for t in args.threads.split(",")):
+            results: dict[str, dict[str, Any]] = {name: {"calls": 0, "lat": [], "cpu": 0.0, "rates": []}
+                                                  for name in variants}
+            for _ in range(args.rounds):
+                for name, variant_call in variants.items():
+                    calls, lat, cpu = run_round(variant_call, threads, args.seconds)
+                    r = results[name]
+                    r["calls"] += calls
+                    r["lat"].extend(lat)
+                    r["cpu"] += cpu
+                    r["rates"].append(calls / args.seconds)
+            print(f"\n{threads} client thread(s)")
+            print(f"  {'variant':<12} {'calls/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'client CPU µs/call':>19}")
+            for name, r in results.items():
+                rate = statistics.median(r["rates"])
+                r["rate"] = rate
+                print(f"  {name:<12} {rate:>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
+                      f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f}")
+            ratio = results["govrpc"]["rate"] / results["raw grpcio"]["rate"]
+            extra_cpu = (results["govrpc"]["cpu"] / results["govrpc"]["calls"]
+                         - results["raw grpcio"]["cpu"] / results["raw grpcio"]["calls"]) * 1e6
+            print(f"  ratio govrpc/raw calls/s: {ratio:.3f}   (client CPU added per call: {extra_cpu:+.0f} µs)"
+                  + ("   target >= 0.90" if threads == 1 else ""))
+        client.close()
+        channel.close()
+    finally:
+        if provider.stdin:
+            provider.stdin.close()
+        try:
+            provider.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            provider.kill()
+            provider.wait()
+        if provider.stdout:
+            provider.stdout.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.exit(main())
