@@ -25,6 +25,8 @@ __all__ = ["ProviderInvoker", "Server"]
 
 log = logging.getLogger("govrpc.server")
 
+SETTLE_SECONDS = 0.1
+
 
 class ProviderInvoker(Invoker):
     """Calls the user's method on the service instance: the end of the provider chain."""
@@ -200,8 +202,10 @@ class Server:
                 registry.unregister(url)
             except Exception:  # noqa: BLE001 - stopping must go on
                 log.exception("cannot deregister %s", url)
-        delay = registry.propagation_delay
-        if delay and grace:
+        # let consumers stop picking this provider before it refuses calls: the registry's own
+        # propagation time, and at least a moment for calls already routed here to arrive
+        delay = max(registry.propagation_delay, SETTLE_SECONDS)
+        if grace:
             time.sleep(min(delay, grace))
         self._grpc.stop(grace)
         release_registry(registry)

@@ -63,7 +63,7 @@ class URL:
     __slots__ = ("scheme", "host", "port", "path", "params", "_text", "_hash")
 
     def __init__(self, scheme: str, host: str, port: int, path: str = "",
-                 params: Mapping[str, str] | None = None) -> None:
+                 params: Mapping[str, object] | None = None) -> None:
         if not scheme:
             raise ConfigurationError("URL needs a scheme")
         if not isinstance(port, int) or not 0 <= port <= 65535:

@@ -72,7 +72,7 @@ class ChannelPool:
             channel.close()
 
 
-def _response_class(full_name: str) -> type:
+def _response_class(full_name: str) -> Any:
     from google.protobuf import descriptor_pool, message_factory
 
     try:
@@ -116,7 +116,10 @@ def translate_error(exc: grpc.RpcError, invocation: Invocation, address: str) ->
         too_large = any(marker in text for marker in _TOO_LARGE)
         cls_ = errors.MessageTooLargeError if too_large else errors.RateLimitedError
     elif code is grpc.StatusCode.CANCELLED:
-        cls_ = errors.CancelledError
+        # this consumer cancels nothing it waits for: the provider dropped the call (grpc does so to
+        # calls caught in a server's stop window), which another provider can serve
+        cls_ = errors.ProviderUnavailableError
+        details = f"the provider cancelled the call (shutting down?): {details}"
     elif code is grpc.StatusCode.UNAUTHENTICATED:
         cls_ = errors.UnauthenticatedError
     else:
@@ -142,13 +145,13 @@ class GrpcInvoker(Invoker):
         self.serializer: Serializer = get_extension("govrpc.serializer", serializer_name)()
         key_metadata = (KEY_KEY, str(url.service_key))
         self._key_metadata = (key_metadata,) if url.params.get("dispatch") == "key" else ()
-        self._methods: dict[str, tuple[Callable[..., Any], Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
+        self._methods: dict[str, tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
         self._lock = threading.Lock()
         self.active = 0
         self._closed = False
         self._released = False
 
-    def _method(self, name: str) -> tuple[Callable[..., Any], Callable[[Invocation], bytes], Callable[[Any], Any]]:
+    def _method(self, name: str) -> tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]:
         entry = self._methods.get(name)
         if entry is None:
             response_type = self.url.params.get(f"{name}.response")
@@ -169,9 +172,6 @@ class GrpcInvoker(Invoker):
         return entry
 
     def invoke(self, invocation: Invocation) -> Any:
-        if self._closed:
-            raise errors.ProviderUnavailableError(f"{invocation}: provider {self.address} has left",
-                                                  invocation=invocation)
         call, encode, decode = self._method(invocation.method)
         timeout = invocation.deadline - time.monotonic()
         if timeout <= 0:
@@ -187,7 +187,10 @@ class GrpcInvoker(Invoker):
                 invocation=invocation) from exc
         attachments = invocation.attachments
         metadata = self._key_metadata + tuple(attachments.items()) if attachments else self._key_metadata
-        with self._lock:
+        with self._lock:  # one critical section with close(): a counted call keeps the channel open
+            if self._closed:
+                raise errors.ConnectionRefusedByProviderError(
+                    f"{invocation}: provider {self.address} has left", invocation=invocation)
             self.active += 1
         try:
             if invocation.oneway:
