@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from govrpc.invocation import Invocation, Invoker
 from govrpc.registry.base import Registry
 from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
+
+if TYPE_CHECKING:
+    from govrpc.router.chain import RouterChain
 
 __all__ = ["Directory", "RegistryDirectory", "StaticDirectory"]
 
@@ -28,10 +31,14 @@ class Directory:
     key: ServiceKey
     consumer_url: URL
     invokers: tuple[Invoker, ...] = ()
+    router_chain: RouterChain | None = None  # set by the client; None: no routing at all
 
     def list(self, invocation: Invocation) -> Sequence[Invoker]:
-        """The invokers for ``invocation`` (an immutable snapshot)."""
-        return self.invokers
+        """The invokers for ``invocation`` (an immutable snapshot), after the router chain."""
+        chain = self.router_chain
+        if chain is None:
+            return self.invokers
+        return chain.route(self.invokers, invocation)
 
     def close(self) -> None:
         for invoker in self.invokers:
@@ -64,6 +71,8 @@ class RegistryDirectory(Directory):
         self._closed = False
 
     def start(self) -> None:
+        if self.router_chain is not None:  # rules first, so the first call is already routed
+            self.registry.watch_rules(self.key.service, "routers", self.router_chain.set_registry_rules)
         self.registry.subscribe(self.key.service, self.notify)
 
     def notify(self, urls: list[URL]) -> None:
@@ -94,6 +103,8 @@ class RegistryDirectory(Directory):
 
     def close(self) -> None:
         self.registry.unsubscribe(self.key.service, self.notify)
+        if self.router_chain is not None:
+            self.registry.unwatch_rules(self.key.service, "routers", self.router_chain.set_registry_rules)
         with self._lock:
             self._closed = True
             invokers = list(self._by_url.values())

@@ -1,0 +1,351 @@
+"""The router chain: every router of a reference, applied in order, results cached.
+
+``Directory.list(invocation)`` hands its provider tuple to ``RouterChain.route``.
+The chain keeps an immutable state per (provider tuple, rule set): the ordered
+routers and a cache from what the routers read of a call (method, plus only the
+attachments and arguments some rule names) to the routed tuple. A change of
+providers or rules swaps in a fresh state; readers never lock. With no router
+at all ``route`` returns the providers it was given.
+
+Order: the tag router (as in Dubbo, tags split traffic first), then condition,
+script and third-party rules by ``priority`` (larger first, then name), then
+local-first. Rules come from three layers; a name defined in a higher layer
+hides the same name below: the consumer's local ``routes``, then rules
+providers publish as ``route.<name>`` URL parameters, then the registry.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import logging
+import threading
+from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
+
+from govrpc.exceptions import ConfigurationError, ExtensionNotFoundError, RuleError
+from govrpc.extension import extension_names, get_extension
+from govrpc.invocation import Invocation, Invoker
+from govrpc.router.rule import RouteRule, parse_rule
+from govrpc.url import URL
+
+__all__ = ["CONSUMER", "PROVIDER", "REGISTRY", "DryRunInvoker", "Reads", "RouteStep", "Router",
+           "RouterChain", "compile_rule", "explain_route"]
+
+log = logging.getLogger("govrpc.router")
+
+CONSUMER, PROVIDER, REGISTRY = "consumer", "provider", "registry"
+LAYERS = (CONSUMER, PROVIDER, REGISTRY)
+PROVIDER_RULE_PREFIX = "route."
+CACHE_LIMIT = 4096
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Reads:
+    """What a router reads of an invocation besides its method (so the chain knows its cache key)."""
+
+    attachments: frozenset[str] = frozenset()
+    arguments: frozenset[int] = frozenset()
+    all_arguments: bool = False
+    all_attachments: bool = False
+
+    def __or__(self, other: Reads) -> Reads:
+        return Reads(self.attachments | other.attachments, self.arguments | other.arguments,
+                     self.all_arguments or other.all_arguments, self.all_attachments or other.all_attachments)
+
+
+class Router(abc.ABC):
+    """Narrows the providers of a call (group ``govrpc.router``; a rule's ``kind`` names the class).
+
+    Contract: built once per rule version by ``from_rule`` (raises ``RuleError``);
+    pure, thread-safe, never blocks; ``route`` reads of the invocation only its
+    method and what ``reads`` declares, and returns the invokers it keeps (a subset,
+    possibly empty) with a one-line reason. ``runtime`` routers are never cached.
+    """
+
+    name: str = ""
+    priority: int = 0
+    runtime: bool = False
+    reads: Reads = Reads()
+
+    @classmethod
+    def from_rule(cls, rule: RouteRule) -> Sequence[Router]:
+        """The routers a rule document of this kind describes; raises ``RuleError``."""
+        raise rule.error(f"kind {rule.kind!r} cannot be built from a rule")
+
+    @abc.abstractmethod
+    def route(self, invokers: Sequence[Invoker], invocation: Invocation,
+              consumer: URL) -> tuple[Sequence[Invoker], str]:
+        """The invokers kept for this call and why."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RouteStep:
+    """One router's part in a routing decision (``explain``)."""
+
+    router: str
+    kept: tuple[URL, ...]
+    why: str
+
+
+class DryRunInvoker(Invoker):
+    """A provider known by its URL only, for ``explain``: routing reads URLs, never calls."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+
+    def invoke(self, invocation: Invocation) -> Any:
+        raise ConfigurationError(f"{invocation}: {self.url} is a dry-run provider (explain), it cannot be called")
+
+
+def compile_rule(text: str, name: str = "") -> tuple[RouteRule, Sequence[Router]]:
+    """Parse and build a rule with its kind's router; raises ``RuleError`` naming what is wrong."""
+    rule = parse_rule(text, name)
+    if rule.kind == "tag":
+        from govrpc.router.tag import TagRouter
+
+        TagRouter.assignments_of(rule)  # validates
+        return rule, ()
+    try:
+        cls = get_extension("govrpc.router", rule.kind)
+    except ExtensionNotFoundError:
+        kinds = ", ".join(extension_names("govrpc.router")) or "none"
+        raise rule.error(f"unknown kind {rule.kind!r}; installed router kinds: {kinds}") from None
+    if not (isinstance(cls, type) and issubclass(cls, Router)):
+        raise rule.error(f"govrpc.router extension {rule.kind!r} is not a Router class")
+    return rule, tuple(cls.from_rule(rule))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _State:
+    invokers: Sequence[Invoker]
+    routers: tuple[Router, ...]
+    key_of: Callable[[Invocation], Hashable] | None  # None: some router is runtime, no cache
+    cache: dict[Hashable, tuple[Invoker, ...]]
+    rules_version: int
+
+
+def _key_function(reads: Reads) -> Callable[[Invocation], Hashable]:
+    """The cheapest cache key that still tells apart every call the routers could tell apart."""
+    keys = tuple(sorted(reads.attachments))
+    indexes = tuple(sorted(reads.arguments))
+    if reads.all_arguments or reads.all_attachments:
+        all_args, all_atts = reads.all_arguments, reads.all_attachments
+
+        def key_all(inv: Invocation) -> Hashable:
+            atts = inv.attachments
+            return (inv.method,
+                    (inv.args, tuple(sorted(inv.kwargs.items())) if inv.kwargs else ()) if all_args else
+                    tuple(_argument_text(inv.args, i) for i in indexes),
+                    tuple(sorted(atts.items())) if all_atts else tuple(atts.get(k) for k in keys))
+        return key_all
+    if indexes:
+        def key_args(inv: Invocation) -> Hashable:
+            atts = inv.attachments
+            return (inv.method, tuple(_argument_text(inv.args, i) for i in indexes),
+                    tuple(atts.get(k) for k in keys))
+        return key_args
+    if len(keys) == 1:
+        (only,) = keys
+        return lambda inv: (inv.method, inv.attachments.get(only))
+    if keys:
+        return lambda inv: (inv.method, *[inv.attachments.get(k) for k in keys])
+    return lambda inv: inv.method
+
+
+def _argument_text(args: Sequence[Any], index: int) -> str | None:
+    """``arguments[i]`` as the condition grammar compares it (Java's string form for booleans and null)."""
+    if index >= len(args):
+        return None
+    value = args[index]
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class RouterChain:
+    """The routers of one reference and their cached results.
+
+    Args:
+        consumer: the reference's consumer URL (``application``, ``tag``... are read by rules).
+        routes: the consumer's own rules, name -> text (checked now: raises ``RuleError``).
+        local_first: prefer a provider served by a ``govrpc.Server`` in this process.
+        prefer_same_host: among remote providers, prefer those on this host.
+    """
+
+    def __init__(self, consumer: URL, *, routes: Mapping[str, str] | None = None, local_first: bool = True,
+                 prefer_same_host: bool = False) -> None:
+        self.consumer = consumer
+        self.local_first = local_first
+        self.prefer_same_host = prefer_same_host
+        self._lock = threading.Lock()
+        self._layers: dict[str, dict[str, tuple[RouteRule, Sequence[Router]]]] = {l: {} for l in LAYERS}
+        self._provider_texts: dict[str, str] = {}
+        self._compiled: dict[tuple[str, str], tuple[RouteRule, Sequence[Router]] | RuleError] = {}
+        self._rules_version = 0
+        self._tagged: bool = False
+        for name, text in (routes or {}).items():
+            self._layers[CONSUMER][name] = compile_rule(text, name)
+        self._state = _State((), (), None, {}, -1)
+
+    # -- rules ---------------------------------------------------------------------
+    def _compile(self, name: str, text: str) -> tuple[RouteRule, Sequence[Router]] | RuleError:
+        entry = self._compiled.get((name, text))
+        if entry is None:
+            try:
+                entry = compile_rule(text, name)
+            except RuleError as exc:
+                entry = exc
+            if len(self._compiled) > 1024:
+                self._compiled.clear()
+            self._compiled[(name, text)] = entry
+        return entry
+
+    def _apply_layer(self, layer: str, texts: Mapping[str, str]) -> bool:
+        """Install ``texts`` as ``layer``; a broken rule keeps its last good version. True if changed."""
+        current = self._layers[layer]
+        fresh: dict[str, tuple[RouteRule, Sequence[Router]]] = {}
+        for name, text in texts.items():
+            entry = self._compile(name, text)
+            if isinstance(entry, RuleError):
+                previous = current.get(name)
+                log.warning("%s: ignoring broken %s route rule %r (%s); %s", self.consumer.path, layer, name,
+                            entry, "keeping its last good version" if previous else "it had no good version")
+                if previous is not None:
+                    fresh[name] = previous
+                continue
+            fresh[name] = entry
+        if fresh.keys() == current.keys() and all(fresh[n][0] is current[n][0] for n in fresh):
+            return False
+        self._layers[layer] = fresh
+        return True
+
+    def set_registry_rules(self, texts: Mapping[str, str]) -> None:
+        """Registry listener: the service's ``routers`` rules, name -> text."""
+        with self._lock:
+            if self._apply_layer(REGISTRY, texts):
+                self._rules_version += 1
+                self._swap(self._state.invokers)
+
+    def rules(self) -> dict[str, RouteRule]:
+        """The effective rules by name (a consumer rule hides a provider's, which hides the registry's)."""
+        merged: dict[str, RouteRule] = {}
+        for layer in LAYERS:
+            for name, (rule, _) in self._layers[layer].items():
+                merged.setdefault(name, rule)
+        return merged
+
+    def _effective(self) -> list[tuple[RouteRule, Sequence[Router]]]:
+        merged: dict[str, tuple[RouteRule, Sequence[Router]]] = {}
+        for layer in LAYERS:
+            for name, entry in self._layers[layer].items():
+                merged.setdefault(name, entry)
+        return [entry for _, entry in sorted(merged.items()) if entry[0].enabled]
+
+    def _provider_rules(self, invokers: Sequence[Invoker]) -> dict[str, str]:
+        texts: dict[str, str] = {}
+        for invoker in invokers:
+            for key, value in invoker.url.params.items():
+                if key.startswith(PROVIDER_RULE_PREFIX) and len(key) > len(PROVIDER_RULE_PREFIX):
+                    name = key[len(PROVIDER_RULE_PREFIX):]
+                    if texts.setdefault(name, value) != value:
+                        log.warning("%s: providers publish different route rule %r; using the first",
+                                    self.consumer.path, name)
+        return texts
+
+    # -- building the state -----------------------------------------------------------
+    def _routers(self, invokers: Sequence[Invoker]) -> tuple[Router, ...]:
+        from govrpc.router.local import LocalFirstRouter
+        from govrpc.router.tag import TagRouter
+
+        effective = self._effective()
+        tag_rules = [rule for rule, _ in effective if rule.kind == "tag"]
+        ordered = sorted((r for _, routers in effective for r in routers), key=lambda r: (-r.priority, r.name))
+        routers: list[Router] = []
+        if tag_rules or self.consumer.params.get("tag") or any(i.url.params.get("tag") for i in invokers):
+            routers.append(TagRouter(tag_rules))
+        routers.extend(ordered)
+        if (self.local_first and any(getattr(i, "in_process", False) for i in invokers)) or self.prefer_same_host:
+            routers.append(LocalFirstRouter(prefer_same_host=self.prefer_same_host))
+        return tuple(routers)
+
+    def _swap(self, invokers: Sequence[Invoker]) -> _State:
+        """Build and install the state for ``invokers`` and the current rules (caller holds the lock)."""
+        provider_texts = self._provider_rules(invokers)
+        if provider_texts != self._provider_texts:
+            self._provider_texts = provider_texts
+            if self._apply_layer(PROVIDER, provider_texts):
+                self._rules_version += 1
+        routers = self._routers(invokers)
+        reads = Reads()
+        for router in routers:
+            reads = reads | router.reads
+        runtime = any(r.runtime for r in routers)
+        state = _State(invokers, routers, None if runtime else _key_function(reads), {}, self._rules_version)
+        self._state = state
+        return state
+
+    # -- the hot path ---------------------------------------------------------------------
+    def route(self, invokers: Sequence[Invoker], invocation: Invocation) -> Sequence[Invoker]:
+        """The invokers for ``invocation`` among ``invokers`` (the directory's current tuple)."""
+        state = self._state
+        if state.invokers is not invokers:
+            with self._lock:
+                state = self._state
+                if state.invokers is not invokers:
+                    state = self._swap(invokers)
+        if not state.routers:
+            return invokers
+        key_of = state.key_of
+        if key_of is None:
+            return self._apply(state, invocation)
+        key = key_of(invocation)
+        cache = state.cache
+        try:
+            hit = cache.get(key)
+        except TypeError:  # an argument that cannot be hashed: route without the cache
+            return self._apply(state, invocation)
+        if hit is None:
+            hit = self._apply(state, invocation)
+            if len(cache) >= CACHE_LIMIT:
+                cache.clear()
+            cache[key] = hit
+        return hit
+
+    def _apply(self, state: _State, invocation: Invocation) -> tuple[Invoker, ...]:
+        current: Sequence[Invoker] = state.invokers
+        for router in state.routers:
+            current, _ = router.route(current, invocation, self.consumer)
+            if not current:
+                break
+        return tuple(current)
+
+    def explain(self, invokers: Sequence[Invoker], invocation: Invocation) -> list[RouteStep]:
+        """A dry run: which providers each router keeps for ``invocation``, and why."""
+        with self._lock:
+            state = self._state if self._state.invokers is invokers else self._swap(invokers)
+        steps = [RouteStep("providers", tuple(i.url for i in invokers), f"{len(invokers)} provider(s) listed")]
+        current: Sequence[Invoker] = invokers
+        for router in state.routers:
+            current, why = router.route(current, invocation, self.consumer)
+            steps.append(RouteStep(router.name, tuple(i.url for i in current), why))
+            if not current:
+                break
+        return steps
+
+    @property
+    def routers(self) -> tuple[Router, ...]:
+        """The routers in the order they run (for the current providers and rules)."""
+        return self._state.routers
+
+
+def explain_route(consumer: URL, providers: Iterable[URL], rules: Mapping[str, str],
+                  invocation: Invocation, *, local_first: bool = False,
+                  prefer_same_host: bool = False) -> list[RouteStep]:
+    """What routing would do for ``invocation`` from ``consumer`` with registry ``rules`` (a dry run)."""
+    chain = RouterChain(consumer, local_first=local_first, prefer_same_host=prefer_same_host)
+    for name, text in rules.items():
+        compile_rule(text, name)  # a broken stored rule is reported, not silently skipped
+    chain.set_registry_rules(rules)
+    return chain.explain(tuple(DryRunInvoker(u) for u in providers), invocation)

@@ -1,0 +1,140 @@
+"""Local-first: call a provider served in this process without the network.
+
+A started ``govrpc.Server`` publishes each provider URL with its provider
+invoker (already wrapped in the server's filters) in a process-wide table, and
+withdraws it when it stops. A client with ``local_first`` (the default) gives a
+provider URL found in that table an ``InProcessInvoker``: the call runs the same
+provider filters and method in the caller's thread, with no serialization and
+no socket. ``LocalFirstRouter`` then keeps the in-process providers when there
+are any; with ``prefer_same_host`` it otherwise keeps the providers on this host.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+import threading
+import time
+from typing import Any, Sequence
+
+from govrpc.exceptions import CallTimeoutError, ProviderUnavailableError
+from govrpc.invocation import Invocation, Invoker
+from govrpc.router.chain import Router
+from govrpc.url import URL
+
+__all__ = ["InProcessInvoker", "LocalExport", "LocalFirstRouter", "export_local", "find_local",
+           "local_hosts", "withdraw_local"]
+
+log = logging.getLogger("govrpc.router")
+
+
+class LocalExport:
+    """A provider invoker of a started server in this process; ``alive`` until the server stops."""
+
+    __slots__ = ("url", "invoker", "alive")
+
+    def __init__(self, url: URL, invoker: Invoker) -> None:
+        self.url = url
+        self.invoker = invoker
+        self.alive = True
+
+
+_exports: dict[URL, LocalExport] = {}
+_exports_lock = threading.Lock()
+
+
+def export_local(url: URL, invoker: Invoker) -> None:
+    """Publish a provider of this process (``Server.start``, before it registers ``url``)."""
+    with _exports_lock:
+        _exports[url] = LocalExport(url, invoker)
+
+
+def withdraw_local(url: URL) -> None:
+    """Withdraw a provider (``Server.stop``); in-process invokers of it fail over from then on."""
+    with _exports_lock:
+        export = _exports.pop(url, None)
+    if export is not None:
+        export.alive = False
+
+
+def find_local(url: URL) -> LocalExport | None:
+    """The export of provider ``url`` if a server in this process serves it."""
+    return _exports.get(url)
+
+
+class InProcessInvoker(Invoker):
+    """Calls a provider of this process directly: its filters and method, in the caller's thread.
+
+    Arguments and results are passed by reference, not serialized; a business
+    exception reaches the caller as the very exception raised.
+    """
+
+    in_process = True
+
+    def __init__(self, export: LocalExport) -> None:
+        self.url = export.url
+        self._export = export
+
+    def invoke(self, invocation: Invocation) -> Any:
+        export = self._export
+        if not export.alive:
+            raise ProviderUnavailableError(f"{invocation}: the in-process provider {self.url.address} has stopped",
+                                           invocation=invocation)
+        if invocation.deadline - time.monotonic() <= 0:
+            raise CallTimeoutError(f"{invocation}: deadline passed before calling in-process {self.url.address}",
+                                   invocation=invocation)
+        if invocation.oneway:
+            try:
+                export.invoker.invoke(invocation)
+            except Exception as exc:  # noqa: BLE001 - nobody waits for a oneway result
+                log.warning("oneway %s in-process failed: %s", invocation, exc)
+            return None
+        return export.invoker.invoke(invocation)
+
+    @property
+    def available(self) -> bool:
+        return self._export.alive
+
+    def __repr__(self) -> str:
+        return f"InProcessInvoker({self.url.address}/{self.url.path})"
+
+
+@functools.lru_cache(maxsize=1)
+def local_hosts() -> frozenset[str]:
+    """Names and addresses of this host (loopback included)."""
+    names = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+    try:
+        hostname = socket.gethostname()
+        names.add(hostname)
+        names.update(info[4][0] for info in socket.getaddrinfo(hostname, None))
+    except OSError:
+        pass
+    return frozenset(str(n) for n in names)
+
+
+class LocalFirstRouter(Router):
+    """Keeps in-process providers when there are any; else, if configured, those on this host.
+
+    Built by the chain from the client's options (``local_first``, ``prefer_same_host``),
+    not from rules; it runs last, among the providers the rules kept.
+    """
+
+    name = "local-first"
+    priority = -1000
+
+    def __init__(self, *, prefer_same_host: bool = False) -> None:
+        self.prefer_same_host = prefer_same_host
+        self.hosts = local_hosts()
+
+    def route(self, invokers: Sequence[Invoker], invocation: Invocation,
+              consumer: URL) -> tuple[Sequence[Invoker], str]:
+        local = [i for i in invokers if getattr(i, "in_process", False)]
+        if local:
+            return local, "in-process provider(s): called without the network"
+        if self.prefer_same_host:
+            same = [i for i in invokers if i.url.host in self.hosts]
+            if same:
+                return same, "no in-process provider; kept the providers on this host"
+        return invokers, "no in-process provider" + (" nor one on this host" if self.prefer_same_host else "") \
+            + ": all kept"
