@@ -18,12 +18,15 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, Sequence
 
+from govrpc.cluster.configured import ConfiguredClusterInvoker, method_options
 from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
 from govrpc.context import current_attachments
 from govrpc.exceptions import ConfigurationError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
 from govrpc.registry.base import Registry, acquire_registry, release_registry
+from govrpc.router.chain import RouterChain
+from govrpc.router.local import InProcessInvoker, find_local
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
 from govrpc.server import _load_filters
 from govrpc.url import CONSUMER, URL, ServiceKey
@@ -115,11 +118,15 @@ class Client:
         timeout: default deadline, seconds, for every call (no call waits forever).
         filters: consumer filters (instances or ``govrpc.filter`` names).
         max_message_size: bytes; larger requests or responses are refused.
+        local_first: call a provider served by a ``govrpc.Server`` of this process
+            in-process, without the network (default False: every call crosses gRPC).
+        prefer_same_host: among remote providers, prefer those on this host.
     """
 
     def __init__(self, registry: str | Registry | None = None, *, application: str = "govrpc-consumer",
                  timeout: float = DEFAULT_TIMEOUT, filters: Iterable[Filter | str] = (),
-                 max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32) -> None:
+                 max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
+                 local_first: bool = False, prefer_same_host: bool = False) -> None:
         if timeout is None or timeout <= 0:
             raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.registry = acquire_registry(registry)
@@ -128,6 +135,8 @@ class Client:
         self.filters = _load_filters(filters, "consumer")
         self.pool = ChannelPool(max_message_size=max_message_size)
         self.host = socket.gethostname()
+        self.local_first = local_first
+        self.prefer_same_host = prefer_same_host
         self._max_workers = max_workers
         self._executor: ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
@@ -146,23 +155,29 @@ class Client:
 
     def reference(self, service: str, *, version: str = "", group: str = "", cluster: str = "failover",
                   loadbalance: str = "random", retries: int = 2, timeout: float | None = None,
-                  url: str | Sequence[str] | None = None, **options: Any) -> Reference:
+                  url: str | Sequence[str] | None = None, routes: Mapping[str, str] | None = None,
+                  **options: Any) -> Reference:
         """The (cached) reference for a service key and options; see ``proxy``."""
         if self._closed:
             raise ConfigurationError("client is closed")
         if timeout is not None and timeout <= 0:
             raise ConfigurationError(f"timeout must be positive, not {timeout!r}")
         key = ServiceKey(service, version, group)
+        if "methods" in options:  # per-method cluster options become {method}.{key} URL params
+            options.update(method_options(options.pop("methods")))
         cache_key = (key, cluster, loadbalance, retries, timeout,
-                     tuple(url) if isinstance(url, (list, tuple)) else url, tuple(sorted(options.items())))
+                     tuple(url) if isinstance(url, (list, tuple)) else url, tuple(sorted(options.items())),
+                     tuple(sorted((routes or {}).items())))
         with self._lock:
             existing = self._references.get(cache_key)
             if existing is not None:
                 return existing
-        cluster_cls = get_extension("govrpc.cluster", cluster)
-        lb_cls = get_extension("govrpc.loadbalance", loadbalance)
+        get_extension("govrpc.cluster", cluster)  # unknown names fail here, listing the installed ones
+        get_extension("govrpc.loadbalance", loadbalance)
         consumer_url = self._consumer_url(key, {"cluster": cluster, "loadbalance": loadbalance,
                                                 "retries": retries, "timeout": timeout, **options})
+        chain = RouterChain(consumer_url, routes=routes, local_first=self.local_first,
+                            prefer_same_host=self.prefer_same_host)  # raises RuleError for a bad route
         directory: Directory
         if url is not None:
             urls = [url] if isinstance(url, str) else list(url)
@@ -170,7 +185,12 @@ class Client:
             directory = StaticDirectory(key, consumer_url, invokers)
         else:
             directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for)
-        invoker = cluster_cls(directory, lb_cls(consumer_url), consumer_url)
+        directory.router_chain = chain
+        try:
+            invoker: Invoker = ConfiguredClusterInvoker(directory, consumer_url)  # checks every cluster option
+        except Exception:
+            directory.close()
+            raise
         invoker = build_filter_chain(self.filters, invoker)
         reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout)
         with self._lock:
@@ -185,6 +205,10 @@ class Client:
         return reference
 
     def _invoker_for(self, url: URL) -> Invoker:
+        if self.local_first:
+            export = find_local(url)
+            if export is not None:
+                return InProcessInvoker(export)
         return GrpcInvoker(url, self.pool)
 
     def proxy(self, service: str, **options: Any) -> ServiceProxy:
@@ -192,7 +216,10 @@ class Client:
 
         Options: ``version``, ``group``, ``cluster`` (default failover),
         ``loadbalance`` (default random), ``retries`` (default 2), ``timeout``
-        (seconds), ``url`` (call these provider URLs directly, bypassing the registry).
+        (seconds), ``url`` (call these provider URLs directly, bypassing the registry),
+        ``routes`` (this consumer's own route rules, name -> text; they hide registry
+        rules of the same name), ``tag`` / ``tag_force`` (the tag of every call, see
+        ``govrpc.router.tag``); other options are published on the consumer URL.
         Raises ``ExtensionNotFoundError`` for an unknown cluster or balancer name.
         """
         return ServiceProxy(self, self.reference(service, **options))

@@ -17,6 +17,7 @@ from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
 from govrpc.registry.base import Registry, acquire_registry, release_registry
+from govrpc.router.local import export_local, withdraw_local
 from govrpc.rpc.server import ExportedService, GrpcServer
 from govrpc.service import ServiceSpec, describe
 from govrpc.url import URL, ServiceKey
@@ -131,6 +132,7 @@ class Server:
         self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer))
         url = self._provider_url(spec)
         assert self.registry is not None
+        export_local(url, invoker)  # before registering: a consumer in this process may call in-process
         self.registry.register(url)
         self.urls.append(url)
 
@@ -207,6 +209,8 @@ class Server:
         delay = max(registry.propagation_delay, SETTLE_SECONDS)
         if grace:
             time.sleep(min(delay, grace))
+        for url in self.urls:
+            withdraw_local(url)
         self._grpc.stop(grace)
         release_registry(registry)
         self._state = "stopped"

@@ -2,23 +2,25 @@
 
 A started ``govrpc.Server`` publishes each provider URL with its provider
 invoker (already wrapped in the server's filters) in a process-wide table, and
-withdraws it when it stops. A client with ``local_first`` (the default) gives a
-provider URL found in that table an ``InProcessInvoker``: the call runs the same
-provider filters and method in the caller's thread, with no serialization and
-no socket. ``LocalFirstRouter`` then keeps the in-process providers when there
+withdraws it when it stops. A client with ``local_first=True`` gives a provider
+URL found in that table an ``InProcessInvoker``: the call runs the same provider
+filters and method on a worker thread, with no serialization and no socket. ``LocalFirstRouter`` then keeps the in-process providers when there
 are any; with ``prefer_same_host`` it otherwise keeps the providers on this host.
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import socket
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import Any, Sequence
 
-from govrpc.exceptions import CallTimeoutError, ProviderUnavailableError
+from govrpc.exceptions import CallTimeoutError, GovRpcError, ProviderUnavailableError, RemoteError, is_safe_exception
 from govrpc.invocation import Invocation, Invoker
 from govrpc.router.chain import Router
 from govrpc.url import URL
@@ -64,10 +66,12 @@ def find_local(url: URL) -> LocalExport | None:
 
 
 class InProcessInvoker(Invoker):
-    """Calls a provider of this process directly: its filters and method, in the caller's thread.
+    """Calls a provider of this process without the network: its filters and method, on a worker thread.
 
-    Arguments and results are passed by reference, not serialized; a business
-    exception reaches the caller as the very exception raised.
+    The call keeps its deadline (the caller stops waiting when it passes, as with
+    gRPC) and errors reach the caller as over the wire: govrpc errors and exceptions
+    registered with ``safe_exception`` as themselves, any other as ``RemoteError``.
+    Arguments and results are passed by reference, not serialized.
     """
 
     in_process = True
@@ -81,16 +85,27 @@ class InProcessInvoker(Invoker):
         if not export.alive:
             raise ProviderUnavailableError(f"{invocation}: the in-process provider {self.url.address} has stopped",
                                            invocation=invocation)
-        if invocation.deadline - time.monotonic() <= 0:
+        remaining = invocation.deadline - time.monotonic()
+        if remaining <= 0:
             raise CallTimeoutError(f"{invocation}: deadline passed before calling in-process {self.url.address}",
                                    invocation=invocation)
+        future = _executor().submit(contextvars.copy_context().run, export.invoker.invoke, invocation)
         if invocation.oneway:
-            try:
-                export.invoker.invoke(invocation)
-            except Exception as exc:  # noqa: BLE001 - nobody waits for a oneway result
-                log.warning("oneway %s in-process failed: %s", invocation, exc)
+            future.add_done_callback(lambda f: _log_oneway(f, invocation))
             return None
-        return export.invoker.invoke(invocation)
+        try:
+            return future.result(timeout=None if remaining == float("inf") else remaining)
+        except FutureTimeoutError:
+            future.cancel()
+            raise CallTimeoutError(f"{invocation}: in-process {self.url.address} did not answer within the deadline",
+                                   invocation=invocation) from None
+        except GovRpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - travels as it would over the wire
+            if is_safe_exception(exc):
+                raise
+            cls = type(exc)
+            raise RemoteError(f"{cls.__module__}.{cls.__qualname__}", str(exc), invocation=invocation) from exc
 
     @property
     def available(self) -> bool:
@@ -98,6 +113,25 @@ class InProcessInvoker(Invoker):
 
     def __repr__(self) -> str:
         return f"InProcessInvoker({self.url.address}/{self.url.path})"
+
+
+def _log_oneway(future: Future[Any], invocation: Invocation) -> None:
+    exc = future.exception() if not future.cancelled() else None
+    if exc is not None:
+        log.warning("oneway %s in-process failed: %s", invocation, exc)
+
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def _executor() -> ThreadPoolExecutor:
+    """The threads in-process calls run on (as a gRPC server's would), shared by the process."""
+    global _pool
+    if _pool is None:
+        with _exports_lock:
+            if _pool is None:
+                _pool = ThreadPoolExecutor(32, thread_name_prefix="govrpc-inprocess")
+    return _pool
 
 
 @functools.lru_cache(maxsize=1)
