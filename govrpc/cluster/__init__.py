@@ -1,23 +1,60 @@
 """Make many providers look like one: directory, fault tolerance, load balancing.
 
-Call path: consumer filters -> ``ClusterInvoker`` (``failover.py``) ->
-``Directory.list`` (``directory.py``: live providers, then routers) ->
-``LoadBalancer.select`` (``loadbalance.py``) -> the transport's invoker.
+Call path: consumer filters -> ``ConfiguredClusterInvoker`` (``configured.py``:
+the strategy configured for the call's method) -> a ``ClusterInvoker``
+(``base.py``) -> ``Directory.list`` (``directory.py``: live providers, then
+routers; ejected ones dropped by ``outlier.py``) -> ``LoadBalancer.select``
+-> the transport's invoker, with per-call statistics recorded in ``stats.py``.
+
+Strategy families, one file each: ``failover.py`` (failover, failback),
+``failfast.py`` (failfast, failsafe), ``failcache.py``, ``parallel.py``
+(forking, broadcast); balancers in ``loadbalance.py`` (random, roundrobin,
+leastactive, shortestresponse, sticky) and ``consistenthash.py``.
 Entry-point groups: ``govrpc.cluster`` (default ``failover``) and
 ``govrpc.loadbalance`` (default ``random``).
 """
 
 from govrpc.cluster.base import ClusterInvoker
+from govrpc.cluster.configured import ConfiguredClusterInvoker
+from govrpc.cluster.consistenthash import ConsistentHashLoadBalancer
 from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
-from govrpc.cluster.failover import FailoverClusterInvoker
-from govrpc.cluster.loadbalance import LoadBalancer, RandomLoadBalancer
+from govrpc.cluster.failcache import FailcacheClusterInvoker, FailcacheFullError, RetryAccepted, on_give_up
+from govrpc.cluster.failfast import FailfastClusterInvoker, FailsafeClusterInvoker
+from govrpc.cluster.failover import FailbackClusterInvoker, FailoverClusterInvoker, RetryBudget
+from govrpc.cluster.loadbalance import (
+    LeastActiveLoadBalancer,
+    LoadBalancer,
+    RandomLoadBalancer,
+    RoundRobinLoadBalancer,
+    ShortestResponseLoadBalancer,
+    StickyLoadBalancer,
+)
+from govrpc.cluster.outlier import OutlierDetector
+from govrpc.cluster.parallel import BroadcastClusterInvoker, ForkingClusterInvoker
 
 __all__ = [
+    "BroadcastClusterInvoker",
     "ClusterInvoker",
+    "ConfiguredClusterInvoker",
+    "ConsistentHashLoadBalancer",
     "Directory",
+    "FailbackClusterInvoker",
+    "FailcacheClusterInvoker",
+    "FailcacheFullError",
+    "FailfastClusterInvoker",
     "FailoverClusterInvoker",
+    "FailsafeClusterInvoker",
+    "ForkingClusterInvoker",
+    "LeastActiveLoadBalancer",
     "LoadBalancer",
+    "OutlierDetector",
     "RandomLoadBalancer",
     "RegistryDirectory",
+    "RetryAccepted",
+    "RetryBudget",
+    "RoundRobinLoadBalancer",
+    "ShortestResponseLoadBalancer",
     "StaticDirectory",
+    "StickyLoadBalancer",
+    "on_give_up",
 ]

@@ -1,4 +1,4 @@
-"""The cluster invoker's frame: list, fail if empty, apply the strategy."""
+"""The cluster invoker's frame: list, drop ejected providers, fail if empty, apply the strategy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from typing import Any, Sequence
 
 from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
-from govrpc.exceptions import NoProviderError
+from govrpc.cluster.outlier import OutlierDetector
+from govrpc.cluster.stats import stats_of
+from govrpc.exceptions import GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.url import URL
 
@@ -17,31 +19,62 @@ __all__ = ["ClusterInvoker"]
 class ClusterInvoker(Invoker):
     """Makes many providers look like one (group ``govrpc.cluster``, default ``failover``).
 
-    Contract: one instance per reference; thread-safe; ``invoke`` lists the
-    directory's routed invokers, raises ``NoProviderError`` when there are none,
-    and otherwise hands them to ``do_invoke`` with the load balancer.
-    Options are read from the reference's consumer ``url`` (``retries``, ...).
+    Contract: one instance per reference (or per method configuration);
+    thread-safe; ``invoke`` lists the directory's routed invokers, drops ejected
+    ones, raises ``NoProviderError`` when none is left, and otherwise hands them
+    to ``do_invoke`` with the load balancer. Strategies call providers through
+    ``call``, which records the statistics balancers and ejection read.
+    Options are read from the consumer ``url`` and checked in ``__init__``.
     """
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         self.directory = directory
         self.loadbalance = loadbalance
         self.url = url
+        self.outlier = OutlierDetector.from_url(url)
 
     def invoke(self, invocation: Invocation) -> Any:
+        return self.do_invoke(invocation, self.list(invocation))
+
+    def list(self, invocation: Invocation) -> Sequence[Invoker]:
+        """The routed invokers, without ejected ones; raises ``NoProviderError`` if empty."""
         invokers = self.directory.list(invocation)
+        if self.outlier.ejected:
+            invokers = self.outlier.filter(invokers)
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)
-        return self.do_invoke(invocation, invokers)
+        return invokers
 
     @abc.abstractmethod
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         """Apply the strategy to a non-empty list."""
 
+    def call(self, invoker: Invoker, invocation: Invocation) -> Any:
+        """``invoker.invoke(invocation)``, recording in-flight count, latency and failures."""
+        stats = stats_of(invoker)
+        started = stats.begin()
+        try:
+            result = invoker.invoke(invocation)
+        except GovRpcError as exc:
+            failed = exc.retryable  # a provider failure; business errors count as answers
+            stats.end(started, failed)
+            if failed:
+                self.outlier.on_failure(invoker, stats, len(self.directory.invokers))
+            raise
+        except BaseException:
+            stats.end(started, False)
+            raise
+        stats.end(started, False)
+        return result
+
     @property
     def available(self) -> bool:
         return any(i.available for i in self.directory.invokers)
 
+    def stop(self) -> None:
+        """Release what the strategy itself holds (timers, queues); the directory stays."""
+
     def close(self) -> None:
+        self.stop()
         self.directory.close()

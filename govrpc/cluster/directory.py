@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Callable, Sequence
 
+from govrpc.configurator import ConfiguratorWatcher
 from govrpc.invocation import Invocation, Invoker
 from govrpc.registry.base import Registry
 from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
@@ -64,13 +65,21 @@ class RegistryDirectory(Directory):
         self.key = key
         self.consumer_url = consumer_url
         self._factory = invoker_factory
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered when a configurator change re-applies the list
         self._by_url: dict[URL, Invoker] = {}
         self.invokers = ()
         self.urls: tuple[URL, ...] = ()
         self._closed = False
+        self._raw: list[URL] = []  # as the registry pushed them, before configurators
+        self.configurators = ConfiguratorWatcher(registry, key.service, consumer_url.params.get("application", ""))
+
+    def _reconfigure(self, _watcher: ConfiguratorWatcher) -> None:
+        with self._lock:
+            self.notify(self._raw)
 
     def start(self) -> None:
+        self.configurators.add_listener(self._reconfigure)
+        self.configurators.start()  # overrides first, so the first list is already configured
         if self.router_chain is not None:  # rules first, so the first call is already routed
             self.registry.watch_rules(self.key.service, "routers", self.router_chain.set_registry_rules)
         self.registry.subscribe(self.key.service, self.notify)
@@ -81,6 +90,8 @@ class RegistryDirectory(Directory):
         with self._lock:
             if self._closed:
                 return
+            self._raw = urls
+            wanted = [u for u in map(self.configurators.provider, wanted) if u is not None]
             old = self._by_url
             fresh: dict[URL, Invoker] = {}
             for url in wanted:
@@ -103,6 +114,7 @@ class RegistryDirectory(Directory):
 
     def close(self) -> None:
         self.registry.unsubscribe(self.key.service, self.notify)
+        self.configurators.close()
         if self.router_chain is not None:
             self.registry.unwatch_rules(self.key.service, "routers", self.router_chain.set_registry_rules)
         with self._lock:

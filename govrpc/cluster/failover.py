@@ -1,9 +1,29 @@
-"""Failover: on a failure that another provider may not have, try another one."""
+"""Failover and failback: try another provider when one fails in a way another may not.
+
+Failover (the default) retries on a provider not tried yet, listing providers
+again before each attempt, for at most ``retries`` extra attempts (default 2),
+all within the call's one deadline, with a jittered exponential pause between
+attempts (tenacity's full-jitter wait). It retries only:
+
+- failures marked ``retryable`` (transport failures, timeouts, overload), never
+  business exceptions;
+- idempotent methods (the provider publishes ``{method}.idempotent=true``; the
+  consumer's ``idempotent`` option overrides it), unless the request surely
+  never reached a provider (``surely_not_sent``, e.g. connection refused);
+- while the retry budget (gRPC's retry throttling) has tokens to spare.
+
+Failback lets the status code decide: return a default, raise, or retry as failover.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time
 from typing import Any, Sequence
+
+import tenacity
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
@@ -12,17 +32,81 @@ from govrpc.exceptions import CallTimeoutError, ConfigurationError, GovRpcError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.url import URL
 
-__all__ = ["FailoverClusterInvoker"]
+__all__ = ["FailbackClusterInvoker", "FailoverClusterInvoker", "RetryBudget", "STATUS_CODES"]
 
 log = logging.getLogger("govrpc.cluster")
+
+STATUS_CODES = frozenset({
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED",
+})
+
+
+class RetryBudget:
+    """gRPC retry throttling: a token bucket that stops retries while failures are frequent.
+
+    Starts full with ``max_tokens``; every failed attempt takes one token, every
+    success gives back ``ratio``; retries are allowed only while more than half
+    the tokens are left. Shared by every method of a reference.
+    """
+
+    def __init__(self, max_tokens: float = 100.0, ratio: float = 0.1) -> None:
+        if max_tokens <= 0 or ratio <= 0:
+            raise ConfigurationError(
+                f"retry.budget ({max_tokens}) and retry.budget.ratio ({ratio}) must be positive")
+        self.max_tokens = float(max_tokens)
+        self.ratio = float(ratio)
+        self.tokens = self.max_tokens
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_url(cls, url: URL) -> RetryBudget:
+        return cls(url.get_float("retry.budget", 100.0), url.get_float("retry.budget.ratio", 0.1))
+
+    def on_success(self) -> None:
+        if self.tokens < self.max_tokens:  # full bucket (the usual case): nothing to do, no lock
+            with self._lock:
+                self.tokens = min(self.max_tokens, self.tokens + self.ratio)
+
+    def on_failure(self) -> None:
+        with self._lock:
+            self.tokens = max(0.0, self.tokens - 1.0)
+
+    @property
+    def allows_retry(self) -> bool:
+        return self.tokens > self.max_tokens / 2
+
+
+class _Attempt:
+    """The one field of tenacity's ``RetryCallState`` its wait strategies read."""
+
+    __slots__ = ("attempt_number",)
+
+    def __init__(self, attempt_number: int) -> None:
+        self.attempt_number = attempt_number
+
+
+def _flag(text: str | None) -> bool | None:
+    if text is None or text == "":
+        return None
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ConfigurationError(f"idempotent={text!r} is not true or false")
 
 
 class FailoverClusterInvoker(ClusterInvoker):
     """Up to ``retries`` extra attempts (default 2), each on a provider not tried yet.
 
-    Only failures marked ``retryable`` (transport failures, timeouts) move on;
-    business exceptions go straight to the caller. Providers are listed again
-    before each retry; all attempts share the call's deadline.
+    URL options: ``retries``, ``idempotent`` (override the provider's marker),
+    ``retry.backoff`` (s, default 0.01) and ``retry.backoff.max`` (s, default
+    0.2): the pause before attempt n is uniform in [0, min(backoff·2^(n-1), max)];
+    ``retry.budget`` (tokens, default 100) and ``retry.budget.ratio`` (0.1).
+    The error after the last attempt has the last failure's type and names
+    every provider tried and why no further attempt was made.
     """
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
@@ -30,27 +114,149 @@ class FailoverClusterInvoker(ClusterInvoker):
         self.retries = url.get_int("retries", 2)
         if self.retries < 0:
             raise ConfigurationError(f"retries must be 0 or more, not {self.retries} ({url.path})")
+        self.idempotent = _flag(url.get("idempotent"))
+        backoff = url.get_float("retry.backoff", 0.01)
+        backoff_max = url.get_float("retry.backoff.max", 0.2)
+        if backoff < 0 or backoff_max < backoff:
+            raise ConfigurationError(
+                f"retry.backoff ({backoff}) must be >= 0 and <= retry.backoff.max ({backoff_max})")
+        self.wait = tenacity.wait_random_exponential(multiplier=backoff, max=backoff_max)
+        self.budget = RetryBudget.from_url(url)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
-        tried: list[Invoker] = []
-        last: GovRpcError | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                if invocation.remaining() <= 0:
-                    raise CallTimeoutError(f"{invocation}: deadline passed after {attempt} attempt(s); "
-                                           f"last error: {last}", invocation=invocation) from last
-                invokers = [i for i in self.directory.list(invocation) if i not in tried]
-                if not invokers:
-                    break
+        invoker = self.loadbalance.select(invokers, invocation)
+        try:
+            result = self.call(invoker, invocation)
+        except GovRpcError as exc:
+            return self.retry(invocation, invoker, exc)
+        self.budget.on_success()
+        return result
+
+    def is_idempotent(self, invocation: Invocation, invoker: Invoker) -> bool:
+        if self.idempotent is not None:
+            return self.idempotent
+        return invoker.url.params.get(f"{invocation.method}.idempotent") == "true"
+
+    def retry(self, invocation: Invocation, invoker: Invoker, exc: GovRpcError) -> Any:
+        """Go on after ``invoker`` failed with ``exc``: more attempts, or the final error."""
+        tried = [invoker]
+        for attempt in range(1, self.retries + 1):
+            reason = self._refusal(invocation, tried[-1], exc)
+            if reason:
+                raise self._final(invocation, tried, exc, reason) from exc
+            pause = min(self.wait(_Attempt(attempt)),  # type: ignore[arg-type]
+                         max(invocation.remaining(), 0.0))
+            if pause > 0:
+                time.sleep(pause)
+            if invocation.remaining() <= 0:
+                raise self._final(invocation, tried, exc, "the deadline passed", timeout=True) from exc
+            invokers = [i for i in self.list(invocation) if i not in tried]
+            if not invokers:
+                raise self._final(invocation, tried, exc, "no other provider is left") from exc
             invoker = self.loadbalance.select(invokers, invocation)
             tried.append(invoker)
             try:
-                return invoker.invoke(invocation)
-            except GovRpcError as exc:
-                if not exc.retryable:
-                    raise
-                last = exc
-                log.debug("%s failed on %s (%s); %d attempt(s) left", invocation, invoker.url.address,
-                          exc, self.retries - attempt)
-        assert last is not None
-        raise last
+                result = self.call(invoker, invocation)
+            except GovRpcError as error:
+                exc = error
+                continue
+            self.budget.on_success()
+            return result
+        self._refusal(invocation, tried[-1], exc)  # raises a business error as is; counts the failure
+        raise self._final(invocation, tried, exc, f"{self.retries} retries are used up") from exc
+
+    def _refusal(self, invocation: Invocation, invoker: Invoker, exc: GovRpcError) -> str:
+        """Why ``exc`` must not be retried ("" if it may); a non-retryable error is raised as is."""
+        if not exc.retryable:
+            raise exc
+        self.budget.on_failure()
+        if not exc.surely_not_sent and not self.is_idempotent(invocation, invoker):
+            return (f"{invocation.method} is not idempotent and the request may have reached the provider "
+                    f"(mark it @govrpc.method(idempotent=True) to allow retries)")
+        if not self.budget.allows_retry:
+            return "the retry budget is exhausted (too many recent failures)"
+        if invocation.remaining() <= 0:
+            return "the deadline passed"
+        return ""
+
+    def _final(self, invocation: Invocation, tried: list[Invoker], exc: GovRpcError, reason: str,
+               timeout: bool = False) -> GovRpcError:
+        addresses = ", ".join(i.url.address for i in tried)
+        message = (f"{invocation} failed on {len(tried)} provider(s) [{addresses}]; no retry because {reason}; "
+                   f"last error: {exc.message or exc}")
+        cls = CallTimeoutError if timeout or "deadline passed" in reason else type(exc)
+        try:
+            error = cls(message, invocation=invocation)
+        except TypeError:  # an error class with another constructor: keep it as it is
+            return exc
+        if error.code != exc.code and not timeout:
+            error.code = exc.code  # type: ignore[misc]
+        return error
+
+
+RETRY, RAISE, DEFAULT = "retry", "raise", "default"
+DEFAULT_ACTIONS = {"UNAVAILABLE": RETRY, "DEADLINE_EXCEEDED": DEFAULT, "RESOURCE_EXHAUSTED": DEFAULT, "*": RAISE}
+
+
+def parse_actions(text: str) -> dict[str, str]:
+    """``"UNAVAILABLE:retry,NOT_FOUND:default,*:raise"`` -> mapping; raises ``ConfigurationError``."""
+    actions: dict[str, str] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        code, sep, action = part.partition(":")
+        code, action = code.strip().upper(), action.strip().lower()
+        if not sep or (code != "*" and code not in STATUS_CODES):
+            raise ConfigurationError(
+                f"failback.codes: {part!r} is not CODE:action with a gRPC status code name "
+                f"({', '.join(sorted(STATUS_CODES))}) or *")
+        if action not in (RETRY, RAISE, DEFAULT):
+            raise ConfigurationError(f"failback.codes: action {action!r} in {part!r} is not retry, raise or default")
+        actions[code] = action
+    return actions
+
+
+class FailbackClusterInvoker(FailoverClusterInvoker):
+    """The provider's status code decides: ``retry`` (as failover), ``raise``, or ``default``.
+
+    URL options: ``failback.codes`` (``CODE:action`` pairs, merged over the
+    defaults ``UNAVAILABLE:retry,DEADLINE_EXCEEDED:default,RESOURCE_EXHAUSTED:default,*:raise``;
+    a business exception's code is ``UNKNOWN``) and ``failback.default`` (the
+    value returned, as JSON; default null), plus failover's options for ``retry``.
+    When the retries fail too, the last error's code decides again (``retry`` then raises).
+    """
+
+    def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
+        super().__init__(directory, loadbalance, url)
+        self.actions = {**DEFAULT_ACTIONS, **parse_actions(url.get("failback.codes") or "")}
+        try:
+            self.default = json.loads(url.get("failback.default") or "null")
+        except ValueError as exc:
+            raise ConfigurationError(f"failback.default={url.get('failback.default')!r} is not JSON: {exc}") from None
+
+    def action(self, exc: BaseException) -> str:
+        code = exc.code if isinstance(exc, GovRpcError) else "UNKNOWN"
+        return self.actions.get(code, self.actions["*"])
+
+    def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
+        invoker = self.loadbalance.select(invokers, invocation)
+        try:
+            result = self.call(invoker, invocation)
+        except Exception as exc:  # noqa: BLE001 - business errors are mapped too (code UNKNOWN)
+            action = self.action(exc)
+            if action == RETRY and isinstance(exc, GovRpcError) and exc.retryable:
+                try:
+                    return self.retry(invocation, invoker, exc)
+                except GovRpcError as final:
+                    if self.action(final) != DEFAULT:
+                        raise
+                    exc, action = final, DEFAULT
+            if action != DEFAULT:
+                raise
+            log.info("%s failed on %s with %s; failback returns the default", invocation,
+                     invoker.url.address, self.action_code(exc))
+            return self.default
+        self.budget.on_success()
+        return result
+
+    @staticmethod
+    def action_code(exc: BaseException) -> str:
+        return exc.code if isinstance(exc, GovRpcError) else f"UNKNOWN ({type(exc).__name__})"

@@ -1,0 +1,99 @@
+"""Consistent hashing: the same arguments go to the same provider while it lives.
+
+Each provider owns ``hash.nodes`` points (default 160) on a ring of 2**32,
+placed by the MD5 of its address, so the ring depends only on who is there:
+when one of N providers leaves, only the keys it owned (about 1/N) move, and
+no other key does. The key of a call is made of the arguments at the indexes
+in ``hash.arguments`` (default ``0``, the first).
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+from typing import Sequence
+
+from govrpc.cluster.loadbalance import LoadBalancer, WeightTable, _TableCache
+from govrpc.exceptions import ConfigurationError
+from govrpc.invocation import Invocation, Invoker
+from govrpc.url import URL
+
+__all__ = ["ConsistentHashLoadBalancer", "parse_hash_arguments"]
+
+
+def parse_hash_arguments(text: str) -> tuple[int, ...]:
+    """``"0,2"`` -> ``(0, 2)``; raises ``ConfigurationError`` for anything but indexes >= 0."""
+    indexes = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part.isdigit():
+            raise ConfigurationError(
+                f"hash.arguments={text!r}: {part!r} is not an argument index (0 is the first argument)")
+        indexes.append(int(part))
+    if len(set(indexes)) != len(indexes):
+        raise ConfigurationError(f"hash.arguments={text!r} names an argument twice")
+    return tuple(indexes)
+
+
+def _points(address: str, nodes: int) -> list[int]:
+    """``nodes`` ring positions for ``address``: four 32-bit points per MD5 digest (as Dubbo)."""
+    points: list[int] = []
+    for i in range((nodes + 3) // 4):
+        digest = hashlib.md5(f"{address}-{i}".encode()).digest()
+        for k in range(4):
+            if len(points) < nodes:
+                points.append(int.from_bytes(digest[4 * k:4 * k + 4], "little"))
+    return points
+
+
+def key_hash(key: str) -> int:
+    return int.from_bytes(hashlib.md5(key.encode()).digest()[:4], "little")
+
+
+class _Ring(WeightTable):
+    __slots__ = ("points", "owners")
+    nodes = 160
+
+    def __init__(self, invokers: Sequence[Invoker]) -> None:
+        super().__init__(invokers)
+        ring = sorted((point, invoker.url.address, index)
+                      for index, invoker in enumerate(invokers)
+                      for point in _points(invoker.url.address, self.nodes))
+        self.points = [p for p, _, _ in ring]
+        self.owners = [invokers[i] for _, _, i in ring]
+
+    def fresh(self) -> bool:
+        return True  # positions do not depend on weights, so warm-up changes nothing
+
+    def owner(self, point: int) -> Invoker:
+        index = bisect.bisect_left(self.points, point)
+        return self.owners[index if index < len(self.points) else 0]
+
+
+class ConsistentHashLoadBalancer(LoadBalancer):
+    """Ring of virtual nodes keyed on the chosen arguments (``hash.arguments``, ``hash.nodes``)."""
+
+    def __init__(self, url: URL | None = None) -> None:
+        super().__init__(url)
+        self.arguments = parse_hash_arguments(url.get("hash.arguments") or "0") if url is not None else (0,)
+        nodes = url.get_int("hash.nodes", 160) if url is not None else 160
+        if nodes < 1:
+            raise ConfigurationError(f"hash.nodes must be 1 or more, not {nodes}")
+        ring_class = type("_Ring", (_Ring,), {"nodes": nodes, "__slots__": ()})
+        self._tables: _TableCache[_Ring] = _TableCache(ring_class)
+        self._width = max(self.arguments) + 1
+
+    def key(self, invocation: Invocation) -> str:
+        args = invocation.args
+        if len(args) < self._width:
+            raise ConfigurationError(
+                f"{invocation}: consistenthash hashes argument(s) {list(self.arguments)} "
+                f"(hash.arguments) but the call passes {len(args)} positional argument(s)",
+                invocation=invocation)
+        if len(self.arguments) == 1:
+            return str(args[self.arguments[0]])
+        return ",".join(str(args[i]) for i in self.arguments)
+
+    def select(self, invokers: Sequence[Invoker], invocation: Invocation) -> Invoker:
+        ring = self._tables.get(invokers)
+        return ring.owner(key_hash(self.key(invocation)))

@@ -1,0 +1,185 @@
+"""Failcache: a failed call is kept and sent again later, in the background.
+
+When the first attempt fails with a provider failure (``retryable``), the call
+is queued and the caller gets a ``RetryAccepted`` at once instead of the
+method's return value. A timer thread re-sends queued calls every
+``failcache.period`` s (default 5), each up to ``failcache.retries`` times
+(default 3), with a fresh deadline of ``failcache.timeout`` s (default: the
+reference's ``timeout``, else 1). A call that still fails is logged, counted
+(``FailcacheClusterInvoker.given_up``) and passed to every callback added with
+``on_give_up``. The queue holds at most ``failcache.size`` calls (default
+1000); when full, the call is refused at once with ``FailcacheFullError``.
+
+Business exceptions are raised to the caller, never queued. The queue is in
+memory: it survives providers going away and coming back, not the consumer
+process ending. Use failcache for calls that are safe to repeat
+(notifications, idempotent writes).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import itertools
+import logging
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from govrpc.cluster.base import ClusterInvoker
+from govrpc.cluster.directory import Directory
+from govrpc.cluster.loadbalance import LoadBalancer
+from govrpc.exceptions import ConfigurationError, GovRpcError, RpcError
+from govrpc.invocation import Invocation, Invoker
+from govrpc.url import URL
+
+__all__ = ["FailcacheClusterInvoker", "FailcacheFullError", "RetryAccepted", "on_give_up"]
+
+log = logging.getLogger("govrpc.cluster")
+
+GiveUpCallback = Callable[[Invocation, BaseException], None]
+_callbacks: list[GiveUpCallback] = []
+_ids = itertools.count(1)
+
+
+def on_give_up(callback: GiveUpCallback) -> Callable[[], None]:
+    """Call ``callback(invocation, last_error)`` for every call failcache gives up on.
+
+    Returns a function that removes the callback.
+    """
+    _callbacks.append(callback)
+    return lambda: _callbacks.remove(callback) if callback in _callbacks else None
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryAccepted:
+    """What a failcache call returns when it failed and was queued for re-sending.
+
+    ``ticket`` identifies the call in the logs and in give-up reports; ``error``
+    is the failure that queued it. It is falsy, so ``if result:`` tells a value
+    from a queued call only when the method's values are truthy: compare with
+    ``isinstance(result, RetryAccepted)`` instead.
+    """
+
+    ticket: int
+    error: str
+
+    def __bool__(self) -> bool:
+        return False
+
+
+class FailcacheFullError(RpcError):
+    """The failcache queue is full: the call failed and could not be kept for later."""
+
+    code = "RESOURCE_EXHAUSTED"
+
+
+@dataclasses.dataclass
+class _Pending:
+    ticket: int
+    invocation: Invocation
+    attempts: int
+    error: BaseException
+
+
+class FailcacheClusterInvoker(ClusterInvoker):
+    """One attempt now; on a provider failure, queue the call and re-send it in the background."""
+
+    def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
+        super().__init__(directory, loadbalance, url)
+        self.period = url.get_float("failcache.period", 5.0)
+        self.retries = url.get_int("failcache.retries", 3)
+        self.size = url.get_int("failcache.size", 1000)
+        self.timeout = url.get_float("failcache.timeout", url.get_float("timeout", 1.0))
+        if self.period <= 0 or self.retries < 1 or self.size < 1 or self.timeout <= 0:
+            raise ConfigurationError(
+                f"failcache options must be positive: period={self.period}, retries={self.retries}, "
+                f"size={self.size}, timeout={self.timeout} ({url.path})")
+        self._queue: collections.deque[_Pending] = collections.deque()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.queued = 0       # counters (metrics): calls queued, re-sent with success, given up, refused
+        self.recovered = 0
+        self.given_up = 0
+        self.refused = 0
+
+    def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
+        invoker = self.loadbalance.select(invokers, invocation)
+        try:
+            return self.call(invoker, invocation)
+        except GovRpcError as exc:
+            if not exc.retryable:
+                raise
+            return self._enqueue(invocation, exc)
+
+    def _enqueue(self, invocation: Invocation, exc: GovRpcError) -> RetryAccepted:
+        with self._lock:
+            if len(self._queue) >= self.size:
+                self.refused += 1
+                raise FailcacheFullError(
+                    f"{invocation} failed ({exc.message or exc}) and the failcache queue is full "
+                    f"({self.size} calls waiting; failcache.size)", invocation=invocation) from exc
+            ticket = next(_ids)
+            self._queue.append(_Pending(ticket, invocation, 0, exc))
+            self.queued += 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="govrpc-failcache", daemon=True)
+                self._thread.start()
+        log.info("failcache: %s failed (%s); queued as #%d, re-sent every %.1f s up to %d times",
+                 invocation, exc, ticket, self.period, self.retries)
+        return RetryAccepted(ticket, str(exc))
+
+    @property
+    def pending(self) -> int:
+        return len(self._queue)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.resend()
+
+    def resend(self) -> None:
+        """Re-send every queued call once (the timer calls this every period)."""
+        with self._lock:
+            batch = list(self._queue)
+            self._queue.clear()
+        for pending in batch:
+            if self._stop.is_set():
+                return
+            invocation = dataclasses.replace(pending.invocation, deadline=time.monotonic() + self.timeout)
+            pending.attempts += 1
+            try:
+                self.call(self.loadbalance.select(self.list(invocation), invocation), invocation)
+            except Exception as exc:  # noqa: BLE001 - any failure counts against the call
+                pending.error = exc
+                retryable = isinstance(exc, GovRpcError) and exc.retryable
+                if retryable and pending.attempts < self.retries:
+                    with self._lock:
+                        self._queue.append(pending)
+                    continue
+                self._give_up(pending)
+            else:
+                self.recovered += 1
+                log.info("failcache: #%d %s succeeded on re-send %d", pending.ticket, invocation, pending.attempts)
+
+    def _give_up(self, pending: _Pending) -> None:
+        self.given_up += 1
+        log.error("failcache: gave up #%d %s after %d re-send(s): %s", pending.ticket, pending.invocation,
+                  pending.attempts, pending.error)
+        for callback in list(_callbacks):
+            try:
+                callback(pending.invocation, pending.error)
+            except Exception:  # noqa: BLE001 - one bad callback must not stop the others
+                log.exception("failcache give-up callback %r failed", callback)
+
+    def stop(self) -> None:
+        """Stop the timer; calls still queued are given up (reported) now."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=self.timeout + 1.0)
+        with self._lock:
+            left = list(self._queue)
+            self._queue.clear()
+        for pending in left:
+            log.error("failcache: reference closed with #%d %s still queued", pending.ticket, pending.invocation)
+            self._give_up(pending)

@@ -1,0 +1,51 @@
+"""Failfast and failsafe: one attempt; the error goes to the caller, or is swallowed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Sequence
+
+from govrpc.cluster.base import ClusterInvoker
+from govrpc.cluster.directory import Directory
+from govrpc.cluster.loadbalance import LoadBalancer
+from govrpc.exceptions import ConfigurationError
+from govrpc.invocation import Invocation, Invoker
+from govrpc.url import URL
+
+__all__ = ["FailfastClusterInvoker", "FailsafeClusterInvoker"]
+
+log = logging.getLogger("govrpc.cluster")
+
+
+class FailfastClusterInvoker(ClusterInvoker):
+    """One attempt on one provider; any error goes to the caller at once (non-idempotent writes)."""
+
+    def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
+        return self.call(self.loadbalance.select(invokers, invocation), invocation)
+
+
+class FailsafeClusterInvoker(ClusterInvoker):
+    """One attempt; any exception (also a business one) is logged and ``failsafe.default`` returned.
+
+    ``failsafe.default`` is JSON (default null). For calls whose failure must
+    not disturb the caller: audit logs, statistics, best-effort notifications.
+    """
+
+    def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
+        super().__init__(directory, loadbalance, url)
+        try:
+            self.default = json.loads(url.get("failsafe.default") or "null")
+        except ValueError as exc:
+            raise ConfigurationError(f"failsafe.default={url.get('failsafe.default')!r} is not JSON: {exc}") from None
+
+    def invoke(self, invocation: Invocation) -> Any:
+        try:
+            return super().invoke(invocation)  # also swallows "no provider"
+        except Exception as exc:  # noqa: BLE001 - swallowing is the strategy
+            log.warning("failsafe: %s failed and returns the default: %s: %s",
+                        invocation, type(exc).__name__, exc)
+            return self.default
+
+    def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
+        return self.call(self.loadbalance.select(invokers, invocation), invocation)
