@@ -51,3 +51,7 @@ def client_factory() -> Iterator[Callable[..., govrpc.Client]]:
     yield make
     for client in clients:
         client.close()
+
+
+# -- ZooKeeper (tests/zkharness.py): session server, private servers, addresses --
+from tests.zkharness import zk_url, zookeeper, zookeeper_private  # noqa: E402,F401

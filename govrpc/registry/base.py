@@ -122,6 +122,12 @@ class Registry(abc.ABC):
         """Seconds a change may take to reach another process (shutdown waits this long)."""
         return 0.0
 
+    @classmethod
+    def parse_address(cls, address: str) -> URL:
+        """The URL for a registry address; registries whose addresses are not plain URLs
+        (several hosts, credentials) override this. Raises ``ConfigurationError``."""
+        return URL.parse(address)
+
 
 def safe_call(listener: Callable[..., None], *args: object) -> None:
     """Run a listener; an exception is logged, never propagated into the registry."""
@@ -137,17 +143,16 @@ _instances: dict[str, tuple[Registry, int]] = {}
 _instances_lock = threading.Lock()
 
 
-def _normalize(address: str | None) -> URL:
+def _scheme_of(address: str | None) -> tuple[str, str]:
     if address is None or address == "":
         address = "memory://"
-    if "://" not in address:
+    if not isinstance(address, str) or "://" not in address:
         raise ConfigurationError(
             f"registry address {address!r} is not a URL; use memory://, file:///dir or zookeeper://host:port")
     scheme = address.split("://", 1)[0]
     if not scheme:
         raise ConfigurationError(f"registry address {address!r} has no scheme")
-    # memory:// and file:///dir have no host; URL() needs a parseable netloc
-    return URL.parse(address)
+    return address, scheme
 
 
 def acquire_registry(address: str | Registry | None) -> Registry:
@@ -156,14 +161,15 @@ def acquire_registry(address: str | Registry | None) -> Registry:
 
     if isinstance(address, Registry):
         return address
-    url = _normalize(address)
+    address, scheme = _scheme_of(address)
+    cls = get_extension("govrpc.registry", scheme)
+    url = cls.parse_address(address)
     key = str(url)
     with _instances_lock:
         entry = _instances.get(key)
         if entry is not None:
             _instances[key] = (entry[0], entry[1] + 1)
             return entry[0]
-    cls = get_extension("govrpc.registry", url.scheme)
     registry = cls(url)
     with _instances_lock:
         entry = _instances.get(key)
