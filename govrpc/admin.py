@@ -7,10 +7,12 @@ the same on every registry.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Mapping, Sequence
 
-from govrpc.registry.base import CONSUMERS, PROVIDERS, Registry, acquire_registry, release_registry
-from govrpc.url import URL
+from govrpc.invocation import Invocation
+from govrpc.registry.base import CONSUMERS, PROVIDERS, ROUTERS, Registry, acquire_registry, release_registry
+from govrpc.router.chain import RouteStep, compile_rule, explain_route
+from govrpc.url import CONSUMER, PROVIDER_SCHEMES, URL, ServiceKey
 
 __all__ = ["Admin"]
 
@@ -39,8 +41,43 @@ class Admin:
         return self.registry.rules(service, category)
 
     def put_rule(self, service: str, category: str, name: str, text: str) -> None:
-        """Store a rule as it is (callers that know the rule's grammar validate it first)."""
+        """Store a rule as it is (callers that know the rule's grammar validate it first).
+
+        Route rules (``routers``) are always checked: a ``RuleError`` stores nothing.
+        """
+        if category == ROUTERS:
+            compile_rule(text, name)
         self.registry.put_rule(service, category, name, text)
+
+    # -- route rules -----------------------------------------------------------------
+    def add_route(self, service: str, name: str, text: str) -> None:
+        """Check and store route rule ``name`` of ``service`` (replacing one of that name).
+
+        Raises ``RuleError`` naming the position of the mistake; nothing is stored then.
+        """
+        compile_rule(text, name)
+        self.registry.put_rule(service, ROUTERS, name, text)
+
+    def routes(self, service: str) -> dict[str, str]:
+        """The route rules of ``service`` stored in the registry: name -> text."""
+        return self.registry.rules(service, ROUTERS)
+
+    def remove_route(self, service: str, name: str) -> None:
+        """Delete route rule ``name`` of ``service`` (an unknown name is ignored)."""
+        self.registry.delete_rule(service, ROUTERS, name)
+
+    def explain_route(self, service: str, method: str, *, application: str = "govrpc-consumer",
+                      host: str = "127.0.0.1", args: Sequence[Any] = (),
+                      attachments: Mapping[str, str] | None = None,
+                      consumer: Mapping[str, str] | None = None) -> list[RouteStep]:
+        """Dry run: for a call of ``method`` from this consumer, what each router keeps and why."""
+        params = {"application": application, **(consumer or {})}
+        consumer_url = URL(CONSUMER, host, 0, service, params)
+        key = ServiceKey(service, params.get("version", ""), params.get("group", ""))
+        providers = [u for u in self.registry.lookup(service, PROVIDERS)
+                     if u.scheme in PROVIDER_SCHEMES and (key.matches(u) or not (key.version or key.group))]
+        invocation = Invocation(key, method, tuple(args), {}, dict(attachments or {}))
+        return explain_route(consumer_url, sorted(providers, key=str), self.routes(service), invocation)
 
     def delete_rule(self, service: str, category: str, name: str) -> None:
         self.registry.delete_rule(service, category, name)

@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Callable, Sequence
 
-from govrpc.exceptions import GovRpcError
+from govrpc.exceptions import ConfigurationError, GovRpcError
 
 __all__ = ["build_parser", "main"]
 
@@ -31,6 +31,79 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(calls=args.calls, threads=args.threads)
 
 
+def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
+    pairs = {}
+    for item in values or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigurationError(f"{flag} takes KEY=VALUE, not {item!r}")
+        pairs[key] = value
+    return pairs
+
+
+def _cmd_route(args: argparse.Namespace) -> int:
+    from govrpc.admin import Admin
+
+    with Admin(args.registry) as admin:
+        if args.action == "add":
+            if args.file:
+                with open(args.file, encoding="utf-8") as f:
+                    text = f.read()
+            elif args.rule == "-":
+                text = sys.stdin.read()
+            elif args.rule:
+                text = args.rule
+            else:
+                raise ConfigurationError("route add needs the rule text, '-' (stdin) or --file PATH")
+            admin.add_route(args.service, args.name, text)
+            print(f"route {args.name!r} of {args.service} stored")
+        elif args.action == "list":
+            routes = admin.routes(args.service)
+            if not routes:
+                print(f"{args.service} has no route rule")
+            for name, text in sorted(routes.items()):
+                print(f"== {name}")
+                print(text.rstrip("\n"))
+        elif args.action == "rm":
+            admin.remove_route(args.service, args.name)
+            print(f"route {args.name!r} of {args.service} removed")
+        else:
+            steps = admin.explain_route(args.service, args.method, application=args.application, host=args.host,
+                                        args=args.arg or (), attachments=_pairs(args.attachment, "--attachment"),
+                                        consumer=_pairs(args.param, "--param"))
+            for step in steps:
+                print(f"{step.router}: {step.why}")
+                print("    " + (", ".join(u.address for u in step.kept) or "(none)"))
+            print(f"result: {len(steps[-1].kept)} provider(s)")
+    return 0
+
+
+def _route_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    route = sub.add_parser("route", help="route rules of a service: add, list, rm, explain")
+    actions = route.add_subparsers(dest="action", required=True)
+    add = actions.add_parser("add", help="check and store a route rule (refused if it does not parse)")
+    add.add_argument("service")
+    add.add_argument("name")
+    add.add_argument("rule", nargs="?", help="the rule text ('-' reads stdin)")
+    add.add_argument("--file", help="read the rule from this file")
+    listing = actions.add_parser("list", help="the stored route rules of a service")
+    listing.add_argument("service")
+    rm = actions.add_parser("rm", help="remove a route rule")
+    rm.add_argument("service")
+    rm.add_argument("name")
+    explain = actions.add_parser("explain", help="dry run: which providers each router keeps for a call, and why")
+    explain.add_argument("service")
+    explain.add_argument("method")
+    explain.add_argument("--application", default="govrpc-consumer", help="the calling application")
+    explain.add_argument("--host", default="127.0.0.1", help="the calling host")
+    explain.add_argument("--arg", action="append", help="a call argument (repeat: arguments[0], [1]...)")
+    explain.add_argument("--attachment", action="append", metavar="KEY=VALUE", help="a call attachment (tag=gray)")
+    explain.add_argument("--param", action="append", metavar="KEY=VALUE", help="a consumer URL parameter")
+    for parser in (add, listing, rm, explain):
+        _registry_option(parser)
+        parser.set_defaults(func=_cmd_route)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="govrpc", description="Governed RPC on gRPC.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -40,6 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--calls", type=int, default=3000, help="calls to make (default 3000)")
     demo.add_argument("--threads", type=int, default=4, help="consumer threads (default 4)")
     demo.set_defaults(func=_cmd_demo)
+    _route_parser(sub)
     return parser
 
 
