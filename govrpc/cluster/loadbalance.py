@@ -87,7 +87,7 @@ class _TableCache(Generic[T]):
 
     def get(self, invokers: Sequence[Invoker]) -> T:
         table = self.last
-        if table is not None and table.invokers is invokers and table.fresh():
+        if table is not None and table.invokers is invokers and table.n == len(invokers) and table.fresh():
             return table
         key = tuple(invokers)
         with self._lock:
@@ -278,7 +278,8 @@ class StickyLoadBalancer(LoadBalancer):
     """Keep calling the provider picked last while it is listed, available and not failing.
 
     A provider is left after a provider failure (its consecutive failure
-    count is not zero); a new one is then picked by weighted random.
+    count is not zero); a new one is then picked by weighted random, among
+    the providers that are not failing when there are any.
     """
 
     def __init__(self, url: URL | None = None) -> None:
@@ -292,7 +293,11 @@ class StickyLoadBalancer(LoadBalancer):
         if (current is not None and current in table.members and current.available
                 and not stats_of(current).consecutive_failures):
             return current
-        picked = invokers[table.random_index()] if len(invokers) > 1 else invokers[0]
+        picked = invokers[table.random_index()]
+        if stats_of(picked).consecutive_failures:  # prefer one that is not failing
+            healthy = [i for i, st in zip(invokers, table.stats) if not st.consecutive_failures and i.available]
+            if healthy:
+                picked = healthy[int(random.random() * len(healthy))]
         self._current = picked
         return picked
 
