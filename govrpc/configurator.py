@@ -99,7 +99,7 @@ def _bool(value: str, key: str, text: str, position: int) -> str:
     return lowered
 
 
-def _check(key: str, value: str, text: str, position: int) -> str:
+def _check(key: str, value: str, text: str, position: int, key_position: int) -> str:
     method, base = split_method_key(key)
     if base == "weight":
         if not value.lstrip("-").isdigit() or int(value) <= 0:
@@ -120,7 +120,7 @@ def _check(key: str, value: str, text: str, position: int) -> str:
     elif base not in CLUSTER_KEYS:
         known = ", ".join(sorted(PROVIDER_KEYS | CLUSTER_KEYS | {"address", "application", "enabled"}))
         raise RuleError(f"unknown key {key!r}; keys: {known} (cluster keys also as method.key)",
-                        rule=text, position=position)
+                        rule=text, position=key_position)
     return value
 
 
@@ -159,7 +159,7 @@ def parse_configurator(text: str, name: str = "") -> Configurator:
         elif key == "enabled":
             enabled = _bool(value, key, text, position) == "true"
         else:
-            params[key] = _check(key, value, text, position)
+            params[key] = _check(key, value, text, position, start + match.start(1))
     if not params:
         raise RuleError("the rule overrides nothing (no key other than address/application/enabled)",
                         rule=text, position=0)
