@@ -593,12 +593,14 @@ class ZookeeperRegistry(Registry):
             if self._mine.pop(path, None) is None:
                 return
             try:
+                if self.client.state != KazooState.CONNECTED:
+                    raise _NotConnected(f"not connected to {self.hosts}")
                 self._wait(self.client.delete_async(path))
             except NoNodeError:
                 pass
             except NoAuthError:
                 log.warning("%s", self._no_auth("unregister", path))
-            except (*_TRANSIENT, ConnectionClosedError) as exc:
+            except (*_TRANSIENT, _NotConnected, ConnectionClosedError) as exc:
                 if not self._closing.is_set():
                     log.warning("zookeeper registry %s: cannot unregister %s now (%s); retrying in the background",
                                 self.display, url, type(exc).__name__)
@@ -785,6 +787,7 @@ class ZookeeperRegistry(Registry):
             except NoAuthError:
                 self._not_readable(watch)
                 continue
+            watch.dirty = False
             self._offer(watch, value, "zookeeper")
         for watch, result in url_reads:
             try:
@@ -801,6 +804,7 @@ class ZookeeperRegistry(Registry):
             except NoAuthError:
                 self._not_readable(watch)
                 continue
+            watch.dirty = False
             self._offer(watch, self._decode(watch, names), "zookeeper")
 
     def _decode(self, watch: _Watch, names: list[str]) -> list[URL]:
