@@ -208,7 +208,7 @@ class Client:
         if self.local_first:
             export = find_local(url)
             if export is not None:
-                return InProcessInvoker(export)
+                return InProcessInvoker(export, url)
         return GrpcInvoker(url, self.pool)
 
     def proxy(self, service: str, **options: Any) -> ServiceProxy:

@@ -105,6 +105,7 @@ def parse_condition(text: str, offset: int = 0, document: str | None = None) -> 
     pairs: dict[str, MatchPair] = {}
     pair: MatchPair | None = None
     values: list[str] | None = None
+    key_at = 0
     end = 0
 
     def fail(message: str, at: int) -> RuleError:
@@ -123,15 +124,17 @@ def parse_condition(text: str, offset: int = 0, document: str | None = None) -> 
         where = match.start() + (len(match.group(0)) - len(match.group(0).lstrip()))
         if not separator:
             if pair is not None and not (pair.matches or pair.mismatches):
-                raise fail(f"key {_last_key(pairs)!r} has no '=' or '!=' before {content!r}", where)
+                raise fail(f"key {_last_key(pairs)!r} has no '=' or '!=' before {content!r}", key_at)
             _check_key(content, fail, match.start(2))
             pair = pairs.setdefault(content, MatchPair())
+            key_at = match.start(2)
             values = None
         elif separator == "&":
             if pair is None or not (pair.matches or pair.mismatches):
                 raise fail(f"'&' before {content!r} does not follow a complete condition", where)
             _check_key(content, fail, match.start(2))
             pair = pairs.setdefault(content, MatchPair())
+            key_at = match.start(2)
             values = None
         elif separator == "=":
             if pair is None:
@@ -154,7 +157,7 @@ def parse_condition(text: str, offset: int = 0, document: str | None = None) -> 
         bad = end + len(rest) - len(rest.lstrip())
         raise fail(f"{rest.strip()!r} needs a value after it", bad)
     if pair is not None and not (pair.matches or pair.mismatches):
-        raise fail(f"key {_last_key(pairs)!r} has no '=' or '!=' value", len(text.rstrip()))
+        raise fail(f"key {_last_key(pairs)!r} has no '=' or '!=' value", key_at)
     return Condition(pairs)
 
 

@@ -42,27 +42,32 @@ class LocalExport:
         self.alive = True
 
 
-_exports: dict[URL, LocalExport] = {}
+_exports: dict[tuple[str, str], LocalExport] = {}  # (address, service key) -> export
+
+
+def _key(url: URL) -> tuple[str, str]:
+    # not the whole URL: a configurator may have changed its parameters (weight...) on the way
+    return url.address, str(url.service_key)
 _exports_lock = threading.Lock()
 
 
 def export_local(url: URL, invoker: Invoker) -> None:
     """Publish a provider of this process (``Server.start``, before it registers ``url``)."""
     with _exports_lock:
-        _exports[url] = LocalExport(url, invoker)
+        _exports[_key(url)] = LocalExport(url, invoker)
 
 
 def withdraw_local(url: URL) -> None:
     """Withdraw a provider (``Server.stop``); in-process invokers of it fail over from then on."""
     with _exports_lock:
-        export = _exports.pop(url, None)
+        export = _exports.pop(_key(url), None)
     if export is not None:
         export.alive = False
 
 
 def find_local(url: URL) -> LocalExport | None:
     """The export of provider ``url`` if a server in this process serves it."""
-    return _exports.get(url)
+    return _exports.get(_key(url))
 
 
 class InProcessInvoker(Invoker):
@@ -76,8 +81,8 @@ class InProcessInvoker(Invoker):
 
     in_process = True
 
-    def __init__(self, export: LocalExport) -> None:
-        self.url = export.url
+    def __init__(self, export: LocalExport, url: URL | None = None) -> None:
+        self.url = url or export.url
         self._export = export
 
     def invoke(self, invocation: Invocation) -> Any:
