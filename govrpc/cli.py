@@ -8,10 +8,11 @@ commands that read or change a registry take ``--registry URL`` (default: the
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from govrpc.exceptions import ConfigurationError, GovRpcError
 
@@ -104,6 +105,66 @@ def _route_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type
         parser.set_defaults(func=_cmd_route)
 
 
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+def _url_record(url: Any) -> dict[str, Any]:
+    return {"url": str(url), "address": url.address, "service": url.path, **dict(url.params)}
+
+
+def _cmd_services(args: argparse.Namespace) -> int:
+    from govrpc.admin import Admin
+
+    with Admin(args.registry) as admin:
+        rows = [(s, len(admin.providers(s)), len(admin.consumers(s))) for s in admin.services()]
+    if args.json:
+        print(json.dumps([{"service": s, "providers": p, "consumers": c} for s, p, c in rows], indent=2))
+    elif not rows:
+        print(f"no service in {args.registry}")
+    else:
+        print(_table([(s, str(p), str(c)) for s, p, c in rows], ("SERVICE", "PROVIDERS", "CONSUMERS")))
+    return 0
+
+
+def _cmd_instances(args: argparse.Namespace) -> int:
+    from govrpc.admin import Admin
+
+    with Admin(args.registry) as admin:
+        urls = admin.providers(args.service) if args.command == "providers" else admin.consumers(args.service)
+    if args.json:
+        print(json.dumps([_url_record(u) for u in urls], indent=2))
+        return 0
+    if not urls:
+        print(f"{args.service} has no {args.command} in {args.registry}")
+        return 0
+    if args.command == "providers":
+        header = ("ADDRESS", "VERSION", "GROUP", "APPLICATION", "WEIGHT", "PID", "METHODS")
+        rows = [(u.address, u.get("version", ""), u.get("group", ""), u.get("application", ""),
+                 u.get("weight", ""), u.get("pid", ""), u.get("methods", "")) for u in urls]
+    else:
+        header = ("HOST", "APPLICATION", "VERSION", "GROUP", "PID", "CLUSTER", "LOADBALANCE")
+        rows = [(u.host, u.get("application", ""), u.get("version", ""), u.get("group", ""), u.get("pid", ""),
+                 u.get("cluster", ""), u.get("loadbalance", "")) for u in urls]
+    print(_table(rows, header))
+    return 0
+
+
+def _listing_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    services = sub.add_parser("services", help="every service in the registry, with provider and consumer counts")
+    services.set_defaults(func=_cmd_services)
+    providers = sub.add_parser("providers", help="the live providers of a service")
+    consumers = sub.add_parser("consumers", help="the live consumers of a service")
+    for parser in (providers, consumers):
+        parser.add_argument("service")
+        parser.set_defaults(func=_cmd_instances)
+    for parser in (services, providers, consumers):
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        _registry_option(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="govrpc", description="Governed RPC on gRPC.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -114,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=4, help="consumer threads (default 4)")
     demo.set_defaults(func=_cmd_demo)
     _route_parser(sub)
+    _listing_parsers(sub)
     return parser
 
 
