@@ -144,6 +144,8 @@ class FailoverClusterInvoker(ClusterInvoker):
             reason = self._refusal(invocation, tried[-1], exc)
             if reason:
                 raise self._final(invocation, tried, exc, reason) from exc
+            log.debug("%s failed on %s (%s: %s); attempt %d of %d", invocation, tried[-1].url.address,
+                      type(exc).__name__, exc, attempt + 1, self.retries + 1)
             pause = min(self.wait(_Attempt(attempt)),  # type: ignore[arg-type]
                          max(invocation.remaining(), 0.0))
             if pause > 0:

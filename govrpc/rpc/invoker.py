@@ -26,7 +26,8 @@ __all__ = ["ChannelPool", "GrpcInvoker", "translate_error"]
 log = logging.getLogger("govrpc.rpc")
 
 _TOO_LARGE = ("larger than max", "message too large", "exceeds")
-_REFUSED = ("connection refused", "failed to connect", "connect failed", "socket closed")
+# "Socket closed" / "Stream removed" come from a connection lost mid-call: the request may have run
+_REFUSED = ("connection refused", "failed to connect", "connect failed")
 
 
 class ChannelPool:
