@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Mapping, Sequence
 
 from govrpc.exceptions import ConfigurationError, RuleError
 from govrpc.invocation import Invocation, Invoker
@@ -32,6 +32,8 @@ log = logging.getLogger("govrpc.router")
 MAX_SCRIPT_LENGTH = 4096
 MAX_STEPS = 20_000        # AST nodes visited per evaluation
 MAX_SECONDS = 0.05        # wall clock per evaluation
+VERDICT_LIMIT = 65_536
+_UNCACHED = object()
 _FORBIDDEN_FUNCTIONS = {"matches": "regular expressions can run without bound"}
 
 
@@ -152,6 +154,10 @@ class ScriptRouter(Router):
         self._consumer_maps: dict[URL, Any] = {}
         self.reads = Reads(all_arguments="arguments" in expression or "kwargs" in expression,
                            all_attachments="attachments" in expression)
+        self._reads_invocation = "invocation" in expression
+        # (call key, consumer, provider) -> verdict: after a provider or rule change only
+        # providers and calls not seen before are evaluated again
+        self._verdicts: dict[Hashable, bool] = {}
 
     @classmethod
     def from_rule(cls, rule: RouteRule) -> Sequence[Router]:
@@ -203,9 +209,24 @@ class ScriptRouter(Router):
     def route(self, invokers: Sequence[Invoker], invocation: Invocation,
               consumer: URL) -> tuple[Sequence[Invoker], str]:
         try:
-            invocation_map = self._invocation_map(invocation)
-            consumer_map = self._map(self._consumer_maps, consumer)
-            kept = [i for i in invokers if self._evaluate(invocation_map, consumer_map, i.url)]
+            call_key = self._call_key(invocation)
+            verdicts = self._verdicts
+            if len(verdicts) > VERDICT_LIMIT:
+                verdicts.clear()
+            invocation_map = consumer_map = None
+            kept = []
+            for invoker in invokers:
+                key = (call_key, consumer, invoker.url)
+                verdict = verdicts.get(key) if call_key is not _UNCACHED else None
+                if verdict is None:
+                    if invocation_map is None:
+                        invocation_map = self._invocation_map(invocation)
+                        consumer_map = self._map(self._consumer_maps, consumer)
+                    verdict = self._evaluate(invocation_map, consumer_map, invoker.url)
+                    if call_key is not _UNCACHED:
+                        verdicts[key] = verdict
+                if verdict:
+                    kept.append(invoker)
         except Exception as exc:  # noqa: BLE001 - a script must never break a call
             log.warning("script route %r failed for %s (%s: %s); keeping every provider",
                         self.name, invocation, type(exc).__name__, exc)
@@ -213,6 +234,20 @@ class ScriptRouter(Router):
         if kept or self.force:
             return kept, f"kept providers for which '{self.expression}' is true"
         return invokers, "script keeps no provider; not forced: rule ignored, all kept"
+
+    def _call_key(self, invocation: Invocation) -> Hashable:
+        """What of the call the verdict depends on (``_UNCACHED`` if that cannot be hashed)."""
+        if not self._reads_invocation:
+            return None
+        reads = self.reads
+        key = (invocation.method,
+               (invocation.args, tuple(sorted(invocation.kwargs.items()))) if reads.all_arguments else None,
+               tuple(sorted(invocation.attachments.items())) if reads.all_attachments else None)
+        try:
+            hash(key)
+        except TypeError:
+            return _UNCACHED
+        return key
 
     def __repr__(self) -> str:
         return f"ScriptRouter({self.name!r}, {self.expression!r})"
