@@ -79,7 +79,7 @@ def _cmd_route(args: argparse.Namespace) -> int:
     return 0
 
 
-def _route_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _route_parser(sub: argparse._SubParsersAction) -> None:
     route = sub.add_parser("route", help="route rules of a service: add, list, rm, explain")
     actions = route.add_subparsers(dest="action", required=True)
     add = actions.add_parser("add", help="check and store a route rule (refused if it does not parse)")

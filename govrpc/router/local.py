@@ -146,7 +146,7 @@ def local_hosts() -> frozenset[str]:
     try:
         hostname = socket.gethostname()
         names.add(hostname)
-        names.update(info[4][0] for info in socket.getaddrinfo(hostname, None))
+        names.update(str(info[4][0]) for info in socket.getaddrinfo(hostname, None))
     except OSError:
         pass
     return frozenset(str(n) for n in names)

@@ -58,7 +58,7 @@ def _evaluator_class() -> Any:
     if _EVALUATOR is None:
         from celpy.evaluation import Evaluator
 
-        class BudgetEvaluator(Evaluator):  # type: ignore[misc, valid-type]
+        class BudgetEvaluator(Evaluator):
             def __init__(self, ast: Any, activation: Any, budget: list[float]) -> None:
                 super().__init__(ast, activation)
                 self.budget = budget
