@@ -196,16 +196,25 @@ class RoundRobinLoadBalancer(LoadBalancer):
 
 
 class _ActiveTable(WeightTable):
-    __slots__ = ("gather",)
+    __slots__ = ("gather", "slots")
 
     def __init__(self, invokers: Sequence[Invoker]) -> None:
         super().__init__(invokers)
+        self.slots = [s.slot for s in self.stats]
         # one C-level call gathers every provider's in-flight count from ACTIVE
-        self.gather: Callable[[list[int]], tuple[int, ...]] = operator.itemgetter(*(s.slot for s in self.stats))
+        self.gather: Callable[[list[int]], tuple[int, ...]] = operator.itemgetter(*self.slots)
 
 
 class LeastActiveLoadBalancer(LoadBalancer):
-    """Fewest in-flight calls (counted by the cluster layer); ties by weighted random."""
+    """Fewest in-flight calls (counted by the cluster layer); ties by weighted random.
+
+    Fast path: a provider drawn by weight that has nothing in flight is one of
+    the least active (counts are never negative), and rejection sampling keeps
+    the choice weighted among them; only when a few draws find none idle are
+    all counts gathered and compared (O(n), in C).
+    """
+
+    IDLE_DRAWS = 3
 
     def __init__(self, url: URL | None = None) -> None:
         super().__init__(url)
@@ -215,6 +224,11 @@ class LeastActiveLoadBalancer(LoadBalancer):
         if len(invokers) == 1:
             return invokers[0]
         table = self._tables.get(invokers)
+        slots, weights = table.slots, table.weights
+        for _ in range(self.IDLE_DRAWS):
+            i = table.random_index()
+            if not ACTIVE[slots[i]] and weights[i] > 0:
+                return invokers[i]
         counts = table.gather(ACTIVE)
         least = min(counts)
         if counts.count(least) == 1:
@@ -222,13 +236,13 @@ class LeastActiveLoadBalancer(LoadBalancer):
         # ties: weighted random among them; draw over all and keep a tie (cheap when ties are many)
         for _ in range(8):
             i = table.random_index()
-            if counts[i] == least and table.weights[i] > 0:
+            if counts[i] == least and weights[i] > 0:
                 return invokers[i]
         tied = [i for i, c in enumerate(counts) if c == least]
-        weights = [table.weights[i] for i in tied]
-        if sum(weights) <= 0:
+        tied_weights = [weights[i] for i in tied]
+        if sum(tied_weights) <= 0:
             return invokers[random.choice(tied)]
-        return invokers[random.choices(tied, weights)[0]]
+        return invokers[random.choices(tied, tied_weights)[0]]
 
 
 class ShortestResponseLoadBalancer(LoadBalancer):

@@ -200,3 +200,19 @@ def test_a_warming_provider_gets_its_share_and_the_table_is_refreshed() -> None:
     assert table.weights == [50, 100] and table.expires <= now + 1.5
     got = shares(RandomLoadBalancer(), (cold, warm), 30000)
     assert abs(got[cold] - 1 / 3) < 0.02, got
+
+
+def test_leastactive_when_every_provider_is_busy() -> None:
+    a, b, c, d = (FakeInvoker(1, weight=100), FakeInvoker(2, weight=100), FakeInvoker(3, weight=300),
+                  FakeInvoker(4, weight=100))
+    opened = []
+    for invoker, busy in zip((a, b, c, d), (2, 1, 1, 3)):
+        for _ in range(busy):
+            opened.append((stats_of(invoker), stats_of(invoker).begin()))
+    try:
+        got = shares(LeastActiveLoadBalancer(), (a, b, c, d), 20000)
+    finally:
+        for stats, t in opened:
+            stats.end(t, False)
+    assert got[a] == 0 and got[d] == 0
+    assert abs(got[b] - 0.25) < 0.02 and abs(got[c] - 0.75) < 0.02, got
