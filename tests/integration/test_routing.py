@@ -259,3 +259,16 @@ def test_the_consumers_own_routes_win_over_the_registry(memory_registry, start_s
     assert {mine.whoami() for _ in range(10)} == {"b"}
     with pytest.raises(RuleError):
         client.proxy("test.Routed", routes={"pin": "=> name =="})
+
+
+def test_a_rule_published_by_providers_applies_below_the_consumers_own(memory_registry, start_server,
+                                                                      client_factory) -> None:
+    published = {"route.pin": "=> name = b"}  # a provider publishes a rule as a URL parameter
+    for name in ("a", "b"):
+        start_server(memory_registry, Routed(name), tags={"name": name, **published})
+    with govrpc.Admin(memory_registry) as admin:
+        admin.add_route("test.Routed", "pin", "=> name = a")  # the registry's rule of that name loses
+    client = client_factory(memory_registry)
+    assert {client.proxy("test.Routed", timeout=2.0).whoami() for _ in range(10)} == {"b"}
+    mine = client.proxy("test.Routed", timeout=2.0, routes={"pin": "=> name = a"})
+    assert {mine.whoami() for _ in range(10)} == {"a"}
