@@ -90,7 +90,20 @@ def _is_message(tp: Any) -> bool:
     return inspect.isclass(tp) and issubclass(tp, Message)
 
 
-def _method_spec(cls: type, name: str, fn: Callable[..., Any], default_idempotent: bool) -> MethodSpec:
+def _proto_idempotent(service: str, method: str) -> bool:
+    """Does the .proto mark RPC ``service/method`` ``idempotency_level = IDEMPOTENT`` or ``NO_SIDE_EFFECTS``?"""
+    try:
+        from google.protobuf import descriptor_pool
+
+        descriptor = descriptor_pool.Default().FindServiceByName(service)
+    except (ImportError, KeyError):
+        return False  # no generated module imported for that service: nothing declared
+    rpc = descriptor.methods_by_name.get(method)
+    return rpc is not None and rpc.GetOptions().idempotency_level in (1, 2)  # NO_SIDE_EFFECTS, IDEMPOTENT
+
+
+def _method_spec(cls: type, name: str, fn: Callable[..., Any], default_idempotent: bool,
+                 service: str = "") -> MethodSpec:
     options = getattr(fn, _METHOD_MARK, {})
     idempotent = options.get("idempotent", default_idempotent)
     try:
@@ -104,6 +117,8 @@ def _method_spec(cls: type, name: str, fn: Callable[..., Any], default_idempoten
         if not (_is_message(request) and _is_message(response)):
             raise ConfigurationError(
                 f"{cls.__qualname__}.{name}: a protobuf method takes exactly one message and returns one")
+        if "idempotent" not in options and not idempotent:  # the .proto's own marker counts too
+            idempotent = _proto_idempotent(service, name)
         return MethodSpec(name, idempotent, request, response)
     return MethodSpec(name, idempotent)
 
@@ -122,7 +137,7 @@ def describe(obj: Any) -> ServiceSpec:
     for name, fn in inspect.getmembers(cls, inspect.isfunction):
         if name.startswith("_"):
             continue
-        methods.append(_method_spec(cls, name, fn, spec.idempotent))
+        methods.append(_method_spec(cls, name, fn, spec.idempotent, spec.key.service))
     if not methods:
         raise ConfigurationError(f"service {spec.key} ({cls.__qualname__}) has no public method")
     return dataclasses.replace(spec, methods=tuple(methods))
