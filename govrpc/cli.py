@@ -105,7 +105,7 @@ def _route_parser(sub: argparse._SubParsersAction) -> None:
         parser.set_defaults(func=_cmd_route)
 
 
-def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
     return "\n".join(lines)
@@ -152,7 +152,7 @@ def _cmd_instances(args: argparse.Namespace) -> int:
     return 0
 
 
-def _listing_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def _listing_parsers(sub: argparse._SubParsersAction) -> None:
     services = sub.add_parser("services", help="every service in the registry, with provider and consumer counts")
     services.set_defaults(func=_cmd_services)
     providers = sub.add_parser("providers", help="the live providers of a service")
