@@ -1,0 +1,91 @@
+"""Strategies and run-time configurators on real gRPC servers (127.0.0.1, memory registry)."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+
+import pytest
+
+import govrpc
+from govrpc.admin import Admin
+
+
+@govrpc.service("ctest.Where", idempotent=True)
+class Where:
+    def __init__(self, name: str, delay: float = 0.0) -> None:
+        self.name = name
+        self.delay = delay
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def who(self, key: str = "") -> str:
+        with self._lock:
+            self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        return self.name
+
+
+@pytest.fixture
+def three(memory_registry, start_server, client_factory):
+    services = [Where(f"p{i}") for i in range(3)]
+    servers = [start_server(memory_registry, s, warmup=0) for s in services]  # full weight at once
+    client = client_factory(memory_registry, local_first=False)  # every call over gRPC
+    return services, servers, client, Admin(memory_registry)
+
+
+def spread(proxy, calls: int, key: str = "") -> collections.Counter:
+    return collections.Counter(proxy.who(key) for _ in range(calls))
+
+
+def test_operator_changes_weight_disabled_and_balancer_at_run_time(three) -> None:
+    services, servers, client, admin = three
+    proxy = client.proxy("ctest.Where", loadbalance="random")
+    assert set(spread(proxy, 150)) == {"p0", "p1", "p2"}
+    p0 = f"127.0.0.1:{servers[0].port}"
+    p1 = f"127.0.0.1:{servers[1].port}"
+    admin.put_rule("ctest.Where", "configurators", "heavy-p0", f"address = {p0}\nweight = 1800")
+    counts = spread(proxy, 400)
+    assert counts["p0"] > 0.75 * 400, counts  # expected 0.9
+    admin.put_rule("ctest.Where", "configurators", "off-p1", f"address = {p1}\ndisabled = true")
+    counts = spread(proxy, 200)
+    assert counts["p1"] == 0 and counts["p0"] > counts["p2"], counts
+    admin.delete_rule("ctest.Where", "configurators", "heavy-p0")
+    admin.put_rule("ctest.Where", "configurators", "rr", "loadbalance = roundrobin")
+    counts = spread(proxy, 100)
+    assert counts == {"p0": 50, "p2": 50}  # exact alternation
+    admin.put_rule("ctest.Where", "configurators", "rr", "loadbalance = fastest")  # broken: last good kept
+    counts = spread(proxy, 100)
+    assert counts == {"p0": 50, "p2": 50}
+    admin.delete_rule("ctest.Where", "configurators", "off-p1")
+    admin.delete_rule("ctest.Where", "configurators", "rr")
+    assert set(spread(proxy, 150)) == {"p0", "p1", "p2"}
+
+
+def test_a_method_can_hash_while_the_others_spread(three) -> None:
+    _, _, client, _ = three
+    proxy = client.proxy("ctest.Where", loadbalance="roundrobin",
+                         methods={"who": {"loadbalance": "consistenthash"}})
+    for key in ("ann", "bob", "cid", "dan"):
+        assert len(spread(proxy, 20, key)) == 1  # one provider per key
+    targets = {proxy.who(f"user-{k}") for k in range(60)}
+    assert targets == {"p0", "p1", "p2"}
+
+
+def test_forking_answers_from_the_fast_provider(memory_registry, start_server, client_factory) -> None:
+    slow = [Where(f"slow{i}", delay=1.0) for i in range(2)]
+    fast = Where("fast")
+    for service in (*slow, fast):
+        start_server(memory_registry, service)
+    proxy = client_factory(memory_registry, local_first=False).proxy("ctest.Where", cluster="forking",
+                                                                      forks=3, timeout=5.0)
+    assert proxy.who() == "fast"
+
+
+def test_broadcast_reaches_every_provider(three) -> None:
+    services, _, client, _ = three
+    proxy = client.proxy("ctest.Where", cluster="broadcast")
+    proxy.who()
+    assert [s.calls for s in services] == [1, 1, 1]
