@@ -219,7 +219,9 @@ class Client:
         (seconds), ``url`` (call these provider URLs directly, bypassing the registry),
         ``routes`` (this consumer's own route rules, name -> text; they hide registry
         rules of the same name), ``tag`` / ``tag_force`` (the tag of every call, see
-        ``govrpc.router.tag``); other options are published on the consumer URL.
+        ``govrpc.router.tag``), ``methods`` (per-method cluster options, e.g.
+        ``{"find": {"loadbalance": "consistenthash"}}``; see docs/cluster.md); other
+        options (cluster options such as ``forks``, ``hash.arguments``) are published on the consumer URL.
         Raises ``ExtensionNotFoundError`` for an unknown cluster or balancer name.
         """
         return ServiceProxy(self, self.reference(service, **options))

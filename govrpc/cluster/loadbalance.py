@@ -106,8 +106,9 @@ class LoadBalancer(abc.ABC):
 
     Contract: one instance per reference (or per method configuration);
     thread-safe; pure and non-blocking, so the sync and asyncio paths share it;
-    ``invokers`` is never empty. Options are read from the consumer ``url`` and
-    checked in ``__init__`` (bad values raise ``ConfigurationError`` there).
+    ``invokers`` is never empty and is not mutated after it is passed (balancers
+    cache per-list tables by identity). Options are read from the consumer
+    ``url`` and checked in ``__init__`` (bad values raise ``ConfigurationError`` there).
     """
 
     def __init__(self, url: URL | None = None) -> None:
