@@ -48,8 +48,11 @@ def _cmd_route(args: argparse.Namespace) -> int:
     with Admin(args.registry) as admin:
         if args.action == "add":
             if args.file:
-                with open(args.file, encoding="utf-8") as f:
-                    text = f.read()
+                try:
+                    with open(args.file, encoding="utf-8") as f:
+                        text = f.read()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise ConfigurationError(f"cannot read the rule file {args.file}: {exc}") from exc
             elif args.rule == "-":
                 text = sys.stdin.read()
             elif args.rule:

@@ -198,11 +198,15 @@ def parse_rule(text: str, name: str = "") -> RouteRule:
     if not text.strip():
         raise RuleError("route rule is empty", rule=text)
     lines = _lines(text)
+    if not lines:
+        raise RuleError("route rule has only comments", rule=text)
     if not any(indent == 0 and _HEADER.match(content) for _, indent, content in lines):
-        # Dubbo 2.6 form: the whole text is one condition
-        first = lines[0][0]
-        condition = text.strip()
-        return RouteRule(name, "condition", text, fields={"conditions": [Scalar(condition, first)]})
+        # Dubbo 2.6 form: one condition on one line
+        if len(lines) > 1:
+            raise RuleError("a rule without 'key: value' lines is one condition on one line",
+                            rule=_excerpt(text, lines[1][0]), position=lines[1][0])
+        offset, _, condition = lines[0]
+        return RouteRule(name, "condition", text, fields={"conditions": [Scalar(condition, offset)]})
     fields = _document(text)
     kind_value = fields.get("kind")
     if kind_value is None:
