@@ -269,6 +269,7 @@ class ZookeeperRegistry(Registry):
         self._closing = threading.Event()
         self._repair_wanted = threading.Event()
         self._wake = threading.Event()
+        self._disconnected_since: float | None = None
 
         # background retries of registrations and subscriptions: forever (until close), backing off
         self._retrying = tenacity.Retrying(
@@ -465,6 +466,9 @@ class ZookeeperRegistry(Registry):
     # -- connection states and repair -------------------------------------------------
     def _on_state(self, state: str) -> None:
         """kazoo's connection thread: never block here."""
+        if state in (KazooState.SUSPENDED, KazooState.LOST) and self._disconnected_since is None:
+            self._disconnected_since = time.monotonic()
+            self._repair_wanted.set()
         if state == KazooState.SUSPENDED:
             log.warning("zookeeper registry %s: connection suspended; keeping the last known providers",
                         self.display)
@@ -473,6 +477,7 @@ class ZookeeperRegistry(Registry):
                 log.warning("zookeeper registry %s: session lost; will register again and re-subscribe "
                             "once reconnected", self.display)
         elif state == KazooState.CONNECTED:
+            self._disconnected_since = None
             log.info("zookeeper registry %s: connected (session 0x%x)", self.display, self.client.client_id[0]
                      if self.client.client_id else 0)
             # kazoo forgets every watch when a connection drops: read everything again, check own nodes
@@ -508,6 +513,7 @@ class ZookeeperRegistry(Registry):
         if self._closing.is_set():
             return
         if self.client.state != KazooState.CONNECTED:
+            self._forget_zxid()
             raise _NotConnected("not connected")
         session = self.client.client_id[0] if self.client.client_id else None
         with self._node_lock:
@@ -523,6 +529,22 @@ class ZookeeperRegistry(Registry):
             still = [w.path for w in dirty if w.dirty and not w.closed]
             if still:
                 raise _NotConnected(f"cannot read {', '.join(still[:3])}")
+
+    def _forget_zxid(self) -> None:
+        """After a disconnection longer than the session timeout, accept a server that is behind us.
+
+        ZooKeeper refuses a client that has seen a newer transaction than the
+        server has (a server rebuilt empty, a restored backup), and kazoo would
+        retry that server forever. By then our session is gone anyway (or the
+        server will tell us so), and kazoo forgets the zxid itself when it learns
+        that a session expired: do the same a little earlier.
+        """
+        since = self._disconnected_since
+        if since is not None and time.monotonic() - since > self.session_timeout and self.client.last_zxid:
+            log.warning("zookeeper registry %s: disconnected for over %g s; reconnecting without the last "
+                        "seen transaction id 0x%x (the ensemble may have been rebuilt)",
+                        self.display, self.session_timeout, self.client.last_zxid)
+            self.client.last_zxid = 0
 
     def _ensure_own(self, path: str, url: URL, session: int | None) -> None:
         """Make sure this process's node exists and belongs to the current session."""

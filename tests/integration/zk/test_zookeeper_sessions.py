@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -197,7 +198,7 @@ def test_whole_zookeeper_restart_providers_come_back_and_no_call_fails(
         assert proxy.whoami() == "p1"
         node = f"{provider_registry.root}/test.Echo/providers/{server.urls[0].encoded()}"
         with CallLoop(proxy) as calls:
-            # the whole server goes away (a crash) and comes back: sessions and entries survive
+            # the whole server goes away (a crash) and comes back with its data: sessions and entries survive
             zk.kill()
             wait_until(lambda: not consumer_registry.client.connected, what="the consumer to notice")
             assert consumer_registry.subscription_status("test.Echo").providers == tuple(server.urls)
@@ -216,11 +217,27 @@ def test_whole_zookeeper_restart_providers_come_back_and_no_call_fails(
             wait_until(lambda: owner_of(kazoo, node) == session_of(provider_registry),
                        what="the provider's own check after reconnecting")
             wait_until(lambda: not consumer_registry.subscription_status("test.Echo").stale, what="fresh list")
+
+            # the server comes back empty (rebuilt, data lost): every process registers again
+            kazoo.stop()
+            old_session = session_of(provider_registry)
+            zk.kill()
+            shutil.rmtree(os.path.join(zk.dir, "data", "version-2"), ignore_errors=True)
+            zk.start()
+            kazoo = kazoo_factory(zk.hosts)
+            wait_until(lambda: owner_of(kazoo, node) not in (None, old_session)
+                       and owner_of(kazoo, node) == session_of(provider_registry),
+                       timeout=4 * 3 + 15, what="the provider registered again on the rebuilt server")
+            wait_until(lambda: consumer_registry.subscription_status("test.Echo").providers == tuple(server.urls)
+                       and not consumer_registry.subscription_status("test.Echo").stale,
+                       timeout=15, what="the consumer watching the rebuilt server")
             ok_before = calls.ok
             wait_until(lambda: calls.ok > ok_before + 20, what="more calls")
         assert calls.failures == []
         assert consumer_registry.subscription_status("test.Echo").providers == tuple(server.urls)
         assert consumer_registry.subscription_status("test.Echo").source == "zookeeper"
+        assert [c.params["application"] for c in consumer_registry.lookup("test.Echo", "consumers")] == \
+            ["govrpc-consumer"]
     finally:
         client.close()
         server.stop(grace=0.5)
