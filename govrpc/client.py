@@ -134,6 +134,7 @@ class Client:
         self.timeout = float(timeout)
         self.filters = _load_filters(filters, "consumer")
         self.pool = ChannelPool(max_message_size=max_message_size)
+        self.max_message_size = max_message_size
         self.host = socket.gethostname()
         self.local_first = local_first
         self.prefer_same_host = prefer_same_host
@@ -208,7 +209,7 @@ class Client:
         if self.local_first:
             export = find_local(url)
             if export is not None:
-                return InProcessInvoker(export, url)
+                return InProcessInvoker(export, url, self.max_message_size)
         return GrpcInvoker(url, self.pool)
 
     def proxy(self, service: str, **options: Any) -> ServiceProxy:

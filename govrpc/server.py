@@ -96,6 +96,7 @@ class Server:
         self.serializer_name = serializer
         self._serializer = get_extension("govrpc.serializer", serializer)()
         self.filters = _load_filters(filters, "provider")
+        self.max_message_size = max_message_size
         self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size)
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
         self.urls: list[URL] = []
@@ -132,7 +133,8 @@ class Server:
         self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer))
         url = self._provider_url(spec)
         assert self.registry is not None
-        export_local(url, invoker)  # before registering: a consumer in this process may call in-process
+        # before registering: a consumer in this process may call it in-process
+        export_local(url, invoker, self._serializer, spec.methods, self.max_message_size)
         self.registry.register(url)
         self.urls.append(url)
 

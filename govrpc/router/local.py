@@ -4,13 +4,15 @@ A started ``govrpc.Server`` publishes each provider URL with its provider
 invoker (already wrapped in the server's filters) in a process-wide table, and
 withdraws it when it stops. A client with ``local_first=True`` gives a provider
 URL found in that table an ``InProcessInvoker``: the call runs the same provider
-filters and method on a worker thread, with no serialization and no socket. ``LocalFirstRouter`` then keeps the in-process providers when there
-are any; with ``prefer_same_host`` it otherwise keeps the providers on this host.
+filters and method on a worker thread, encoded as on the wire but with no
+socket. ``LocalFirstRouter`` then keeps the in-process providers when there are
+any; with ``prefer_same_host`` it otherwise keeps the providers on this host.
 """
 
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import logging
 import socket
@@ -18,12 +20,24 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
-from govrpc.exceptions import CallTimeoutError, GovRpcError, ProviderUnavailableError, RemoteError, is_safe_exception
+from govrpc.exceptions import (
+    CallTimeoutError,
+    GovRpcError,
+    MessageTooLargeError,
+    ProviderUnavailableError,
+    RemoteError,
+    SerializationError,
+    is_safe_exception,
+)
 from govrpc.invocation import Invocation, Invoker
 from govrpc.router.chain import Router
 from govrpc.url import URL
+
+if TYPE_CHECKING:
+    from govrpc.rpc.serialization import Serializer
+    from govrpc.service import MethodSpec
 
 __all__ = ["InProcessInvoker", "LocalExport", "LocalFirstRouter", "export_local", "find_local",
            "local_hosts", "withdraw_local"]
@@ -32,14 +46,22 @@ log = logging.getLogger("govrpc.router")
 
 
 class LocalExport:
-    """A provider invoker of a started server in this process; ``alive`` until the server stops."""
+    """A provider of a started server in this process: its filter-chained invoker and wire format.
 
-    __slots__ = ("url", "invoker", "alive")
+    ``alive`` until the server stops. ``serializer``, ``methods`` and
+    ``max_message_size`` let an in-process call encode exactly as gRPC would.
+    """
 
-    def __init__(self, url: URL, invoker: Invoker) -> None:
+    __slots__ = ("url", "invoker", "alive", "serializer", "methods", "max_message_size")
+
+    def __init__(self, url: URL, invoker: Invoker, serializer: Serializer | None = None,
+                 methods: Iterable[MethodSpec] = (), max_message_size: int = 4 * 1024 * 1024) -> None:
         self.url = url
         self.invoker = invoker
         self.alive = True
+        self.serializer = serializer
+        self.methods = {m.name: m for m in methods}
+        self.max_message_size = max_message_size
 
 
 _exports: dict[tuple[str, str], LocalExport] = {}  # (address, service key) -> export
@@ -51,10 +73,11 @@ def _key(url: URL) -> tuple[str, str]:
 _exports_lock = threading.Lock()
 
 
-def export_local(url: URL, invoker: Invoker) -> None:
+def export_local(url: URL, invoker: Invoker, serializer: Serializer | None = None,
+                 methods: Iterable[MethodSpec] = (), max_message_size: int = 4 * 1024 * 1024) -> None:
     """Publish a provider of this process (``Server.start``, before it registers ``url``)."""
     with _exports_lock:
-        _exports[_key(url)] = LocalExport(url, invoker)
+        _exports[_key(url)] = LocalExport(url, invoker, serializer, methods, max_message_size)
 
 
 def withdraw_local(url: URL) -> None:
@@ -73,17 +96,20 @@ def find_local(url: URL) -> LocalExport | None:
 class InProcessInvoker(Invoker):
     """Calls a provider of this process without the network: its filters and method, on a worker thread.
 
-    The call keeps its deadline (the caller stops waiting when it passes, as with
-    gRPC) and errors reach the caller as over the wire: govrpc errors and exceptions
-    registered with ``safe_exception`` as themselves, any other as ``RemoteError``.
-    Arguments and results are passed by reference, not serialized.
+    Everything but the socket is as over gRPC: arguments and results are encoded
+    with the provider's serializer (or as protobuf) and decoded again, so values
+    arrive as copies with the wire's types and the wire's errors; the message size
+    limits of both ends apply; the caller stops waiting at the deadline; govrpc
+    errors and ``safe_exception`` classes arrive as themselves, others as ``RemoteError``.
     """
 
     in_process = True
 
-    def __init__(self, export: LocalExport, url: URL | None = None) -> None:
+    def __init__(self, export: LocalExport, url: URL | None = None,
+                 max_message_size: int = 4 * 1024 * 1024) -> None:
         self.url = url or export.url
         self._export = export
+        self._limit = min(max_message_size, export.max_message_size)
 
     def invoke(self, invocation: Invocation) -> Any:
         export = self._export
@@ -94,7 +120,9 @@ class InProcessInvoker(Invoker):
         if remaining <= 0:
             raise CallTimeoutError(f"{invocation}: deadline passed before calling in-process {self.url.address}",
                                    invocation=invocation)
-        future = _executor().submit(contextvars.copy_context().run, export.invoker.invoke, invocation)
+        spec = export.methods.get(invocation.method)
+        inner = self._request(invocation, spec)
+        future = _executor().submit(contextvars.copy_context().run, self._serve, inner, spec)
         if invocation.oneway:
             future.add_done_callback(lambda f: _log_oneway(f, invocation))
             return None
@@ -111,6 +139,51 @@ class InProcessInvoker(Invoker):
                 raise
             cls = type(exc)
             raise RemoteError(f"{cls.__module__}.{cls.__qualname__}", str(exc), invocation=invocation) from exc
+
+    def _check_size(self, size: int, invocation: Invocation, what: str) -> None:
+        if size > self._limit:
+            raise MessageTooLargeError(f"{invocation} in-process: the {what} of {size} bytes is larger than "
+                                       f"the {self._limit}-byte limit", invocation=invocation)
+
+    def _request(self, invocation: Invocation, spec: MethodSpec | None) -> Invocation:
+        """The invocation as the provider would decode it from the wire."""
+        serializer = self._export.serializer
+        if spec is None or (serializer is None and not spec.is_protobuf):
+            return invocation  # an unknown method: the provider answers MethodNotFoundError
+        if spec.is_protobuf:
+            args = invocation.args
+            if len(args) != 1 or invocation.kwargs or not hasattr(args[0], "SerializeToString"):
+                raise SerializationError(f"{invocation}: a protobuf method takes exactly one protobuf message "
+                                         f"(it returns {spec.response_type.DESCRIPTOR.full_name})",  # type: ignore[union-attr]
+                                         invocation=invocation)
+            data = args[0].SerializeToString()
+            self._check_size(len(data), invocation, "request")
+            return dataclasses.replace(invocation, args=(spec.request_type.FromString(data),))  # type: ignore[union-attr]
+        assert serializer is not None
+        try:
+            data = serializer.dumps((invocation.args, invocation.kwargs))
+        except Exception as exc:  # noqa: BLE001 - whatever the serializer raises
+            raise SerializationError(f"{invocation}: cannot encode the arguments with {serializer.name}: {exc}",
+                                     invocation=invocation) from exc
+        self._check_size(len(data), invocation, "request")
+        args, kwargs = serializer.loads(data)
+        return dataclasses.replace(invocation, args=tuple(args), kwargs=kwargs)
+
+    def _serve(self, invocation: Invocation, spec: MethodSpec | None) -> Any:
+        """Run on a worker: the provider's chain, then the result through the wire format."""
+        value = self._export.invoker.invoke(invocation)
+        serializer = self._export.serializer
+        if spec is None or (serializer is None and not spec.is_protobuf):
+            return value
+        try:
+            data = value.SerializeToString() if spec.is_protobuf else serializer.dumps(value)  # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001
+            raise SerializationError(f"{invocation}: cannot encode the result {type(value).__name__}: {exc}",
+                                     invocation=invocation) from exc
+        self._check_size(len(data), invocation, "response")
+        if spec.is_protobuf:
+            return spec.response_type.FromString(data)  # type: ignore[union-attr]
+        return serializer.loads(data)  # type: ignore[union-attr]
 
     @property
     def available(self) -> bool:

@@ -214,15 +214,14 @@ def parse_rule(text: str, name: str = "") -> RouteRule:
     elif isinstance(kind_value, Scalar) and re.fullmatch(r"[A-Za-z_][\w.-]*", kind_value.text):
         kind = kind_value.text
     else:
-        offset = _offset_of(kind_value)
-        raise RuleError("kind must be a name (condition, script, tag)", rule=_excerpt(text, offset),
-                        position=offset)
+        at = _offset_of(kind_value)
+        raise RuleError("kind must be a name (condition, script, tag)", rule=_excerpt(text, at), position=at)
     priority = fields.get("priority")
     priority_value = 0
     if priority is not None:
         if not (isinstance(priority, Scalar) and re.fullmatch(r"-?\d{1,9}", priority.text)):
-            offset = _offset_of(priority)
-            raise RuleError("priority must be an integer", rule=_excerpt(text, offset), position=offset)
+            at = _offset_of(priority)
+            raise RuleError("priority must be an integer", rule=_excerpt(text, at), position=at)
         priority_value = int(priority.text)
     return RouteRule(
         name, kind, text,

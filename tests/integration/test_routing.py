@@ -217,6 +217,22 @@ def test_local_first_keeps_deadlines_and_error_types(memory_registry, start_serv
     assert echo.add(2, b=3) == 5
 
 
+def test_local_first_encodes_as_the_wire_does(memory_registry, start_server, client_factory) -> None:
+    from tests.integration.services import Echo
+
+    start_server(memory_registry, Echo("local"), max_message_size=64 * 1024)
+    client = client_factory(memory_registry, local_first=True)
+    echo = client.proxy("test.Echo", timeout=2.0, retries=0)
+    sent = {"k": (1, 2)}
+    got = echo.echo(sent)
+    assert got == {"k": [1, 2]} and got is not sent  # a copy, with msgpack's types
+    with pytest.raises(govrpc.SerializationError, match="msgpack"):
+        echo.echo(object())
+    with pytest.raises(govrpc.MessageTooLargeError):
+        echo.echo(b"x" * 200_000)
+    assert client.pool.addresses() == []
+
+
 def test_a_stopped_local_provider_is_failed_over(memory_registry, client_factory) -> None:
     first = govrpc.Server(memory_registry).add(Routed("first")).start()
     second = govrpc.Server(memory_registry).add(Routed("second")).start()
