@@ -387,6 +387,11 @@ class ZookeeperRegistry(Registry):
                 self._wait(self.client.create_async(prefix, b"", acl=self._acl_for(prefix)))
             except NodeExistsError:
                 continue
+            except NoAuthError:
+                # ZooKeeper checks the parent's CREATE permission before existence
+                if self._wait(self.client.exists_async(prefix)) is not None:
+                    continue
+                raise
             if self._acl_dir is not None and prefix.count("/") == self.root.count("/") + 1:
                 # a protected service node: open its consumers/ now, anonymous consumers cannot
                 try:
