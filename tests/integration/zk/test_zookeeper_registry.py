@@ -286,3 +286,24 @@ def test_digest_acls_protect_entries_and_rules(zk_url: Any, kazoo: Any) -> None:
             intruder.register(provider_url(9202))
     finally:
         release_registry(intruder)
+
+
+def test_a_configured_reader_identity_instead_of_anyone(zk_url: Any) -> None:
+    writer = acquire_registry(zk_url(auth="ops:s3cret", reader="viewer:look"))
+    viewer = acquire_registry(zk_url(auth="viewer:look"))
+    anonymous = acquire_registry(zk_url())
+    try:
+        url = provider_url(9300)
+        writer.register(url)
+        assert viewer.lookup("test.Echo") == [url]
+        seen = Recorder()
+        viewer.subscribe("test.Echo", seen)
+        assert seen.last == [str(url)]
+        with pytest.raises(RegistryError, match="not allowed to list .*anonymous"):
+            anonymous.lookup("test.Echo")
+        with pytest.raises(RegistryError, match="not allowed to register .*user 'viewer'"):
+            viewer.register(provider_url(9301))
+    finally:
+        release_registry(anonymous)
+        release_registry(viewer)
+        release_registry(writer)

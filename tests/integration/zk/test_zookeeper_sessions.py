@@ -360,3 +360,27 @@ def test_a_push_removing_every_provider_is_held_back_then_applied(
         assert not consumer.subscription_status("test.Echo").stale
     finally:
         consumer.close()
+
+
+def test_register_during_an_outage_is_kept_and_done_once_zookeeper_is_back(
+        zookeeper_private: Any, tmp_path: Any, kazoo_factory: Any, caplog: Any) -> None:
+    zk = zookeeper_private
+    registry = open_registry(zk_address(zk.hosts, session_timeout=4, snapshot_dir=tmp_path))
+    try:
+        seen = Recorder()
+        registry.subscribe("test.Echo", seen)
+        zk.stop()
+        wait_until(lambda: not registry.client.connected, what="disconnection")
+        caplog.set_level(logging.WARNING, logger="govrpc.registry.zookeeper")
+        url, other = provider_url(9600), URL("consumer", "127.0.0.1", 0, "test.Echo", {"application": "web"})
+        registry.register(url)  # returns at once; retried in the background
+        registry.register(other)
+        assert "retrying in the background" in caplog.text
+        zk.start()
+        kazoo = kazoo_factory(zk.hosts)
+        wait_until(lambda: owner_of(kazoo, f"{registry.root}/test.Echo/providers/{url.encoded()}")
+                   == session_of(registry), timeout=30, what="the registration after the outage")
+        wait_until(lambda: registry.lookup("test.Echo", "consumers") == [other], what="the consumer entry")
+        wait_until(lambda: seen.last == [str(url)], what="the subscriber to see it")
+    finally:
+        registry.close()
