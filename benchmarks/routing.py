@@ -1,6 +1,6 @@
 """What routing costs per call: 100 providers, 5 active rules, cached and after a change.
 
-Everything runs in this process with no network (routing is pure): a
+Routing is pure, so it is measured in this process with no network: a
 ``StaticDirectory`` over 100 providers known by URL, with a ``RouterChain``.
 Measured, each as the median of several rounds:
 
@@ -9,7 +9,9 @@ Measured, each as the median of several rounds:
   providers, cached (calls over a few methods and tags);
 - the first call after a change (a rule rewritten, or the provider list
   swapped): the chain rebuilds and routes every router over 100 providers;
-- one script rule's evaluation per provider (cel-python's interpreter).
+- one script rule's evaluation per provider (cel-python's interpreter);
+- a whole call through a ``Client`` in-process (``local_first=True``) against the
+  same call over gRPC on 127.0.0.1 (the only part that opens a socket).
 
     python benchmarks/routing.py [--rounds 5] [--calls 20000]
 
@@ -57,6 +59,28 @@ def per_call(fn: Callable[[], object], calls: int, rounds: int) -> float:
             fn()
         results.append((time.perf_counter() - started) / calls * 1e6)
     return statistics.median(results)
+
+
+def local_first_call(rounds: int, calls: int = 2000) -> tuple[float, float]:
+    """One small call through a full Client, in-process (local_first) and over gRPC on 127.0.0.1."""
+    import govrpc
+
+    @govrpc.service("bench.Local")
+    class Local:
+        def echo(self, value: str) -> str:
+            return value
+
+    registry = "memory://bench-routing"
+    server = govrpc.Server(registry).add(Local()).start()
+    try:
+        with govrpc.Client(registry, local_first=True) as near, govrpc.Client(registry) as far:
+            local, remote = near.proxy("bench.Local"), far.proxy("bench.Local")
+            local.echo("x"), remote.echo("x")
+            results = [per_call(lambda: local.echo("x"), calls, rounds),
+                       per_call(lambda: remote.echo("x"), calls, rounds)]
+    finally:
+        server.stop(grace=0.5)
+    return results[0], results[1]
 
 
 def main() -> None:
@@ -133,6 +157,9 @@ def main() -> None:
     evaluate = per_call(evaluate_all, 5, args.rounds)
     print(f"  script rule evaluation                   {evaluate / len(invokers):8.1f} us/provider "
           f"(cel-python's interpreter; once per new provider, call key or script version)")
+    inprocess, network = local_first_call(args.rounds)
+    print(f"  call through local-first (in-process)    {inprocess:8.1f} us/call   "
+          f"(gRPC on loopback: {network:.1f} us/call, x{network / inprocess:.1f})")
     print(f"ratios: cached/no-chain x{cached / base:.1f}; no-rule chain adds {none - base:.2f} us; "
           f"cached is {'under' if cached < 5 else 'OVER'} the 5 us target")
 
