@@ -28,7 +28,7 @@ from govrpc.invocation import Invocation, Invoker
 from govrpc.router.rule import RouteRule, parse_rule
 from govrpc.url import URL
 
-__all__ = ["CONSUMER", "PROVIDER", "REGISTRY", "DryRunInvoker", "Reads", "RouteStep", "Router",
+__all__ = ["CONSUMER", "DryRunInvoker", "PROVIDER", "REGISTRY", "Reads", "RouteStep", "Router",
            "RouterChain", "compile_rule", "explain_route"]
 
 log = logging.getLogger("govrpc.router")

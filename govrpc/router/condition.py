@@ -24,7 +24,7 @@ from govrpc.router.chain import Reads, Router, _argument_text
 from govrpc.router.rule import RouteRule, Scalar
 from govrpc.url import URL
 
-__all__ = ["Condition", "ConditionRouter", "MatchPair", "parse_condition"]
+__all__ = ["Condition", "ConditionRouter", "MatchPair", "glob_match", "parse_condition"]
 
 _ROUTE = re.compile(r"([&!=,]*)\s*([^&!=,\s]+)")
 _INDEXED = re.compile(r"(arguments|attachments)\[([^\]]*)\]$")

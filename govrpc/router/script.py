@@ -25,7 +25,7 @@ from govrpc.router.chain import Reads, Router
 from govrpc.router.rule import RouteRule, Scalar
 from govrpc.url import URL
 
-__all__ = ["MAX_SCRIPT_LENGTH", "MAX_STEPS", "MAX_SECONDS", "ScriptRouter"]
+__all__ = ["MAX_SCRIPT_LENGTH", "MAX_SECONDS", "MAX_STEPS", "ScriptBudgetExceeded", "ScriptRouter"]
 
 log = logging.getLogger("govrpc.router")
 
