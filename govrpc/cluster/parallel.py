@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
+from govrpc.context import CancelScope, cancel_scope
 from govrpc.exceptions import CallTimeoutError, ConfigurationError, GovRpcError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.url import URL
@@ -53,8 +54,8 @@ class ForkingClusterInvoker(ClusterInvoker):
     """``forks`` providers (default 2) called at once; the first success is returned.
 
     The other branches are cancelled: those not started yet never start, and
-    those in flight are abandoned (their results are dropped; they end by the
-    deadline at the latest). If every branch fails, the last error is raised,
+    the RPCs of those in flight are cancelled (through a ``CancelScope`` the
+    transport registers them in). If every branch fails, the last error is raised,
     naming every provider tried. For reads where latency matters more than load.
     """
 
@@ -70,12 +71,13 @@ class ForkingClusterInvoker(ClusterInvoker):
         while left and len(chosen) < self.forks:
             invoker = self.loadbalance.select(left, invocation)
             chosen.append(invoker)
-            left.remove(invoker)
+            left = [i for i in left if i is not invoker]  # a new list: balancers cache by identity
         if len(chosen) == 1:
             return self.call(chosen[0], invocation)
         pool = _executor()
-        futures = {pool.submit(contextvars.copy_context().run, self.call, invoker, invocation): invoker
-                   for invoker in chosen}
+        scopes = {invoker: CancelScope() for invoker in chosen}
+        futures = {pool.submit(contextvars.copy_context().run, self._branch, invoker, invocation, scopes[invoker]):
+                   invoker for invoker in chosen}
         pending = set(futures)
         last: BaseException | None = None
         try:
@@ -93,10 +95,15 @@ class ForkingClusterInvoker(ClusterInvoker):
                     last = error
         finally:
             for future in pending:
-                future.cancel()
+                if not future.cancel():  # running: cancel its RPC (the transport registered it)
+                    scopes[futures[future]].cancel()
         assert last is not None
         addresses = ", ".join(i.url.address for i in chosen)
         raise _with_addresses(last, invocation, f"all {len(chosen)} forked calls failed [{addresses}]") from last
+
+    def _branch(self, invoker: Invoker, invocation: Invocation, scope: CancelScope) -> Any:
+        with cancel_scope(scope):
+            return self.call(invoker, invocation)
 
 
 class BroadcastClusterInvoker(ClusterInvoker):

@@ -15,6 +15,7 @@ from typing import Any, Callable
 import grpc
 
 from govrpc import exceptions as errors
+from govrpc.context import current_cancel_scope
 from govrpc.extension import get_extension
 from govrpc.invocation import Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
@@ -198,7 +199,17 @@ class GrpcInvoker(Invoker):
                 future = call.future(request, timeout=timeout, metadata=metadata or None)
                 future.add_done_callback(lambda f, inv=invocation: self._oneway_done(f, inv))
                 return None
-            response = call(request, timeout=timeout, metadata=metadata or None)
+            scope = current_cancel_scope()
+            if scope is None:
+                response = call(request, timeout=timeout, metadata=metadata or None)
+            else:  # a forking branch: another provider may answer first and cancel this RPC
+                pending = call.future(request, timeout=timeout, metadata=metadata or None)
+                scope.add(pending.cancel)
+                try:
+                    response = pending.result()
+                except grpc.FutureCancelledError:
+                    raise errors.CancelledError(f"{invocation}: cancelled on {self.address}",
+                                                invocation=invocation) from None
         except grpc.RpcError as exc:
             raise translate_error(exc, invocation, self.address) from None
         finally:

@@ -10,6 +10,7 @@ import pytest
 
 import govrpc
 from govrpc.admin import Admin
+from govrpc.cluster.stats import stats_of
 
 
 @govrpc.service("ctest.Where", idempotent=True)
@@ -18,13 +19,14 @@ class Where:
         self.name = name
         self.delay = delay
         self.calls = 0
+        self.release = threading.Event()  # ends a delay early (test teardown)
         self._lock = threading.Lock()
 
     def who(self, key: str = "") -> str:
         with self._lock:
             self.calls += 1
         if self.delay:
-            time.sleep(self.delay)
+            self.release.wait(self.delay)
         return self.name
 
 
@@ -74,14 +76,28 @@ def test_a_method_can_hash_while_the_others_spread(three) -> None:
     assert targets == {"p0", "p1", "p2"}
 
 
-def test_forking_answers_from_the_fast_provider(memory_registry, start_server, client_factory) -> None:
-    slow = [Where(f"slow{i}", delay=1.0) for i in range(2)]
+def test_forking_answers_from_the_fast_provider_and_cancels_the_others(memory_registry, start_server,
+                                                                       client_factory) -> None:
+    slow = [Where(f"slow{i}", delay=30.0) for i in range(2)]
     fast = Where("fast")
-    for service in (*slow, fast):
-        start_server(memory_registry, service)
-    proxy = client_factory(memory_registry, local_first=False).proxy("ctest.Where", cluster="forking",
-                                                                      forks=3, timeout=5.0)
-    assert proxy.who() == "fast"
+    try:
+        servers = [start_server(memory_registry, service) for service in (*slow, fast)]
+        client = client_factory(memory_registry, local_first=False)
+        proxy = client.proxy("ctest.Where", cluster="forking", forks=3, timeout=40.0)
+        assert proxy.who() == "fast"
+        directory = next(iter(client._references.values())).directory
+        slow_ports = {s.port for s in servers[:2]}
+        slow_invokers = [i for i in directory.invokers if i.url.port in slow_ports]
+        assert len(slow_invokers) == 2
+        # their RPCs were cancelled: nothing is in flight any more, long before the providers' 30 s
+        end = time.monotonic() + 15
+        while any(stats_of(i).active for i in slow_invokers) and time.monotonic() < end:
+            time.sleep(0.01)
+        assert [stats_of(i).active for i in slow_invokers] == [0, 0]
+        assert all(s.calls == 1 for s in slow)  # they did receive the call
+    finally:
+        for service in slow:
+            service.release.set()
 
 
 def test_broadcast_reaches_every_provider(three) -> None:

@@ -382,3 +382,23 @@ def test_stats_are_recorded_per_call() -> None:
     with pytest.raises(ProviderUnavailableError):
         cluster.invoke(invocation())
     assert stats.consecutive_failures == 1 and stats.active == 0
+
+
+def test_forking_cancels_the_calls_of_branches_in_flight() -> None:
+    from govrpc.context import current_cancel_scope
+
+    cancelled = []
+
+    def in_flight(inv):
+        stop = threading.Event()
+        current_cancel_scope().add(stop.set)  # as GrpcInvoker registers its RPC
+        stop.wait(10)
+        cancelled.append(stop.is_set())
+        raise ProviderUnavailableError("cancelled")
+
+    fast = FakeInvoker(1, lambda inv: time.sleep(0.05) or "first")
+    slow = [FakeInvoker(2 + i, in_flight) for i in range(2)]
+    cluster = make(ForkingClusterInvoker, [fast, *slow], forks=3)
+    assert cluster.invoke(invocation()) == "first"
+    assert wait_until(lambda: len(cancelled) == 2)
+    assert cancelled == [True, True]
