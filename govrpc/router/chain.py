@@ -112,7 +112,12 @@ def compile_rule(text: str, name: str = "") -> tuple[RouteRule, Sequence[Router]
         raise rule.error(f"unknown kind {rule.kind!r}; installed router kinds: {kinds}") from None
     if not (isinstance(cls, type) and issubclass(cls, Router)):
         raise rule.error(f"govrpc.router extension {rule.kind!r} is not a Router class")
-    return rule, tuple(cls.from_rule(rule))
+    try:
+        return rule, tuple(cls.from_rule(rule))
+    except RuleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a third party's router must not take the chain down
+        raise rule.error(f"the {rule.kind} router refused it: {type(exc).__name__}: {exc}") from exc
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -184,7 +189,6 @@ class RouterChain:
         self._provider_texts: dict[str, str] = {}
         self._compiled: dict[tuple[str, str], tuple[RouteRule, Sequence[Router]] | RuleError] = {}
         self._rules_version = 0
-        self._tagged: bool = False
         for name, text in (routes or {}).items():
             self._layers[CONSUMER][name] = compile_rule(text, name)
         self._state = _State((), (), None, {}, -1)
