@@ -28,7 +28,7 @@ import tenacity
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
-from govrpc.exceptions import CallTimeoutError, ConfigurationError, GovRpcError
+from govrpc.exceptions import CallTimeoutError, ConfigurationError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.url import URL
 
@@ -152,7 +152,11 @@ class FailoverClusterInvoker(ClusterInvoker):
                 time.sleep(pause)
             if invocation.remaining() <= 0:
                 raise self._final(invocation, tried, exc, "the deadline passed", timeout=True) from exc
-            invokers = [i for i in self.list(invocation) if i not in tried]
+            try:
+                listed = self.list(invocation)
+            except NoProviderError:  # every provider left meanwhile: say so with what was tried
+                listed = ()
+            invokers = [i for i in listed if i not in tried]
             if not invokers:
                 raise self._final(invocation, tried, exc, "no other provider is left") from exc
             invoker = self.loadbalance.select(invokers, invocation)

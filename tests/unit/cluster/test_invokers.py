@@ -402,3 +402,18 @@ def test_forking_cancels_the_calls_of_branches_in_flight() -> None:
     assert cluster.invoke(invocation()) == "first"
     assert wait_until(lambda: len(cancelled) == 2)
     assert cancelled == [True, True]
+
+
+def test_failover_names_what_it_tried_when_every_provider_left() -> None:
+    bad = FakeInvoker(1, down(1), **IDEMPOTENT)
+
+    class Emptied(StaticDirectory):
+        def list(self, inv):
+            listed = self.invokers
+            self.invokers = ()  # the only provider deregisters while its call fails
+            return listed
+
+    url = consumer_url(**FAST)
+    cluster = FailoverClusterInvoker(Emptied(KEY, url, [bad]), RandomLoadBalancer(url), url)
+    with pytest.raises(ProviderUnavailableError, match=r"\[10.0.0.1:1\].*no other provider is left"):
+        cluster.invoke(invocation())
