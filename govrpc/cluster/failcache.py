@@ -5,7 +5,7 @@ is queued and the caller gets a ``RetryAccepted`` at once instead of the
 method's return value. A timer thread re-sends queued calls every
 ``failcache.period`` s (default 5), each up to ``failcache.retries`` times
 (default 3), with a fresh deadline of ``failcache.timeout`` s (default: the
-reference's ``timeout``, else 1). A call that still fails is logged, counted
+proxy's ``timeout=`` if given, else 1). A call that still fails is logged, counted
 (``FailcacheClusterInvoker.given_up``) and passed to every callback added with
 ``on_give_up``. The queue holds at most ``failcache.size`` calls (default
 1000); when full, the call is refused at once with ``FailcacheFullError``.
