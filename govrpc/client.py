@@ -26,7 +26,7 @@ from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.router.chain import RouterChain
-from govrpc.router.local import InProcessInvoker, find_local
+from govrpc.router.local import InProcessInvoker, find_local, local_address
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
 from govrpc.server import _load_filters
 from govrpc.url import CONSUMER, URL, ServiceKey
@@ -152,7 +152,8 @@ class Client:
         if key.group:
             params["group"] = key.group
         params.update({k: v for k, v in options.items() if v is not None})
-        return URL(CONSUMER, "127.0.0.1", 0, key.service, params)
+        # the consumer's own address, so host-based route rules ("host = 10.20.* => ...") can match it
+        return URL(CONSUMER, local_address(), 0, key.service, params)
 
     def reference(self, service: str, *, version: str = "", group: str = "", cluster: str = "failover",
                   loadbalance: str = "random", retries: int = 2, timeout: float | None = None,

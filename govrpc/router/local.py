@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from govrpc.service import MethodSpec
 
 __all__ = ["InProcessInvoker", "LocalExport", "LocalFirstRouter", "export_local", "find_local",
-           "local_hosts", "withdraw_local"]
+           "local_address", "local_hosts", "withdraw_local"]
 
 log = logging.getLogger("govrpc.router")
 
@@ -213,9 +213,28 @@ def _executor() -> ThreadPoolExecutor:
 
 
 @functools.lru_cache(maxsize=1)
+def local_address() -> str:
+    """This host's outward IPv4 address (what a consumer publishes), else 127.0.0.1."""
+    try:
+        infos = socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)
+        for info in infos:
+            address = str(info[4][0])
+            if not address.startswith("127."):
+                return address
+    except OSError:
+        pass
+    try:  # the interface a route would use; connecting a UDP socket sends nothing
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(("10.255.255.255", 1))
+            return str(probe.getsockname()[0])
+    except OSError:
+        return "127.0.0.1"
+
+
+@functools.lru_cache(maxsize=1)
 def local_hosts() -> frozenset[str]:
     """Names and addresses of this host (loopback included)."""
-    names = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
+    names = {"127.0.0.1", "localhost", "::1", "0.0.0.0", local_address()}
     try:
         hostname = socket.gethostname()
         names.add(hostname)

@@ -288,3 +288,18 @@ def test_a_rule_published_by_providers_applies_below_the_consumers_own(memory_re
     assert {client.proxy("test.Routed", timeout=2.0).whoami() for _ in range(10)} == {"b"}
     mine = client.proxy("test.Routed", timeout=2.0, routes={"pin": "=> name = a"})
     assert {mine.whoami() for _ in range(10)} == {"a"}
+
+
+def test_a_host_based_rule_matches_this_consumers_address(memory_registry, start_server, client_factory) -> None:
+    from govrpc.router.local import local_address
+
+    for name in ("a", "b"):
+        start_server(memory_registry, Routed(name), tags={"name": name})
+    client = client_factory(memory_registry)
+    proxy = client.proxy("test.Routed", timeout=2.0)
+    assert proxy._reference.url.host == local_address()
+    with govrpc.Admin(memory_registry) as admin:
+        admin.add_route("test.Routed", "here", f"host = {local_address()} => name = b")
+        assert {proxy.whoami() for _ in range(10)} == {"b"}
+        admin.add_route("test.Routed", "here", "host = 10.254.254.254 => name = b")  # another host: no effect
+        assert {proxy.whoami() for _ in range(20)} == {"a", "b"}
