@@ -15,9 +15,11 @@ from govrpc.cluster.stats import stats_of
 
 @govrpc.service("ctest.Where", idempotent=True)
 class Where:
-    def __init__(self, name: str, delay: float = 0.0) -> None:
+    def __init__(self, name: str, delay: float = 0.0, after: tuple[Where, ...] = ()) -> None:
         self.name = name
         self.delay = delay
+        self.after = after  # answer only once these have received a call
+        self.arrived = threading.Event()
         self.calls = 0
         self.release = threading.Event()  # ends a delay early (test teardown)
         self._lock = threading.Lock()
@@ -25,6 +27,9 @@ class Where:
     def who(self, key: str = "") -> str:
         with self._lock:
             self.calls += 1
+        self.arrived.set()
+        for other in self.after:
+            other.arrived.wait(10)
         if self.delay:
             self.release.wait(self.delay)
         return self.name
@@ -79,7 +84,7 @@ def test_a_method_can_hash_while_the_others_spread(three) -> None:
 def test_forking_answers_from_the_fast_provider_and_cancels_the_others(memory_registry, start_server,
                                                                        client_factory) -> None:
     slow = [Where(f"slow{i}", delay=30.0) for i in range(2)]
-    fast = Where("fast")
+    fast = Where("fast", after=tuple(slow))  # so both slow calls are surely in flight when it wins
     try:
         servers = [start_server(memory_registry, service) for service in (*slow, fast)]
         client = client_factory(memory_registry, local_first=False)

@@ -332,7 +332,7 @@ def test_forking_cancels_branches_that_have_not_started(monkeypatch: pytest.Monk
 
     monkeypatch.setattr(parallel, "_pool", concurrent.futures.ThreadPoolExecutor(1))  # one branch at a time
     first = FakeInvoker(1, "first")
-    others = [FakeInvoker(2 + i, "other") for i in range(3)]
+    others = [FakeInvoker(2 + i, lambda inv: time.sleep(0.2) or "other") for i in range(3)]
     cluster = make(ForkingClusterInvoker, [first, *others], RoundRobinLoadBalancer, forks=4)
     assert cluster.invoke(invocation()) == "first"
     parallel._pool.shutdown(wait=True)
@@ -388,15 +388,21 @@ def test_forking_cancels_the_calls_of_branches_in_flight() -> None:
     from govrpc.context import current_cancel_scope
 
     cancelled = []
+    registered = threading.Semaphore(0)
 
     def in_flight(inv):
         stop = threading.Event()
         current_cancel_scope().add(stop.set)  # as GrpcInvoker registers its RPC
+        registered.release()
         stop.wait(10)
         cancelled.append(stop.is_set())
         raise ProviderUnavailableError("cancelled")
 
-    fast = FakeInvoker(1, lambda inv: time.sleep(0.05) or "first")
+    def after_the_others(inv):  # wins only once both other calls are in flight
+        assert registered.acquire(timeout=10) and registered.acquire(timeout=10)
+        return "first"
+
+    fast = FakeInvoker(1, after_the_others)
     slow = [FakeInvoker(2 + i, in_flight) for i in range(2)]
     cluster = make(ForkingClusterInvoker, [fast, *slow], forks=3)
     assert cluster.invoke(invocation()) == "first"
