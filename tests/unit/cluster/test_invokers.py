@@ -172,7 +172,7 @@ def test_a_provider_failing_again_and_again_is_ejected_then_returns() -> None:
         assert cluster.invoke(invocation()) == "ok"
     assert len(bad.calls) == 5  # ejected after 5 consecutive failures
     stats = stats_of(bad)
-    assert stats.times_ejected == 1 and 25 < stats.ejected_until - time.monotonic() <= 30
+    assert stats.times_ejected == 1 and 15 < stats.ejected_until - time.monotonic() <= 30
     stats.ejected_until = time.monotonic() - 1  # its 30 s are up
     bad.outcome = "ok"
     for _ in range(8):
@@ -189,7 +189,7 @@ def test_ejection_time_grows_and_is_capped() -> None:
         while not stats.ejected_until:
             with pytest.raises(ProviderUnavailableError):
                 cluster.call(bad, invocation())
-        assert expected - 5 < stats.ejected_until - time.monotonic() <= expected
+        assert expected - 15 < stats.ejected_until - time.monotonic() <= expected
         stats.ejected_until = time.monotonic() - 1
         cluster.list(invocation())  # lets it return
 
