@@ -190,12 +190,13 @@ class FailoverClusterInvoker(ClusterInvoker):
         addresses = ", ".join(i.url.address for i in tried)
         message = (f"{invocation} failed on {len(tried)} provider(s) [{addresses}]; no retry because {reason}; "
                    f"last error: {exc.message or exc}")
-        cls = CallTimeoutError if timeout or "deadline passed" in reason else type(exc)
+        timed_out = timeout or "deadline passed" in reason
+        cls = CallTimeoutError if timed_out else type(exc)
         try:
             error = cls(message, invocation=invocation)
         except TypeError:  # an error class with another constructor: keep it as it is
             return exc
-        if error.code != exc.code and not timeout:
+        if error.code != exc.code and not timed_out:
             error.code = exc.code  # type: ignore[misc]
         return error
 
