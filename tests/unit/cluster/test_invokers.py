@@ -423,3 +423,15 @@ def test_failover_names_what_it_tried_when_every_provider_left() -> None:
     cluster = FailoverClusterInvoker(Emptied(KEY, url, [bad]), RandomLoadBalancer(url), url)
     with pytest.raises(ProviderUnavailableError, match=r"\[10.0.0.1:1\].*no other provider is left"):
         cluster.invoke(invocation())
+
+
+def test_a_deadline_that_passes_between_attempts_is_a_timeout() -> None:
+    def slow_unavailable(inv):
+        time.sleep(0.1)
+        raise ProviderUnavailableError("10.0.0.1: connection reset")
+
+    invokers = [FakeInvoker(20000 + i, slow_unavailable, **IDEMPOTENT) for i in range(3)]
+    with pytest.raises(CallTimeoutError, match="deadline passed.*connection reset") as caught:
+        make(FailoverClusterInvoker, invokers).invoke(invocation(timeout=0.05))
+    assert caught.value.code == "DEADLINE_EXCEEDED"
+    assert sum(len(i.calls) for i in invokers) == 1
