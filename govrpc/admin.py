@@ -9,8 +9,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
+from govrpc.configurator import parse_configurator
 from govrpc.invocation import Invocation
-from govrpc.registry.base import CONSUMERS, PROVIDERS, ROUTERS, Registry, acquire_registry, release_registry
+from govrpc.registry.base import (
+    CONFIGURATORS,
+    CONSUMERS,
+    PROVIDERS,
+    ROUTERS,
+    Registry,
+    acquire_registry,
+    release_registry,
+)
 from govrpc.router.chain import RouteStep, compile_rule, explain_route
 from govrpc.url import CONSUMER, PROVIDER_SCHEMES, URL, ServiceKey
 
@@ -41,13 +50,19 @@ class Admin:
         return self.registry.rules(service, category)
 
     def put_rule(self, service: str, category: str, name: str, text: str) -> None:
-        """Store a rule as it is (callers that know the rule's grammar validate it first).
+        """Check and store a rule: route rules (``routers``) and overrides (``configurators``).
 
-        Route rules (``routers``) are always checked: a ``RuleError`` stores nothing.
+        Raises ``RuleError`` naming the position of the mistake; nothing is stored then.
         """
         if category == ROUTERS:
             compile_rule(text, name)
+        elif category == CONFIGURATORS:
+            parse_configurator(text, name)
         self.registry.put_rule(service, category, name, text)
+
+    def set_override(self, service: str, name: str, text: str) -> None:
+        """Check and store configurator ``name`` of ``service`` (see ``govrpc.configurator``)."""
+        self.put_rule(service, CONFIGURATORS, name, text)
 
     # -- route rules -----------------------------------------------------------------
     def add_route(self, service: str, name: str, text: str) -> None:

@@ -39,7 +39,12 @@ DEFAULT_TIMEOUT = 1.0
 
 
 class Reference:
-    """Everything one consumer needs to call one service key: directory, cluster, filters."""
+    """Everything one consumer needs to call one service key: directory, cluster, filters.
+
+    Its timeouts follow DESIGN.md's precedence: a registry configurator's
+    ``timeout`` / ``{method}.timeout``, then the consumer's own (``timeout=``,
+    ``methods={"m": {"timeout": ...}}``), then the client's default.
+    """
 
     def __init__(self, key: ServiceKey, url: URL, directory: Directory, invoker: Invoker,
                  timeout: float) -> None:
@@ -47,13 +52,36 @@ class Reference:
         self.url = url
         self.directory = directory
         self.invoker = invoker
+        self.default_timeout = timeout
         self.timeout = timeout
+        self.timeouts: dict[str, float] = {}
+        self._apply(url)
+        watcher = getattr(directory, "configurators", None)
+        if watcher is not None:
+            watcher.add_listener(self.reconfigure)
+
+    def _apply(self, url: URL) -> None:
+        timeouts = {}
+        for name, value in url.params.items():
+            method, _, base = name.rpartition(".")
+            if base == "timeout" and method:
+                timeouts[method] = float(value)
+        # swapped whole: calls read one dict or the other, never a half-updated one
+        self.timeout = url.get_float("timeout", self.default_timeout)
+        self.timeouts = timeouts
+
+    def reconfigure(self, watcher: Any) -> None:
+        """Apply the registry's configurators (called by the directory's watcher)."""
+        self._apply(watcher.consumer(self.url))
+
+    def timeout_of(self, method: str) -> float:
+        return self.timeouts.get(method, self.timeout)
 
     def invocation(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any],
                    oneway: bool = False, timeout: float | None = None) -> Invocation:
         attachments = current_attachments()
         return Invocation(self.key, method, args, kwargs, dict(attachments) if attachments else {},
-                          time.monotonic() + (timeout or self.timeout), oneway)
+                          time.monotonic() + (timeout or self.timeout_of(method)), oneway)
 
     def close(self) -> None:
         self.invoker.close()
@@ -62,7 +90,7 @@ class Reference:
 class MethodProxy:
     """A remote method: call it, or use ``.future(...)`` / ``.oneway(...)``."""
 
-    __slots__ = ("_reference", "_name", "_client", "_invoke", "_key", "_timeout")
+    __slots__ = ("_reference", "_name", "_client", "_invoke", "_key")
 
     def __init__(self, client: Client, reference: Reference, name: str) -> None:
         self._client = client
@@ -70,13 +98,14 @@ class MethodProxy:
         self._name = name
         self._invoke = reference.invoker.invoke
         self._key = reference.key
-        self._timeout = reference.timeout
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         attachments = current_attachments()
+        reference = self._reference
+        timeout = reference.timeouts.get(self._name) if reference.timeouts else reference.timeout
         return self._invoke(Invocation(self._key, self._name, args, kwargs,
                                        dict(attachments) if attachments else {},
-                                       time.monotonic() + self._timeout))
+                                       time.monotonic() + (timeout or reference.timeout)))
 
     def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """Start the call and return a ``concurrent.futures.Future`` of its result."""
@@ -119,14 +148,15 @@ class Client:
         filters: consumer filters (instances or ``govrpc.filter`` names).
         max_message_size: bytes; larger requests or responses are refused.
         local_first: call a provider served by a ``govrpc.Server`` of this process
-            in-process, without the network (default False: every call crosses gRPC).
+            in-process, without the network, through the same provider filters
+            (default True; False makes every call cross gRPC).
         prefer_same_host: among remote providers, prefer those on this host.
     """
 
     def __init__(self, registry: str | Registry | None = None, *, application: str = "govrpc-consumer",
                  timeout: float = DEFAULT_TIMEOUT, filters: Iterable[Filter | str] = (),
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
-                 local_first: bool = False, prefer_same_host: bool = False) -> None:
+                 local_first: bool = True, prefer_same_host: bool = False) -> None:
         if timeout is None or timeout <= 0:
             raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.registry = acquire_registry(registry)

@@ -15,8 +15,8 @@ One ``key = value`` per line; ``#`` starts a comment. Scope keys: ``address``
 (``host:port``, comma-separated; the rule then changes those providers only)
 and ``application`` (the rule applies to consumers of that application only).
 Provider keys: ``weight`` (> 0) and ``disabled`` (true/false). Consumer keys:
-``cluster``, ``loadbalance``, ``retries``, ``idempotent`` and the other
-cluster options, each also per method as ``{method}.{key}``. ``enabled = false``
+``cluster``, ``loadbalance``, ``retries``, ``timeout`` (seconds), ``idempotent``
+and the other cluster options, each also per method as ``{method}.{key}``. ``enabled = false``
 switches a rule off without deleting it.
 
 Precedence (DESIGN.md section 4): a registry override, then the consumer's own
@@ -57,7 +57,7 @@ CLUSTER_KEYS = frozenset({
     "cluster", "loadbalance", "retries", "idempotent", "forks", "hash.arguments", "hash.nodes",
     "broadcast.fail.percent", "failback.codes", "failback.default", "failsafe.default",
     "failcache.period", "failcache.retries", "failcache.size", "failcache.timeout",
-    "retry.backoff", "retry.backoff.max", "shortestresponse.reprobe",
+    "retry.backoff", "retry.backoff.max", "shortestresponse.reprobe", "timeout",
 })
 """Options of a reference's cluster and balancer, settable per method as ``{method}.{key}``."""
 _LINE = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*=\s*(.*?)\s*$")
@@ -105,6 +105,14 @@ def _check(key: str, value: str, text: str, position: int, key_position: int) ->
         if not value.lstrip("-").isdigit() or int(value) <= 0:
             raise RuleError(f"weight must be a positive integer (use disabled = true to stop traffic), "
                             f"not {value!r}", rule=text, position=position)
+    elif base == "timeout":
+        try:
+            ok = float(value) > 0
+        except ValueError:
+            ok = False
+        if not ok:
+            raise RuleError(f"{key} must be a positive number of seconds, not {value!r}", rule=text,
+                            position=position)
     elif base in ("disabled", "idempotent"):
         return _bool(value, key, text, position)
     elif base in ("cluster", "loadbalance"):
@@ -202,7 +210,7 @@ def configure_consumer(url: URL, rules: Sequence[Configurator], application: str
         return url
     general = {k for k in changes if split_method_key(k)[0] is None}
     drop = {k: None for k in url.params if split_method_key(k)[0] is not None and split_method_key(k)[1] in general}
-    return url.with_params(**drop, **changes)
+    return url.with_params(**{**drop, **changes})  # a method-level override beats the general one
 
 
 Listener = Callable[["ConfiguratorWatcher"], None]

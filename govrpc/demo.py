@@ -105,4 +105,4 @@ def run_demo(calls: int = 3000, threads: int = 4, registry: str = "memory://demo
 
 def _network_only() -> dict[str, Any]:
     """Client options that keep the demo's calls on the network (not in-process)."""
-    return {}
+    return {"local_first": False}

@@ -44,6 +44,8 @@ def client_factory() -> Iterator[Callable[..., govrpc.Client]]:
     clients: list[govrpc.Client] = []
 
     def make(registry: str, **options: Any) -> govrpc.Client:
+        # these tests are about what crosses gRPC: in-process calls are opted into explicitly
+        options.setdefault("local_first", False)
         client = govrpc.Client(registry, **options)
         clients.append(client)
         return client

@@ -63,7 +63,10 @@ def test_operator_changes_weight_disabled_and_balancer_at_run_time(three) -> Non
     admin.put_rule("ctest.Where", "configurators", "rr", "loadbalance = roundrobin")
     counts = spread(proxy, 100)
     assert counts == {"p0": 50, "p2": 50}  # exact alternation
-    admin.put_rule("ctest.Where", "configurators", "rr", "loadbalance = fastest")  # broken: last good kept
+    with pytest.raises(govrpc.RuleError, match="fastest"):  # refused where it is written...
+        admin.put_rule("ctest.Where", "configurators", "rr", "loadbalance = fastest")
+    # ...and a consumer that receives it anyway keeps the last good rule
+    admin.registry.put_rule("ctest.Where", "configurators", "rr", "loadbalance = fastest")
     counts = spread(proxy, 100)
     assert counts == {"p0": 50, "p2": 50}
     admin.delete_rule("ctest.Where", "configurators", "off-p1")
