@@ -19,6 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, Sequence
 
 from govrpc.cluster.configured import ConfiguredClusterInvoker, method_options
+from govrpc.cluster.consistenthash import check_hash_arguments
 from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
 from govrpc.context import current_attachments
 from govrpc.exceptions import ConfigurationError
@@ -233,6 +234,13 @@ class Client:
             self._references[cache_key] = reference
         if isinstance(directory, RegistryDirectory):
             directory.start()
+            try:  # the providers are known now: refuse hash arguments their methods do not have
+                check_hash_arguments(consumer_url, directory.urls)
+            except ConfigurationError:
+                with self._lock:
+                    self._references.pop(cache_key, None)
+                reference.close()
+                raise
             self.registry.register(consumer_url)
         return reference
 

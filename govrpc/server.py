@@ -163,6 +163,8 @@ class Server:
                 params[f"{m.name}.response"] = m.response_type.DESCRIPTOR.full_name  # type: ignore[union-attr]
             if m.idempotent:
                 params[f"{m.name}.idempotent"] = "true"
+            if m.arity is not None:  # lets consumers check hash.arguments when they are configured
+                params[f"{m.name}.args"] = m.arity
         if self._grpc.hosts_several(spec.key.service):
             params["dispatch"] = "key"
         params.update(self.tags)

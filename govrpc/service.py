@@ -32,6 +32,7 @@ class MethodSpec:
     idempotent: bool = False
     request_type: type | None = None   # protobuf message class, or None for Python values
     response_type: type | None = None
+    arity: int | None = None           # positional parameters; None: any number (*args)
 
     @property
     def is_protobuf(self) -> bool:
@@ -119,8 +120,11 @@ def _method_spec(cls: type, name: str, fn: Callable[..., Any], default_idempoten
                 f"{cls.__qualname__}.{name}: a protobuf method takes exactly one message and returns one")
         if "idempotent" not in options and not idempotent:  # the .proto's own marker counts too
             idempotent = _proto_idempotent(service, name)
-        return MethodSpec(name, idempotent, request, response)
-    return MethodSpec(name, idempotent)
+        return MethodSpec(name, idempotent, request, response, arity=1)
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    arity = None if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params) \
+        else sum(1 for p in params if p.kind in positional)
+    return MethodSpec(name, idempotent, arity=arity)
 
 
 def describe(obj: Any) -> ServiceSpec:

@@ -18,7 +18,7 @@ from govrpc.exceptions import ConfigurationError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.url import URL
 
-__all__ = ["ConsistentHashLoadBalancer", "parse_hash_arguments"]
+__all__ = ["ConsistentHashLoadBalancer", "check_hash_arguments", "parse_hash_arguments"]
 
 
 def parse_hash_arguments(text: str) -> tuple[int, ...]:
@@ -33,6 +33,29 @@ def parse_hash_arguments(text: str) -> tuple[int, ...]:
     if len(set(indexes)) != len(indexes):
         raise ConfigurationError(f"hash.arguments={text!r} names an argument twice")
     return tuple(indexes)
+
+
+def check_hash_arguments(consumer: URL, providers: Sequence[URL]) -> None:
+    """Refuse ``hash.arguments`` that name an argument the providers' methods do not have.
+
+    Providers publish each method's positional arity as ``{method}.args``; a
+    method that consistenthash balances (for the whole service or per method)
+    must have every chosen index. Raises ``ConfigurationError`` naming the method.
+    """
+    service_wide = consumer.get("loadbalance") == "consistenthash"
+    for provider in providers:
+        for method in provider.methods:
+            if not (service_wide or consumer.get(f"{method}.loadbalance") == "consistenthash"):
+                continue
+            arity = provider.get(f"{method}.args")
+            if arity is None or not arity.isdigit():
+                continue
+            text = consumer.get(f"{method}.hash.arguments") or consumer.get("hash.arguments") or "0"
+            missing = [i for i in parse_hash_arguments(text) if i >= int(arity)]
+            if missing and int(arity) > 0:
+                raise ConfigurationError(
+                    f"hash.arguments={text} for {consumer.path}.{method}: the method takes {arity} positional "
+                    f"argument(s) (provider {provider.address}), so index {missing[0]} does not exist")
 
 
 def _points(address: str, nodes: int) -> list[int]:

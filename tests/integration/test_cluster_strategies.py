@@ -113,3 +113,24 @@ def test_broadcast_reaches_every_provider(three) -> None:
     proxy = client.proxy("ctest.Where", cluster="broadcast")
     proxy.who()
     assert [s.calls for s in services] == [1, 1, 1]
+
+
+def test_hash_arguments_a_method_does_not_have_are_refused_at_proxy_creation(
+        memory_registry, start_server, client_factory) -> None:
+    @govrpc.service("ctest.Keyed")
+    class Keyed:
+        def find(self, user: str, page: int = 0) -> str:
+            return user
+
+        def ping(self) -> str:
+            return "pong"
+
+    server = start_server(memory_registry, Keyed())
+    assert server.urls[0].params["find.args"] == "2"
+    client = client_factory(memory_registry)
+    with pytest.raises(govrpc.ConfigurationError, match=r"ctest.Keyed.find: the method takes 2 .*index 2"):
+        client.proxy("ctest.Keyed", methods={"find": {"loadbalance": "consistenthash", "hash.arguments": "0,2"}})
+    with pytest.raises(govrpc.ConfigurationError, match="index 5"):
+        client.proxy("ctest.Keyed", loadbalance="consistenthash", **{"hash.arguments": "5"})
+    proxy = client.proxy("ctest.Keyed", methods={"find": {"loadbalance": "consistenthash", "hash.arguments": "1"}})
+    assert proxy.find("ann", 3) == "ann" and proxy.ping() == "pong"
