@@ -16,6 +16,7 @@ import pytest
 import govrpc
 from govrpc.registry import acquire_registry, release_registry
 from govrpc.url import URL
+from tests.helpers import wait_until
 
 
 @pytest.fixture(params=["memory", "file"])
@@ -24,15 +25,6 @@ def registry(request, memory_registry, file_registry):
     reg = acquire_registry(address)
     yield reg
     release_registry(reg)
-
-
-def _wait(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_register_subscribe_unregister(registry) -> None:
@@ -51,12 +43,12 @@ def test_register_subscribe_unregister(registry) -> None:
     registry.register(a)
     registry.register(b)
     registry.register(consumer)
-    assert _wait(lambda: pushes and set(pushes[-1]) == {a, b})
+    assert wait_until(lambda: pushes and set(pushes[-1]) == {a, b})
     assert set(registry.lookup("reg.Svc")) == {a, b}
     assert registry.lookup("reg.Svc", "consumers") == [consumer]
     assert "reg.Svc" in registry.services()
     registry.unregister(a)
-    assert _wait(lambda: pushes[-1] == [b])
+    assert wait_until(lambda: pushes[-1] == [b])
     registry.unsubscribe("reg.Svc", listener)
     count = len(pushes)
     registry.unregister(b)
@@ -70,10 +62,10 @@ def test_rules_are_stored_and_watched(registry) -> None:
     registry.watch_rules("reg.Svc", "routers", seen.append)
     assert seen[-1] == {}
     registry.put_rule("reg.Svc", "routers", "r1", "host = 1.2.3.4 => false")
-    assert _wait(lambda: seen[-1] == {"r1": "host = 1.2.3.4 => false"})
+    assert wait_until(lambda: seen[-1] == {"r1": "host = 1.2.3.4 => false"})
     assert registry.rules("reg.Svc", "routers") == {"r1": "host = 1.2.3.4 => false"}
     registry.delete_rule("reg.Svc", "routers", "r1")
-    assert _wait(lambda: seen[-1] == {})
+    assert wait_until(lambda: seen[-1] == {})
     with pytest.raises(govrpc.ConfigurationError, match="category"):
         registry.put_rule("reg.Svc", "providers", "x", "y")
     with pytest.raises(govrpc.ConfigurationError, match="rule name"):
@@ -90,7 +82,7 @@ def test_a_failing_listener_does_not_stop_the_others(registry) -> None:
     registry.subscribe("reg.Bad", good.append)
     url = URL.parse("grpc://127.0.0.1:1003/reg.Bad")
     registry.register(url)
-    assert _wait(lambda: good and good[-1] == [url])
+    assert wait_until(lambda: good and good[-1] == [url])
 
 
 CHILD = textwrap.dedent("""
@@ -113,11 +105,11 @@ def test_file_registry_across_processes_and_crashed_providers(file_registry) -> 
     try:
         assert child.stdout is not None and child.stdout.readline().strip() == "ready"
         started = time.monotonic()
-        assert _wait(lambda: seen and [u.port for u in seen[-1]] == [4242], timeout=2)
+        assert wait_until(lambda: seen and [u.port for u in seen[-1]] == [4242], timeout=2)
         assert time.monotonic() - started < 0.5 + 0.5  # half a second, plus slack for a busy machine
         os.kill(child.pid, signal.SIGKILL)
         child.wait()
-        assert _wait(lambda: seen[-1] == [], timeout=2)  # the dead process's entry is removed
+        assert wait_until(lambda: seen[-1] == [], timeout=2)  # the dead process's entry is removed
         assert registry.lookup("reg.Multi") == []
     finally:
         child.kill()

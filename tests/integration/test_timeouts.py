@@ -7,16 +7,8 @@ import time
 import pytest
 
 import govrpc
+from tests.helpers import wait_until
 from tests.integration.services import Echo
-
-
-def _wait(predicate, timeout: float = 3.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return predicate()
 
 
 def test_per_method_and_registry_overrides(memory_registry, start_server, client_factory) -> None:
@@ -31,14 +23,14 @@ def test_per_method_and_registry_overrides(memory_registry, start_server, client
     admin = govrpc.Admin(memory_registry)
     try:
         admin.set_override("test.Echo", "slow-sleep", "sleep.timeout = 3\ntimeout = 2.5")
-        assert _wait(lambda: reference.timeout_of("sleep") == 3.0)
+        assert wait_until(lambda: reference.timeout_of("sleep") == 3.0)
         assert reference.timeout_of("echo") == 2.5  # the registry beats the consumer and the default
         assert proxy.sleep(1.0) == 1.0
         with pytest.raises(govrpc.RuleError, match="timeout must be a positive number"):
             admin.set_override("test.Echo", "bad", "timeout = -1")
         assert "bad" not in admin.rules("test.Echo", "configurators")
         admin.delete_rule("test.Echo", "configurators", "slow-sleep")
-        assert _wait(lambda: reference.timeout_of("sleep") == 0.3)
+        assert wait_until(lambda: reference.timeout_of("sleep") == 0.3)
         assert reference.timeout_of("echo") == 5.0
     finally:
         admin.close()
@@ -50,7 +42,7 @@ def test_a_broken_override_keeps_the_last_good_timeout(memory_registry, start_se
     reference = proxy._reference
     registry = govrpc.Admin(memory_registry).registry
     registry.put_rule("test.Echo", "configurators", "t", "timeout = 2")
-    assert _wait(lambda: reference.timeout == 2.0)
+    assert wait_until(lambda: reference.timeout == 2.0)
     registry.put_rule("test.Echo", "configurators", "t", "timeout = soon")  # written around Admin
     time.sleep(0.2)
     assert reference.timeout == 2.0

@@ -8,6 +8,7 @@ import pytest
 from kazoo.client import KazooClient, KazooState
 
 from tests import zkharness
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.zookeeper
 
@@ -32,22 +33,12 @@ def test_expire_session_and_drop_connection_do_what_they_say(zookeeper: Any) -> 
     try:
         session = client.client_id[0]
         zkharness.drop_connection(client)
-        deadline_ok = _wait(lambda: client.connected and KazooState.SUSPENDED in states)
+        deadline_ok = wait_until(lambda: client.connected and KazooState.SUSPENDED in states)
         assert deadline_ok and client.client_id[0] == session  # same session after a dropped connection
         zkharness.expire_session(client, zookeeper.hosts)
-        assert _wait(lambda: KazooState.LOST in states and client.connected)
+        assert wait_until(lambda: KazooState.LOST in states and client.connected)
         assert client.client_id[0] != session
     finally:
         client.stop()
         client.close()
 
-
-def _wait(predicate: Any, timeout: float = 15.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False

@@ -16,20 +16,11 @@ from govrpc.exceptions import ConfigurationError, RegistryError, RegistryUnreach
 from govrpc.registry.base import acquire_registry, release_registry
 from govrpc.registry.zookeeper import ZookeeperRegistry
 from govrpc.url import URL
+from tests.helpers import wait_until
 from tests.integration.services import Echo
 from tests.zkharness import free_port, zk_address
 
 pytestmark = pytest.mark.zookeeper
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 class Recorder:

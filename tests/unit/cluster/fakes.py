@@ -9,6 +9,7 @@ from typing import Any, Callable, Sequence
 from govrpc.cluster.directory import StaticDirectory
 from govrpc.invocation import Invocation, Invoker
 from govrpc.url import CONSUMER, URL, ServiceKey
+from tests.helpers import wait_until
 
 KEY = ServiceKey("demo.Svc")
 
@@ -55,11 +56,3 @@ def invocation(method: str = "find", *args: Any, timeout: float = 5.0) -> Invoca
 def fakes(n: int, outcome: Any = "ok", **params: Any) -> list[FakeInvoker]:
     return [FakeInvoker(20000 + i, outcome, **params) for i in range(n)]
 
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
