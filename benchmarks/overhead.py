@@ -6,7 +6,11 @@ file registry). This process calls both, alternating short rounds so the noisy
 machine affects both alike: 1 client thread, then 8. It prints calls/s, p50,
 p99 and client CPU per call for each, and the ratio govrpc/raw.
 
-    python benchmarks/overhead.py [--rounds 6] [--seconds 1.5] [--payload 16]
+    python benchmarks/overhead.py [--rounds 20] [--seconds 0.5] [--payload 16]
+
+Many short rounds in flipped order keep the shared machine's drift (often
+±30 µs per call between identical runs) from favouring either variant; calls/s
+is the median over rounds.
 
 Target: govrpc reaches at least 0.90 of raw grpcio's calls/s with one client thread.
 """
@@ -92,8 +96,8 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=6)
-    parser.add_argument("--seconds", type=float, default=1.5)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--seconds", type=float, default=0.5)
     parser.add_argument("--payload", type=int, default=16)
     parser.add_argument("--threads", default="1,8")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
@@ -141,8 +145,11 @@ def main() -> int:
         for threads in (int(t) for t in args.threads.split(",")):
             results: dict[str, dict[str, Any]] = {name: {"calls": 0, "lat": [], "cpu": 0.0, "rates": []}
                                                   for name in variants}
-            for _ in range(args.rounds):
-                for name, variant_call in variants.items():
+            for round_ in range(args.rounds):
+                order = list(variants.items())
+                if round_ % 2:  # flip the order each round: neither variant always runs first
+                    order.reverse()
+                for name, variant_call in order:
                     calls, lat, cpu = run_round(variant_call, threads, args.seconds)
                     r = results[name]
                     r["calls"] += calls

@@ -21,7 +21,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from govrpc.cluster.configured import ConfiguredClusterInvoker, method_options
 from govrpc.cluster.consistenthash import check_hash_arguments
 from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
-from govrpc.context import current_attachments
+from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
@@ -37,6 +37,10 @@ __all__ = ["Client", "MethodProxy", "Reference", "ServiceProxy"]
 log = logging.getLogger("govrpc.client")
 
 DEFAULT_TIMEOUT = 1.0
+
+# bound once: they run on every call
+current_attachments = _ATTACHMENTS.get
+_monotonic = time.monotonic
 
 
 class Reference:
@@ -103,10 +107,9 @@ class MethodProxy:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         attachments = current_attachments()
         reference = self._reference
-        timeout = reference.timeouts.get(self._name) if reference.timeouts else reference.timeout
+        timeout = (reference.timeouts.get(self._name) if reference.timeouts else None) or reference.timeout
         return self._invoke(Invocation(self._key, self._name, args, kwargs,
-                                       dict(attachments) if attachments else {},
-                                       time.monotonic() + (timeout or reference.timeout)))
+                                       dict(attachments) if attachments else {}, _monotonic() + timeout))
 
     def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """Start the call and return a ``concurrent.futures.Future`` of its result."""

@@ -35,14 +35,14 @@ class ProviderInvoker(Invoker):
     def __init__(self, instance: Any, spec: ServiceSpec, url: URL) -> None:
         self.url = url
         self.spec = spec
-        self._methods = {m.name: getattr(instance, m.name) for m in spec.methods}
+        self.methods = {m.name: getattr(instance, m.name) for m in spec.methods}
 
     def invoke(self, invocation: Invocation) -> Any:
-        method = self._methods.get(invocation.method)
+        method = self.methods.get(invocation.method)
         if method is None:
             raise MethodNotFoundError(
                 f"service {self.spec.key} has no method {invocation.method!r}; "
-                f"its methods: {', '.join(sorted(self._methods))}", invocation=invocation)
+                f"its methods: {', '.join(sorted(self.methods))}", invocation=invocation)
         return method(*invocation.args, **invocation.kwargs)
 
 
@@ -130,7 +130,9 @@ class Server:
         invoker = build_filter_chain(self.filters, ProviderInvoker(instance, spec, URL("grpc", self.host, 0,
                                                                                          spec.key.service)))
         self.invokers[spec.key] = invoker
-        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer))
+        provider = invoker if isinstance(invoker, ProviderInvoker) else None  # no filter wraps it
+        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
+                                          direct=provider.methods if provider is not None else None))
         url = self._provider_url(spec)
         assert self.registry is not None
         # before registering: a consumer in this process may call it in-process

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import grpc
 
 from govrpc import exceptions as errors
-from govrpc.context import current_cancel_scope
+from govrpc.context import _CANCEL_SCOPE
 from govrpc.extension import get_extension
 from govrpc.invocation import Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
@@ -25,6 +25,8 @@ from govrpc.url import URL
 __all__ = ["ChannelPool", "GrpcInvoker", "translate_error"]
 
 log = logging.getLogger("govrpc.rpc")
+
+current_cancel_scope = _CANCEL_SCOPE.get  # bound once: this runs on every call
 
 _TOO_LARGE = ("larger than max", "message too large", "exceeds")
 # "Socket closed" / "Stream removed" come from a connection lost mid-call: the request may have run
@@ -174,7 +176,7 @@ class GrpcInvoker(Invoker):
         return entry
 
     def invoke(self, invocation: Invocation) -> Any:
-        call, encode, decode = self._method(invocation.method)
+        call, encode, decode = self._methods.get(invocation.method) or self._method(invocation.method)
         timeout = invocation.deadline - time.monotonic()
         if timeout <= 0:
             raise errors.CallTimeoutError(f"{invocation}: deadline passed before calling {self.address}",
@@ -188,7 +190,8 @@ class GrpcInvoker(Invoker):
                 f"{invocation}: cannot encode the arguments with {self.serializer.name}: {exc}",
                 invocation=invocation) from exc
         attachments = invocation.attachments
-        metadata = self._key_metadata + tuple(attachments.items()) if attachments else self._key_metadata
+        metadata = (self._key_metadata + tuple(attachments.items()) if attachments
+                    else self._key_metadata) or None
         with self._lock:  # one critical section with close(): a counted call keeps the channel open
             if self._closed:
                 raise errors.ConnectionRefusedByProviderError(
@@ -196,14 +199,14 @@ class GrpcInvoker(Invoker):
             self.active += 1
         try:
             if invocation.oneway:
-                future = call.future(request, timeout=timeout, metadata=metadata or None)
+                future = call.future(request, timeout=timeout, metadata=metadata)
                 future.add_done_callback(lambda f, inv=invocation: self._oneway_done(f, inv))
                 return None
             scope = current_cancel_scope()
             if scope is None:
-                response = call(request, timeout=timeout, metadata=metadata or None)
+                response = call(request, timeout=timeout, metadata=metadata)
             else:  # a forking branch: another provider may answer first and cancel this RPC
-                pending = call.future(request, timeout=timeout, metadata=metadata or None)
+                pending = call.future(request, timeout=timeout, metadata=metadata)
                 scope.add(pending.cancel)
                 try:
                     response = pending.result()
@@ -214,7 +217,11 @@ class GrpcInvoker(Invoker):
             raise translate_error(exc, invocation, self.address) from None
         finally:
             if not invocation.oneway:
-                self._done()
+                with self._lock:
+                    self.active -= 1
+                    closing = self._closed
+                if closing:
+                    self._release_if_idle()
         try:
             return decode(response)
         except Exception as exc:  # noqa: BLE001
@@ -231,6 +238,11 @@ class GrpcInvoker(Invoker):
     def _done(self) -> None:
         with self._lock:
             self.active -= 1
+        self._release_if_idle()
+
+    def _release_if_idle(self) -> None:
+        """Give the channel back once the invoker is closed and its last call has ended."""
+        with self._lock:
             release = self._closed and self.active == 0 and not self._released
             if release:
                 self._released = True

@@ -38,11 +38,14 @@ class ExportedService:
     """A service as the transport sees it: its key, methods and the invoker behind them."""
 
     def __init__(self, key: ServiceKey, methods: Iterable[MethodSpec], invoker: Invoker,
-                 serializer: Serializer) -> None:
+                 serializer: Serializer, direct: dict[str, Callable[..., Any]] | None = None) -> None:
         self.key = key
         self.methods = {m.name: m for m in methods}
         self.invoker = invoker
         self.serializer = serializer
+        # the user's bound methods, given when no provider filter runs: then nothing reads the
+        # Invocation, and a call skips building one
+        self.direct = direct or {}
 
 
 def _status(code_name: str) -> grpc.StatusCode:
@@ -65,6 +68,7 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
     loads, dumps = exported.serializer.loads, exported.serializer.dumps
     protobuf = spec.is_protobuf
     monotonic = time.monotonic
+    direct = exported.direct.get(name)
 
     def behavior(request: Any, context: grpc.ServicerContext) -> Any:
         if protobuf:
@@ -77,13 +81,15 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
                 context.set_trailing_metadata(((ERROR_KEY, "SerializationError"),))
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"{key}.{name}: cannot decode the request: {exc}")
-        metadata = context.invocation_metadata()
-        attachments = {k: v for k, v in metadata if isinstance(v, str)} if metadata else {}
-        remaining = context.time_remaining()
-        deadline = monotonic() + remaining if remaining is not None else float("inf")
-        invocation = Invocation(key, name, tuple(args), kwargs, attachments, deadline)
         try:
-            value = invoker.invoke(invocation)
+            if direct is not None:
+                value = direct(*args, **kwargs)
+            else:
+                metadata = context.invocation_metadata()
+                attachments = {k: v for k, v in metadata if isinstance(v, str)} if metadata else {}
+                remaining = context.time_remaining()
+                deadline = monotonic() + remaining if remaining is not None else float("inf")
+                value = invoker.invoke(Invocation(key, name, tuple(args), kwargs, attachments, deadline))
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
             _fail(context, exc)
         if protobuf:
