@@ -105,8 +105,10 @@ def test_public_names_are_complete_and_sorted() -> None:
 
     import govrpc.cluster
     import govrpc.registry
+    import govrpc.router
+    import govrpc.rpc
 
-    for module in (govrpc, govrpc.cluster, govrpc.registry, exceptions):
+    for module in (govrpc, govrpc.cluster, govrpc.registry, govrpc.router, govrpc.rpc, exceptions):
         assert list(module.__all__) == sorted(module.__all__), module.__name__
         for name in module.__all__:
             assert hasattr(module, name), f"{module.__name__}.{name}"
