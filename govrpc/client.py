@@ -161,8 +161,7 @@ class Client:
                  timeout: float = DEFAULT_TIMEOUT, filters: Iterable[Filter | str] = (),
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
                  local_first: bool = True, prefer_same_host: bool = False) -> None:
-        if timeout is None or timeout <= 0:
-            raise ConfigurationError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        timeout = _seconds(timeout, "timeout")
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
@@ -196,11 +195,14 @@ class Client:
         """The (cached) reference for a service key and options; see ``proxy``."""
         if self._closed:
             raise ConfigurationError("client is closed")
-        if timeout is not None and timeout <= 0:
-            raise ConfigurationError(f"timeout must be positive, not {timeout!r}")
+        if timeout is not None:
+            timeout = _seconds(timeout, "timeout")
         key = ServiceKey(service, version, group)
         if "methods" in options:  # per-method cluster options become {method}.{key} URL params
             options.update(method_options(options.pop("methods")))
+        for name, value in options.items():
+            if name.endswith(".timeout"):
+                options[name] = _seconds(value, name)
         cache_key = (key, cluster, loadbalance, retries, timeout,
                      tuple(url) if isinstance(url, (list, tuple)) else url, tuple(sorted(options.items())),
                      tuple(sorted((routes or {}).items())))
@@ -273,6 +275,8 @@ class Client:
                *, timeout: float | None = None, **options: Any) -> Any:
         """Generic call: no class or stub needed."""
         reference = self.reference(service, **options)
+        if timeout is not None:
+            timeout = _seconds(timeout, "timeout")
         return reference.invoker.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
 
     # -- async helpers -------------------------------------------------------------
@@ -310,6 +314,17 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _seconds(value: Any, name: str) -> float:
+    """A positive number of seconds, or ``ConfigurationError`` naming the option."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        seconds = 0.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def _direct_url(text: str, key: ServiceKey) -> URL:

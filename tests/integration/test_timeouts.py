@@ -47,3 +47,22 @@ def test_a_broken_override_keeps_the_last_good_timeout(memory_registry, start_se
     time.sleep(0.2)
     assert reference.timeout == 2.0
     assert proxy.echo("still calling") == "still calling"
+
+
+@pytest.mark.parametrize("options, named", [
+    ({"timeout": 0}, "timeout"),
+    ({"timeout": "soon"}, "timeout"),
+    ({"methods": {"sleep": {"timeout": -1}}}, "sleep.timeout"),
+    ({"methods": {"sleep": {"timeout": "abc"}}}, "sleep.timeout"),
+])
+def test_bad_timeouts_are_refused_where_configured(memory_registry, start_server, client_factory,
+                                                   options, named) -> None:
+    start_server(memory_registry, Echo())
+    client = client_factory(memory_registry)
+    with pytest.raises(govrpc.ConfigurationError, match=f"{named} must be a positive number of seconds"):
+        client.proxy("test.Echo", **options)
+    with pytest.raises(govrpc.ConfigurationError, match="timeout must be a positive number of seconds"):
+        govrpc.Client(memory_registry, timeout="never")
+    with pytest.raises(govrpc.ConfigurationError, match="timeout must be a positive number of seconds"):
+        client.invoke("test.Echo", "echo", [1], timeout=-2)
+    assert client.proxy("test.Echo").echo("unharmed") == "unharmed"
