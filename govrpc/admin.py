@@ -70,8 +70,7 @@ class Admin:
 
         Raises ``RuleError`` naming the position of the mistake; nothing is stored then.
         """
-        compile_rule(text, name)
-        self.registry.put_rule(service, ROUTERS, name, text)
+        self.put_rule(service, ROUTERS, name, text)
 
     def routes(self, service: str) -> dict[str, str]:
         """The route rules of ``service`` stored in the registry: name -> text."""

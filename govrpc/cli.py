@@ -12,18 +12,28 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from govrpc.exceptions import ConfigurationError, GovRpcError
 
 __all__ = ["build_parser", "main"]
 
-Command = Callable[[argparse.Namespace], int]
-
-
 def _registry_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--registry", default=os.environ.get("GOVRPC_REGISTRY", "memory://"),
                         help="registry URL (default: $GOVRPC_REGISTRY or memory://)")
+
+
+def _at_least(minimum: int) -> Any:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, not {value}")
+        return value
+
+    return parse
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -174,8 +184,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="three providers, one consumer, one provider stopped mid-traffic")
-    demo.add_argument("--calls", type=int, default=3000, help="calls to make (default 3000)")
-    demo.add_argument("--threads", type=int, default=4, help="consumer threads (default 4)")
+    demo.add_argument("--calls", type=_at_least(3), default=3000, help="calls to make (default 3000, at least 3)")
+    demo.add_argument("--threads", type=_at_least(1), default=4, help="consumer threads (default 4)")
     demo.set_defaults(func=_cmd_demo)
     _route_parser(sub)
     _listing_parsers(sub)

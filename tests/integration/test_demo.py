@@ -22,3 +22,14 @@ def test_the_command_is_installed() -> None:
     done = subprocess.run([sys.executable, "-m", "govrpc.cli", "--help"], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "demo" in done.stdout
+
+
+def test_demo_refuses_nonsense_counts(capsys) -> None:
+    import pytest
+
+    for argv in (["demo", "--calls", "0"], ["demo", "--threads", "-1"], ["demo", "--calls", "many"]):
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+        assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "must be at least 3, not 0" in err and "must be at least 1, not -1" in err and "'many'" in err
