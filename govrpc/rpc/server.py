@@ -13,6 +13,7 @@ what was asked for.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from concurrent import futures
 from typing import Any, Callable, Iterable
@@ -183,11 +184,16 @@ class GrpcServer:
         ]
         self._dispatcher = _Dispatcher()
         self._exports: list[ExportedService] = []
+        self._export_lock = threading.Lock()
         self._server: grpc.Server | None = None
         self.port = 0
 
     def export(self, exported: ExportedService) -> None:
         """Serve ``exported``; allowed before and after ``start`` (the dispatch table is swapped)."""
+        with self._export_lock:  # writers one at a time; grpc's threads read without a lock
+            self._export(exported)
+
+    def _export(self, exported: ExportedService) -> None:
         self._exports.append(exported)
         dispatcher = self._dispatcher
         services = dict(dispatcher.services)

@@ -96,3 +96,25 @@ def test_unknown_strategy_names_list_the_installed_ones(memory_registry, client_
         client.proxy("test.Echo", loadbalance="nope")
     with pytest.raises(govrpc.ConfigurationError, match="timeout"):
         client.proxy("test.Echo", timeout=0)
+
+
+def test_services_added_concurrently_after_start_are_all_served(memory_registry, client_factory) -> None:
+    classes = []
+    for n in range(8):
+        @govrpc.service(f"test.Many{n}")
+        class Many:
+            def __init__(self, n: int) -> None:
+                self.n = n
+
+            def which(self) -> int:
+                return self.n
+
+        classes.append(Many)
+    with govrpc.Server(memory_registry) as server:
+        adders = [threading.Thread(target=server.add, args=(cls(n),)) for n, cls in enumerate(classes)]
+        for t in adders:
+            t.start()
+        for t in adders:
+            t.join()
+        client = client_factory(memory_registry)
+        assert [client.proxy(f"test.Many{n}").which() for n in range(8)] == list(range(8))
