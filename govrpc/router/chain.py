@@ -53,13 +53,19 @@ class Reads:
                      self.all_arguments or other.all_arguments, self.all_attachments or other.all_attachments)
 
 
+class RouteFailed(str):
+    """A ``why`` saying the router could not decide (a script failed): the chain uses the
+    result for this call but does not cache it, so the next call tries again."""
+
+
 class Router(abc.ABC):
     """Narrows the providers of a call (group ``govrpc.router``; a rule's ``kind`` names the class).
 
     Contract: built once per rule version by ``from_rule`` (raises ``RuleError``);
     pure, thread-safe, never blocks; ``route`` reads of the invocation only its
     method and what ``reads`` declares, and returns the invokers it keeps (a subset,
-    possibly empty) with a one-line reason. ``runtime`` routers are never cached.
+    possibly empty) with a one-line reason (a ``RouteFailed`` when it could not
+    decide). ``runtime`` routers are never cached.
     """
 
     name: str = ""
@@ -99,7 +105,12 @@ class DryRunInvoker(Invoker):
 
 def compile_rule(text: str, name: str = "") -> tuple[RouteRule, Sequence[Router]]:
     """Parse and build a rule with its kind's router; raises ``RuleError`` naming what is wrong."""
-    rule = parse_rule(text, name)
+    try:
+        rule = parse_rule(text, name)
+    except RuleError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a parser bug raises is still a refused rule
+        raise RuleError(f"rule {name!r} cannot be read: {type(exc).__name__}: {exc}", rule=text) from exc
     if rule.kind == "tag":
         from govrpc.router.tag import TagRouter
 
@@ -139,7 +150,8 @@ def _key_function(reads: Reads) -> Callable[[Invocation], Hashable]:
         def key_all(inv: Invocation) -> Hashable:
             atts = inv.attachments
             return (inv.method,
-                    (inv.args, tuple(sorted(inv.kwargs.items())) if inv.kwargs else ()) if all_args else
+                    (_typed(inv.args), tuple(sorted((k, type(v), v) for k, v in inv.kwargs.items()))
+                     if inv.kwargs else ()) if all_args else
                     tuple(_argument_text(inv.args, i) for i in indexes),
                     tuple(sorted(atts.items())) if all_atts else tuple(atts.get(k) for k in keys))
         return key_all
@@ -155,6 +167,11 @@ def _key_function(reads: Reads) -> Callable[[Invocation], Hashable]:
     if keys:
         return lambda inv: (inv.method, *[inv.attachments.get(k) for k in keys])
     return lambda inv: inv.method
+
+
+def _typed(values: Sequence[Any]) -> tuple[tuple[type, Any], ...]:
+    """Values with their types, so 1, True and 1.0 (equal in Python) are different cache keys."""
+    return tuple((type(v), v) for v in values)
 
 
 def _argument_text(args: Sequence[Any], index: int) -> str | None:
@@ -311,19 +328,26 @@ class RouterChain:
         except TypeError:  # an argument that cannot be hashed: route without the cache
             return self._apply(state, invocation)
         if hit is None:
-            hit = self._apply(state, invocation)
-            if len(cache) >= CACHE_LIMIT:
-                cache.clear()
-            cache[key] = hit
+            hit, decided = self._route(state, invocation)
+            if decided:
+                if len(cache) >= CACHE_LIMIT:
+                    cache.clear()
+                cache[key] = hit
         return hit
 
     def _apply(self, state: _State, invocation: Invocation) -> tuple[Invoker, ...]:
+        return self._route(state, invocation)[0]
+
+    def _route(self, state: _State, invocation: Invocation) -> tuple[tuple[Invoker, ...], bool]:
+        """The routed invokers, and whether every router decided (only then is it cached)."""
         current: Sequence[Invoker] = state.invokers
+        decided = True
         for router in state.routers:
-            current, _ = router.route(current, invocation, self.consumer)
+            current, why = router.route(current, invocation, self.consumer)
+            decided = decided and not isinstance(why, RouteFailed)
             if not current:
                 break
-        return tuple(current)
+        return tuple(current), decided
 
     def explain(self, invokers: Sequence[Invoker], invocation: Invocation) -> list[RouteStep]:
         """A dry run: which providers each router keeps for ``invocation``, and why."""

@@ -109,7 +109,9 @@ def _scalar(raw: str, offset: int, text: str) -> Scalar | list[Scalar]:
         for part in stripped[1:-1].split(","):
             if part.strip():
                 item = _scalar(part, pos, text)
-                assert isinstance(item, Scalar)
+                if not isinstance(item, Scalar):
+                    raise RuleError("a list inside a list is not supported", rule=_excerpt(text, pos),
+                                    position=pos)
                 items.append(item)
             pos += len(part) + 1
         return items

@@ -21,7 +21,7 @@ from typing import Any, Hashable, Mapping, Sequence
 
 from govrpc.exceptions import ConfigurationError, RuleError
 from govrpc.invocation import Invocation, Invoker
-from govrpc.router.chain import Reads, Router
+from govrpc.router.chain import Reads, RouteFailed, Router, _typed
 from govrpc.router.rule import RouteRule, Scalar
 from govrpc.url import URL
 
@@ -31,7 +31,7 @@ log = logging.getLogger("govrpc.router")
 
 MAX_SCRIPT_LENGTH = 4096
 MAX_STEPS = 20_000        # AST nodes visited per evaluation
-MAX_SECONDS = 0.05        # wall clock per evaluation
+MAX_SECONDS = 0.05        # CPU time of the routing thread per evaluation
 VERDICT_LIMIT = 65_536
 _UNCACHED = object()
 _FORBIDDEN_FUNCTIONS = {"matches": "regular expressions can run without bound"}
@@ -68,7 +68,7 @@ def _evaluator_class() -> Any:
                 budget[0] -= 1
                 if budget[0] < 0:
                     raise ScriptBudgetExceeded(f"more than {MAX_STEPS} evaluation steps")
-                if not int(budget[0]) & 255 and time.monotonic() > budget[1]:
+                if not int(budget[0]) & 255 and time.thread_time() > budget[1]:
                     raise ScriptBudgetExceeded(f"longer than {MAX_SECONDS * 1000:.0f} ms")
                 return super().visit(tree)
 
@@ -192,7 +192,8 @@ class ScriptRouter(Router):
         celpy = _celpy()
         activation = {"invocation": invocation_map, "consumer": consumer_map,
                       "provider": self._map(self._provider_maps, provider)}
-        budget = [float(MAX_STEPS), time.monotonic() + MAX_SECONDS]
+        # CPU time, not the wall clock: other threads holding the GIL must not fail a script
+        budget = [float(MAX_STEPS), time.thread_time() + MAX_SECONDS]
         evaluator = _evaluator_class()(self._ast, self._runner.new_activation(), budget)
         try:
             value = evaluator.evaluate(activation)
@@ -219,6 +220,8 @@ class ScriptRouter(Router):
                 key = (call_key, consumer, invoker.url)
                 verdict = verdicts.get(key) if call_key is not _UNCACHED else None
                 if verdict is None:
+                    if invocation.remaining() <= 0:  # the whole route, not only one evaluation, is bounded
+                        raise ScriptBudgetExceeded("the call's deadline passed while routing")
                     if invocation_map is None:
                         invocation_map = self._invocation_map(invocation)
                         consumer_map = self._map(self._consumer_maps, consumer)
@@ -230,7 +233,7 @@ class ScriptRouter(Router):
         except Exception as exc:  # noqa: BLE001 - a script must never break a call
             log.warning("script route %r failed for %s (%s: %s); keeping every provider",
                         self.name, invocation, type(exc).__name__, exc)
-            return invokers, f"script failed ({type(exc).__name__}: {exc}): all kept"
+            return invokers, RouteFailed(f"script failed ({type(exc).__name__}: {exc}): all kept")
         if kept or self.force:
             return kept, f"kept providers for which '{self.expression}' is true"
         return invokers, "script keeps no provider; not forced: rule ignored, all kept"
@@ -241,7 +244,8 @@ class ScriptRouter(Router):
             return None
         reads = self.reads
         key = (invocation.method,
-               (invocation.args, tuple(sorted(invocation.kwargs.items()))) if reads.all_arguments else None,
+               (_typed(invocation.args), tuple(sorted((k, type(v), v) for k, v in invocation.kwargs.items())))
+               if reads.all_arguments else None,
                tuple(sorted(invocation.attachments.items())) if reads.all_attachments else None)
         try:
             hash(key)

@@ -79,3 +79,10 @@ def test_the_one_line_form_is_one_line() -> None:
     assert condition.text == "host = 10.0.0.1 => false" and condition.offset == 16
     with pytest.raises(RuleError, match="one condition on one line"):
         parse_rule("host = 1 => false\nhost = 2 => false")
+
+
+@pytest.mark.parametrize("text, position", [("addresses: [[a], b]", 12), ("priority: [[1]]", 11)])
+def test_a_list_inside_a_list_is_a_rule_error(text: str, position: int) -> None:
+    with pytest.raises(RuleError, match="a list inside a list") as info:
+        compile_rule(text, "nested")
+    assert info.value.position == position

@@ -13,6 +13,7 @@ from tests.unit.router.helpers import consumer, invocation, provider, route
 
 P = [provider("10.0.0.1:1001", tag="gray", weight="50"), provider("10.0.0.2:1002"), provider("10.0.0.3:1003")]
 ALL = ["10.0.0.1:1001", "10.0.0.2:1002", "10.0.0.3:1003"]
+UNTAGGED = tuple(P[1:])
 
 
 def script(expression: str, **header: str) -> str:
@@ -101,3 +102,36 @@ def test_compiled_once_and_reads_declared() -> None:
     assert router.reads.all_attachments and not router.reads.all_arguments
     assert ScriptRouter("invocation.arguments[0] == 1").reads.all_arguments
     assert router.evaluate(invocation(attachments={"a": "b"}), consumer(), P[0].url) is True
+
+
+def _chain_with(rule: str):
+    from govrpc.router.chain import RouterChain
+
+    return RouterChain(consumer(), routes={"s": rule}, local_first=False)
+
+
+def test_a_failed_evaluation_is_not_cached(monkeypatch) -> None:
+    """One failure keeps every provider for that call only: the next call evaluates again."""
+    chain = _chain_with(script("provider.port == 1002"))
+    (router,) = chain._swap(UNTAGGED).routers
+    real = router._evaluate
+    failures = [1]
+
+    def flaky(*args):
+        if failures:
+            failures.pop()
+            raise ValueError("injected failure")
+        return real(*args)
+
+    monkeypatch.setattr(router, "_evaluate", flaky)
+    call = invocation("getUser")
+    assert [i.url.address for i in chain.route(UNTAGGED, call)] == ALL[1:]  # failed: all kept, this time
+    assert [i.url.address for i in chain.route(UNTAGGED, call)] == ["10.0.0.2:1002"]
+
+
+def test_equal_but_differently_typed_arguments_are_routed_apart() -> None:
+    chain = _chain_with(script("type(invocation.arguments[0]) == bool ? provider.port == 1002 : provider.port == 1003"))
+    chain._swap(UNTAGGED)
+    assert [i.url.address for i in chain.route(UNTAGGED, invocation(args=[1]))] == ["10.0.0.3:1003"]
+    assert [i.url.address for i in chain.route(UNTAGGED, invocation(args=[True]))] == ["10.0.0.2:1002"]
+    assert [i.url.address for i in chain.route(UNTAGGED, invocation(args=[1.0]))] == ["10.0.0.3:1003"]
