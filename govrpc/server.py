@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping
 
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
@@ -98,6 +99,8 @@ class Server:
         self.filters = _load_filters(filters, "provider")
         self.max_message_size = max_message_size
         self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size)
+        # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
+        self._local_workers = ThreadPoolExecutor(max_workers, thread_name_prefix="govrpc-inprocess")
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
         self.urls: list[URL] = []
         self.invokers: dict[ServiceKey, Invoker] = {}
@@ -136,7 +139,7 @@ class Server:
         url = self._provider_url(spec)
         assert self.registry is not None
         # before registering: a consumer in this process may call it in-process
-        export_local(url, invoker, self._serializer, spec.methods, self.max_message_size)
+        export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers)
         self.registry.register(url)
         self.urls.append(url)
 
@@ -218,6 +221,7 @@ class Server:
         for url in self.urls:
             withdraw_local(url)
         self._grpc.stop(grace)
+        self._local_workers.shutdown(wait=False)  # in-process calls still running finish on their own
         release_registry(registry)
         self._state = "stopped"
         log.info("stopped %s:%d", self.host, self.port)

@@ -52,16 +52,19 @@ class LocalExport:
     ``max_message_size`` let an in-process call encode exactly as gRPC would.
     """
 
-    __slots__ = ("url", "invoker", "alive", "serializer", "methods", "max_message_size")
+    __slots__ = ("url", "invoker", "alive", "serializer", "methods", "max_message_size", "executor")
 
     def __init__(self, url: URL, invoker: Invoker, serializer: Serializer | None = None,
-                 methods: Iterable[MethodSpec] = (), max_message_size: int = 4 * 1024 * 1024) -> None:
+                 methods: Iterable[MethodSpec] = (), max_message_size: int = 4 * 1024 * 1024,
+                 executor: ThreadPoolExecutor | None = None) -> None:
         self.url = url
         self.invoker = invoker
         self.alive = True
         self.serializer = serializer
         self.methods = {m.name: m for m in methods}
         self.max_message_size = max_message_size
+        # the server's own workers for in-process calls (as its gRPC threads serve remote ones)
+        self.executor = executor
 
 
 _exports: dict[tuple[str, str], LocalExport] = {}  # (address, service key) -> export
@@ -74,10 +77,11 @@ _exports_lock = threading.Lock()
 
 
 def export_local(url: URL, invoker: Invoker, serializer: Serializer | None = None,
-                 methods: Iterable[MethodSpec] = (), max_message_size: int = 4 * 1024 * 1024) -> None:
+                 methods: Iterable[MethodSpec] = (), max_message_size: int = 4 * 1024 * 1024,
+                 executor: ThreadPoolExecutor | None = None) -> None:
     """Publish a provider of this process (``Server.start``, before it registers ``url``)."""
     with _exports_lock:
-        _exports[_key(url)] = LocalExport(url, invoker, serializer, methods, max_message_size)
+        _exports[_key(url)] = LocalExport(url, invoker, serializer, methods, max_message_size, executor)
 
 
 def withdraw_local(url: URL) -> None:
@@ -116,13 +120,18 @@ class InProcessInvoker(Invoker):
         if not export.alive:
             raise ProviderUnavailableError(f"{invocation}: the in-process provider {self.url.address} has stopped",
                                            invocation=invocation)
-        remaining = invocation.deadline - time.monotonic()
+        spec = export.methods.get(invocation.method)
+        inner = self._request(invocation, spec)
+        remaining = invocation.deadline - time.monotonic()  # after encoding, which takes time too
         if remaining <= 0:
             raise CallTimeoutError(f"{invocation}: deadline passed before calling in-process {self.url.address}",
                                    invocation=invocation)
-        spec = export.methods.get(invocation.method)
-        inner = self._request(invocation, spec)
-        future = _executor().submit(contextvars.copy_context().run, self._serve, inner, spec)
+        try:
+            # a fresh context: the provider sees only what the call carries, as over gRPC
+            future = (export.executor or _executor()).submit(contextvars.Context().run, self._serve, inner, spec)
+        except RuntimeError:  # the server shut its workers down after we saw it alive
+            raise ProviderUnavailableError(f"{invocation}: the in-process provider {self.url.address} has stopped",
+                                           invocation=invocation) from None
         if invocation.oneway:
             future.add_done_callback(lambda f: _log_oneway(f, invocation))
             return None

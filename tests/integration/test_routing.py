@@ -303,3 +303,29 @@ def test_a_host_based_rule_matches_this_consumers_address(memory_registry, start
         assert {proxy.whoami() for _ in range(10)} == {"b"}
         admin.add_route("test.Routed", "here", "host = 10.254.254.254 => name = b")  # another host: no effect
         assert {proxy.whoami() for _ in range(20)} == {"a", "b"}
+
+
+@govrpc.service("test.NextHop")
+class NextHop:
+    def context_seen(self) -> dict:
+        """What a call this provider made now would carry: its context's attachments."""
+        return dict(govrpc.context.current_attachments() or {})
+
+
+@pytest.mark.parametrize("local_first", [True, False])
+def test_the_tag_reaches_the_next_hop_only_through_the_pass_on_filter(memory_registry, client_factory,
+                                                                       local_first: bool) -> None:
+    plain = govrpc.Server(memory_registry).add(NextHop()).start()
+    client = client_factory(memory_registry, local_first=local_first)
+    try:
+        proxy = client.proxy("test.NextHop")
+        with govrpc.attachments(tag="gray", tenant="acme"):
+            assert proxy.context_seen() == {}  # nothing of the caller's context leaks into the provider's
+    finally:
+        plain.stop(grace=0.5)
+    passing = govrpc.Server(memory_registry, filters=[TagPassOnFilter()]).add(NextHop()).start()
+    try:
+        with govrpc.attachments(tag="gray", tenant="acme"):
+            assert client.proxy("test.NextHop").context_seen() == {"tag": "gray"}
+    finally:
+        passing.stop(grace=0.5)
