@@ -73,7 +73,7 @@ def local_first_call(rounds: int, calls: int = 2000) -> tuple[float, float]:
     registry = "memory://bench-routing"
     server = govrpc.Server(registry).add(Local()).start()
     try:
-        with govrpc.Client(registry, local_first=True) as near, govrpc.Client(registry) as far:
+        with govrpc.Client(registry, local_first=True) as near, govrpc.Client(registry, local_first=False) as far:
             local, remote = near.proxy("bench.Local"), far.proxy("bench.Local")
             local.echo("x"), remote.echo("x")
             results = [per_call(lambda: local.echo("x"), calls, rounds),

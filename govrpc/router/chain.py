@@ -131,6 +131,10 @@ def compile_rule(text: str, name: str = "") -> tuple[RouteRule, Sequence[Router]
         raise rule.error(f"the {rule.kind} router refused it: {type(exc).__name__}: {exc}") from exc
 
 
+TAG_KEY = "tag"             # the attachment naming a call's tag
+FORCE_KEY = "tag-force"     # "true": only providers with that tag, never a fallback
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class _State:
     invokers: Sequence[Invoker]
@@ -138,6 +142,7 @@ class _State:
     key_of: Callable[[Invocation], Hashable] | None  # None: some router is runtime, no cache
     cache: dict[Hashable, tuple[Invoker, ...]]
     rules_version: int
+    untagged: bool = False  # no tag anywhere, so no tag router: a forced tag matches no provider
 
 
 def _key_function(reads: Reads) -> Callable[[Invocation], Hashable]:
@@ -167,6 +172,15 @@ def _key_function(reads: Reads) -> Callable[[Invocation], Hashable]:
     if keys:
         return lambda inv: (inv.method, *[inv.attachments.get(k) for k in keys])
     return lambda inv: inv.method
+
+
+def _router_order(router: Router) -> tuple[int, str, int]:
+    """Higher priority first, then by rule name, then a rule's conditions in their written order
+    (``r#2`` before ``r#10``)."""
+    base, _, index = router.name.rpartition("#")
+    if base and index.isdigit():
+        return -router.priority, base, int(index)
+    return -router.priority, router.name, 0
 
 
 def _typed(values: Sequence[Any]) -> tuple[tuple[type, Any], ...]:
@@ -282,7 +296,7 @@ class RouterChain:
 
         effective = self._effective()
         tag_rules = [rule for rule, _ in effective if rule.kind == "tag"]
-        ordered = sorted((r for _, routers in effective for r in routers), key=lambda r: (-r.priority, r.name))
+        ordered = sorted((r for _, routers in effective for r in routers), key=_router_order)
         routers: list[Router] = []
         if tag_rules or self.consumer.params.get("tag") or any(i.url.params.get("tag") for i in invokers):
             routers.append(TagRouter(tag_rules))
@@ -303,7 +317,11 @@ class RouterChain:
         for router in routers:
             reads = reads | router.reads
         runtime = any(r.runtime for r in routers)
-        state = _State(invokers, routers, None if runtime else _key_function(reads), {}, self._rules_version)
+        from govrpc.router.tag import TagRouter
+
+        untagged = not any(isinstance(r, TagRouter) for r in routers)
+        state = _State(invokers, routers, None if runtime else _key_function(reads), {}, self._rules_version,
+                       untagged)
         self._state = state
         return state
 
@@ -316,6 +334,10 @@ class RouterChain:
                 state = self._state
                 if state.invokers is not invokers:
                     state = self._swap(invokers)
+        if state.untagged:
+            attachments = invocation.attachments
+            if attachments and attachments.get(TAG_KEY) and (attachments.get(FORCE_KEY) or "").lower() == "true":
+                return ()  # as the tag router would: a forced tag that no provider has keeps none
         if not state.routers:
             return invokers
         key_of = state.key_of

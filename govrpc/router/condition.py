@@ -122,18 +122,13 @@ def parse_condition(text: str, offset: int = 0, document: str | None = None) -> 
         end = match.end()
         separator, content = match.group(1), match.group(2)
         where = match.start() + (len(match.group(0)) - len(match.group(0).lstrip()))
-        if not separator:
-            if pair is not None and not (pair.matches or pair.mismatches):
+        if not separator or separator == "&":  # a key: the first one, or one after '&'
+            complete = pair is not None and bool(pair.matches or pair.mismatches)
+            if not separator and pair is not None and not complete:
                 raise fail(f"key {_last_key(pairs)!r} has no '=' or '!=' before {content!r}", key_at)
-            _check_key(content, fail, match.start(2))
-            pair = pairs.setdefault(content, MatchPair())
-            key_at = match.start(2)
-            values = None
-        elif separator == "&":
-            if pair is None or not (pair.matches or pair.mismatches):
+            if separator and not complete:
                 raise fail(f"'&' before {content!r} does not follow a complete condition", where)
-            _check_key(content, fail, match.start(2))
-            pair = pairs.setdefault(content, MatchPair())
+            pair = pairs.setdefault(_check_key(content, fail, match.start(2)), MatchPair())
             key_at = match.start(2)
             values = None
         elif separator == "=":
@@ -165,12 +160,17 @@ def _last_key(pairs: dict[str, MatchPair]) -> str:
     return next(reversed(pairs)) if pairs else ""
 
 
-def _check_key(key: str, fail: object, at: int) -> None:
+def _check_key(key: str, fail: object, at: int) -> str:
+    """The key as matched; ``attachments[User_Id]`` becomes ``attachments[user-id]``, the form
+    ``govrpc.attachments(...)`` and gRPC metadata give attachment names."""
     if "[" in key or "]" in key:
         indexed = _INDEXED.match(key)
         if indexed is None or (indexed.group(1) == "arguments" and not indexed.group(2).isdigit()) \
                 or not indexed.group(2):
             raise fail(f"bad key {key!r}: use arguments[N] or attachments[name]", at)  # type: ignore[operator]
+        if indexed.group(1) == "attachments":
+            return f"attachments[{indexed.group(2).lower().replace('_', '-')}]"
+    return key
 
 
 class ConditionRouter(Router):

@@ -25,15 +25,11 @@ from typing import Any, Sequence
 
 from govrpc.context import attachments as attach
 from govrpc.invocation import Filter, Invocation, Invoker
-from govrpc.router.chain import Reads, Router
+from govrpc.router.chain import FORCE_KEY, TAG_KEY, Reads, Router
 from govrpc.router.rule import RouteRule, Scalar
 from govrpc.url import URL
 
 __all__ = ["FORCE_KEY", "TAG_KEY", "TagPassOnFilter", "TagRouter"]
-
-TAG_KEY = "tag"
-FORCE_KEY = "tag-force"
-
 
 def _truthy(value: str | None) -> bool:
     return value is not None and value.lower() == "true"

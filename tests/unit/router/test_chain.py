@@ -168,3 +168,21 @@ def test_explain_shows_what_each_router_keeps_and_why() -> None:
     assert [s.router for s in steps] == ["providers", "tag", "no-3", "reads"]
     assert [len(s.kept) for s in steps] == [4, 3, 2, 1]
     assert "untagged" in steps[1].why and "matching 'port = 1002,1003'" in steps[3].why
+
+
+def test_conditions_run_in_written_order_past_nine() -> None:
+    """r#2 runs before r#10: with force off the order decides what is left."""
+    p = (provider("10.0.0.1:1"), provider("10.0.0.2:1"), provider("10.0.0.3:1"))
+    filler = ["  - method = never => host = 9.9.9.9"] * 11
+    filler[1] = "  - => host = 10.0.0.1,10.0.0.2"   # r#2
+    filler[9] = "  - => host = 10.0.0.3"            # r#10: empties the list after r#2, so it is ignored
+    chain = RouterChain(consumer(), routes={"r": "conditions:\n" + "\n".join(filler)}, local_first=False)
+    assert [i.url.host for i in chain.route(p, invocation())] == ["10.0.0.1", "10.0.0.2"]
+
+
+def test_a_forced_tag_keeps_no_provider_when_none_is_tagged() -> None:
+    p = (provider("10.0.0.1:1"), provider("10.0.0.2:1"))
+    chain = RouterChain(consumer(), local_first=False)
+    assert chain.route(p, invocation(attachments={"tag": "gray"})) == p  # not forced: falls back to all
+    assert tuple(chain.route(p, invocation(attachments={"tag": "gray", "tag-force": "true"}))) == ()
+    assert chain.route(p, invocation()) == p

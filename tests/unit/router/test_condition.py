@@ -213,3 +213,11 @@ def test_error_positions_count_from_the_start_of_the_document() -> None:
 def test_parse_condition_builds_pairs() -> None:
     condition = parse_condition("a = 1,2 & b != 3 & a = 4")
     assert condition.pairs["a"].matches == ["1", "2", "4"] and condition.pairs["b"].mismatches == ["3"]
+
+
+def test_attachment_keys_are_matched_as_govrpc_attachments_names_them() -> None:
+    """govrpc.attachments(user_id=...) sends "user-id"; a rule may write the key either way."""
+    call = invocation(attachments={"user-id": "42"})
+    for rule in ("attachments[user_id] = 42 => host = 172.22.3.91", "attachments[User-Id] = 42 => host = 172.22.3.91"):
+        assert route(rule, P, call) == ["172.22.3.91"]
+        assert route(rule, P, invocation(attachments={"user-id": "7"})) == [p.url.host for p in P]
