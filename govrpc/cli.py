@@ -52,6 +52,14 @@ def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
     return pairs
 
 
+def _argument(text: str) -> Any:
+    """A call argument given on the command line: JSON when it parses (42, true, "x"), else the text."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
 def _cmd_route(args: argparse.Namespace) -> int:
     from govrpc.admin import Admin
 
@@ -83,7 +91,8 @@ def _cmd_route(args: argparse.Namespace) -> int:
             print(f"route {args.name!r} of {args.service} removed")
         else:
             steps = admin.explain_route(args.service, args.method, application=args.application, host=args.host,
-                                        args=args.arg or (), attachments=_pairs(args.attachment, "--attachment"),
+                                        args=[_argument(a) for a in args.arg or ()],
+                                        attachments=_pairs(args.attachment, "--attachment"),
                                         consumer=_pairs(args.param, "--param"))
             for step in steps:
                 print(f"{step.router}: {step.why}")
@@ -110,7 +119,8 @@ def _route_parser(sub: argparse._SubParsersAction) -> None:
     explain.add_argument("method")
     explain.add_argument("--application", default="govrpc-consumer", help="the calling application")
     explain.add_argument("--host", default="127.0.0.1", help="the calling host")
-    explain.add_argument("--arg", action="append", help="a call argument (repeat: arguments[0], [1]...)")
+    explain.add_argument("--arg", action="append",
+                         help="a call argument, JSON or text (repeat: arguments[0], [1]...)")
     explain.add_argument("--attachment", action="append", metavar="KEY=VALUE", help="a call attachment (tag=gray)")
     explain.add_argument("--param", action="append", metavar="KEY=VALUE", help="a consumer URL parameter")
     for parser in (add, listing, rm, explain):
