@@ -72,8 +72,12 @@ class ClusterInvoker(Invoker):
     def available(self) -> bool:
         return any(i.available for i in self.directory.invokers)
 
-    def stop(self) -> None:
-        """Release what the strategy itself holds (timers, queues); the directory stays."""
+    def stop(self, successor: ClusterInvoker | None = None) -> None:
+        """Release what the strategy itself holds (timers, queues); the directory stays.
+
+        ``successor`` replaces this invoker after a configurator change: a strategy
+        that holds calls (failcache) hands them over instead of giving them up.
+        """
 
     def close(self) -> None:
         self.stop()

@@ -74,7 +74,7 @@ class ConfiguredClusterInvoker(Invoker):
         self.outlier = OutlierDetector.from_url(url)
         self._made: dict[tuple[tuple[str, str], ...], ClusterInvoker] = {}
         self._shared: dict[str, Any] = {}
-        self._routes: Routes = self._build(url)
+        self._routes: Routes = self._build(url)[0]
         self.watcher: ConfiguratorWatcher | None = getattr(directory, "configurators", None)
         if self.watcher is not None:
             self.watcher.add_listener(self._reconfigure)
@@ -95,25 +95,32 @@ class ConfiguredClusterInvoker(Invoker):
         made[key] = invoker
         return invoker
 
-    def _build(self, url: URL) -> Routes:
+    def _build(self, url: URL) -> tuple[Routes, list[ClusterInvoker]]:
+        """The routes for ``url``, and the invokers they no longer use (for ``_retire``)."""
         made: dict[tuple[tuple[str, str], ...], ClusterInvoker] = {}
         default = self._make(url, made)
         methods = {method: self._make(view, made) for method, view in _method_views(url).items()}
-        for key, old in self._made.items():
-            if key not in made:
-                old.stop()
+        retired = [old for key, old in self._made.items() if key not in made]
         self._made = made
-        return {m: i for m, i in methods.items() if i is not default}, default
+        return ({m: i for m, i in methods.items() if i is not default}, default), retired
+
+    def _retire(self, retired: list[ClusterInvoker]) -> None:
+        """Stop invokers the new routes replaced, handing work they hold (failcache's queue) to
+        a successor of the same kind."""
+        for old in retired:
+            successor = next((i for i in self._made.values() if type(i) is type(old)), None)
+            old.stop(successor)
 
     def _reconfigure(self, watcher: ConfiguratorWatcher) -> None:
         url = watcher.consumer(self.url)
         try:
-            routes = self._build(url)
+            routes, retired = self._build(url)
         except ConfigurationError as exc:
             log.error("configurators of %s give options that do not work (%s); keeping the previous ones",
                       self.url.path, exc)
             return
-        self._routes = routes
+        self._routes = routes  # new calls take the new routes before the old invokers stop
+        self._retire(retired)
         log.info("%s: cluster options now %s", self.url.path,
                  {k: v for k, v in url.params.items() if split_method_key(k)[1] in CLUSTER_KEYS})
 

@@ -99,6 +99,7 @@ class FailcacheClusterInvoker(ClusterInvoker):
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._successor: FailcacheClusterInvoker | None = None
         self.queued = 0       # counters (metrics): calls queued, re-sent with success, given up, refused
         self.recovered = 0
         self.given_up = 0
@@ -114,7 +115,12 @@ class FailcacheClusterInvoker(ClusterInvoker):
             return self._enqueue(invocation, exc)
 
     def _enqueue(self, invocation: Invocation, exc: GovRpcError) -> RetryAccepted:
+        successor = self._successor
+        if successor is not None:  # replaced after a configurator change: the successor keeps it
+            return successor._enqueue(invocation, exc)
         with self._lock:
+            if self._stop.is_set():  # the reference is closed: nothing would ever re-send it
+                raise exc
             if len(self._queue) >= self.size:
                 self.refused += 1
                 raise FailcacheFullError(
@@ -123,12 +129,16 @@ class FailcacheClusterInvoker(ClusterInvoker):
             ticket = next(_ids)
             self._queue.append(_Pending(ticket, invocation, 0, exc))
             self.queued += 1
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="govrpc-failcache", daemon=True)
-                self._thread.start()
+            self._start_timer()
         log.info("failcache: %s failed (%s); queued as #%d, re-sent every %.1f s up to %d times",
                  invocation, exc, ticket, self.period, self.retries)
         return RetryAccepted(ticket, str(exc))
+
+    def _start_timer(self) -> None:
+        """Start the re-send timer once (the caller holds the lock)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="govrpc-failcache", daemon=True)
+            self._thread.start()
 
     @property
     def pending(self) -> int:
@@ -143,8 +153,10 @@ class FailcacheClusterInvoker(ClusterInvoker):
         with self._lock:
             batch = list(self._queue)
             self._queue.clear()
-        for pending in batch:
-            if self._stop.is_set():
+        for done, pending in enumerate(batch):
+            if self._stop.is_set():  # stopping: what is left goes back, for stop() to hand over or report
+                with self._lock:
+                    self._queue.extend(batch[done:])
                 return
             invocation = dataclasses.replace(pending.invocation, deadline=time.monotonic() + self.timeout)
             pending.attempts += 1
@@ -159,11 +171,13 @@ class FailcacheClusterInvoker(ClusterInvoker):
                     continue
                 self._give_up(pending)
             else:
-                self.recovered += 1
+                with self._lock:
+                    self.recovered += 1
                 log.info("failcache: #%d %s succeeded on re-send %d", pending.ticket, invocation, pending.attempts)
 
     def _give_up(self, pending: _Pending) -> None:
-        self.given_up += 1
+        with self._lock:
+            self.given_up += 1
         log.error("failcache: gave up #%d %s after %d re-send(s): %s", pending.ticket, pending.invocation,
                   pending.attempts, pending.error)
         for callback in list(_callbacks):
@@ -172,14 +186,35 @@ class FailcacheClusterInvoker(ClusterInvoker):
             except Exception:  # noqa: BLE001 - one bad callback must not stop the others
                 log.exception("failcache give-up callback %r failed", callback)
 
-    def stop(self) -> None:
-        """Stop the timer; calls still queued are given up (reported) now."""
-        self._stop.set()
+    def stop(self, successor: ClusterInvoker | None = None) -> None:
+        """Stop the timer. Calls still queued go to ``successor`` when it is a failcache
+        (a configurator changed the options); otherwise they are given up and reported now."""
+        heir = successor if isinstance(successor, FailcacheClusterInvoker) and successor is not self else None
+        with self._lock:
+            self._successor = heir
+            self._stop.set()
         if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout=self.timeout + 1.0)
+            self._thread.join(timeout=self.timeout + 1.0)  # at most one re-send in flight
         with self._lock:
             left = list(self._queue)
             self._queue.clear()
+        if heir is not None:
+            heir.adopt(left)
+            return
         for pending in left:
             log.error("failcache: reference closed with #%d %s still queued", pending.ticket, pending.invocation)
+            self._give_up(pending)
+
+    def adopt(self, calls: Sequence[_Pending]) -> None:
+        """Take over queued calls from the invoker this one replaced (beyond ``size``: given up)."""
+        overflow = []
+        with self._lock:
+            for pending in calls:
+                if len(self._queue) < self.size:
+                    self._queue.append(pending)
+                else:
+                    overflow.append(pending)
+            if self._queue:
+                self._start_timer()
+        for pending in overflow:
             self._give_up(pending)

@@ -302,6 +302,57 @@ def test_failcache_timer_resends_in_the_background() -> None:
     cluster.close()
 
 
+def test_failcache_closed_during_a_resend_reports_every_queued_call() -> None:
+    reports: list[Any] = []
+    remove = on_give_up(lambda inv, exc: reports.append(inv.args))
+    in_flight, release = threading.Event(), threading.Event()
+
+    def slow_failure(inv: Invocation) -> Any:
+        in_flight.set()
+        release.wait(5)
+        raise ProviderUnavailableError("still down")
+
+    try:
+        flaky = FakeInvoker(1, down(1))
+        cluster = make(FailcacheClusterInvoker, [flaky], **{"failcache.period": "0.05", "failcache.retries": "5"})
+        for n in range(3):
+            assert isinstance(cluster.invoke(invocation("notify", n)), RetryAccepted)
+        flaky.outcome = slow_failure
+        assert in_flight.wait(5)             # the timer is re-sending the first call
+        closer = threading.Thread(target=cluster.stop)
+        closer.start()
+        release.set()
+        closer.join(10)
+        assert not closer.is_alive()
+        assert sorted(reports) == [(0,), (1,), (2,)] and cluster.pending == 0 and cluster.given_up == 3
+        with pytest.raises(ProviderUnavailableError):  # stopped: a failure is not queued where nothing re-sends
+            cluster.invoke(invocation("notify", 9))
+        assert cluster.pending == 0
+        cluster.close()
+    finally:
+        release.set()
+        remove()
+
+
+def test_failcache_replaced_by_a_configurator_change_hands_its_queue_over() -> None:
+    reports: list[Any] = []
+    remove = on_give_up(lambda inv, exc: reports.append(inv.args))
+    try:
+        invokers = fakes(1, down(1))
+        old = make(FailcacheClusterInvoker, invokers, **{"failcache.period": "60"})
+        new = make(FailcacheClusterInvoker, invokers, **{"failcache.period": "60", "failcache.retries": "5"})
+        for n in range(2):
+            old.invoke(invocation("notify", n))
+        old.stop(new)
+        assert new.pending == 2 and old.pending == 0 and reports == []
+        assert isinstance(old.invoke(invocation("notify", 2)), RetryAccepted)  # a late call goes to the successor
+        assert new.pending == 3
+        new.stop()
+        assert sorted(reports) == [(0,), (1,), (2,)]
+    finally:
+        remove()
+
+
 @pytest.mark.parametrize("params", [{"failcache.size": "0"}, {"failcache.retries": "0"}, {"failcache.period": "-1"}])
 def test_failcache_rejects_bad_options(params) -> None:
     with pytest.raises(ConfigurationError, match="failcache"):
