@@ -10,6 +10,7 @@ Its URL-encoded form (``URL.encoded()``) is the name of its registry node.
 from __future__ import annotations
 
 import dataclasses
+import math
 from types import MappingProxyType
 from typing import Any, Iterator, Mapping
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit
@@ -145,9 +146,12 @@ class URL:
         if value is None or value == "":
             return default
         try:
-            return float(value)
+            number = float(value)
         except ValueError:
-            raise ConfigurationError(f"parameter {name}={value!r} of {self} is not a number") from None
+            number = math.nan
+        if not math.isfinite(number):  # nan and inf break timers and comparisons far from here
+            raise ConfigurationError(f"parameter {name}={value!r} of {self} is not a finite number")
+        return number
 
     def method_param(self, method: str, name: str, default: str | None = None) -> str | None:
         """``{method}.{name}`` if set, else ``{name}``, else ``default`` (Dubbo's lookup)."""

@@ -9,7 +9,7 @@ from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
 from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.stats import stats_of
-from govrpc.exceptions import GovRpcError, NoProviderError
+from govrpc.exceptions import CallTimeoutError, CancelledError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.url import URL
 
@@ -52,12 +52,17 @@ class ClusterInvoker(Invoker):
 
     def call(self, invoker: Invoker, invocation: Invocation) -> Any:
         """``invoker.invoke(invocation)``, recording in-flight count, latency and failures."""
+        if invocation.remaining() <= 0:  # our own lateness (a queued branch) is no provider failure
+            raise CallTimeoutError(f"{invocation}: deadline passed before calling {invoker.url.address}",
+                                   invocation=invocation)
         stats = stats_of(invoker)
         started = stats.begin()
         try:
             result = invoker.invoke(invocation)
         except GovRpcError as exc:
-            failed = exc.retryable  # a provider failure; business errors count as answers
+            # a provider failure counts against it; a business error is an answer; a call we
+            # cancelled ourselves (a losing forking branch) says nothing about the provider
+            failed = None if isinstance(exc, CancelledError) else exc.retryable
             stats.end(started, failed)
             if failed:
                 self.outlier.on_failure(invoker, stats, len(self.directory.invokers))

@@ -108,6 +108,8 @@ class ConsistentHashLoadBalancer(LoadBalancer):
 
     def key(self, invocation: Invocation) -> str:
         args = invocation.args
+        if not args:  # a method without arguments: all its calls share one key
+            return ""
         if len(args) < self._width:
             raise ConfigurationError(
                 f"{invocation}: consistenthash hashes argument(s) {list(self.arguments)} "

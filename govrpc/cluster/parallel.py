@@ -38,12 +38,18 @@ def _executor() -> concurrent.futures.ThreadPoolExecutor:
     return _pool
 
 
+def _wait_time(invocation: Invocation) -> float | None:
+    """Seconds to wait for branches: what is left of the deadline (None: no deadline at all)."""
+    remaining = invocation.remaining()
+    return None if remaining == float("inf") else max(remaining, 0.0)
+
+
 def _with_addresses(exc: BaseException, invocation: Invocation, text: str) -> BaseException:
     """``exc``'s type with ``text`` (naming providers) as message; business errors stay as they are."""
     if not isinstance(exc, GovRpcError):
         return exc
     try:
-        error = type(exc)(f"{invocation}: {text}; first error: {exc.message or exc}", invocation=invocation)
+        error = type(exc)(f"{invocation}: {text}; last error: {exc.message or exc}", invocation=invocation)
     except TypeError:
         return exc
     error.code = exc.code  # type: ignore[misc]
@@ -83,7 +89,7 @@ class ForkingClusterInvoker(ClusterInvoker):
         try:
             while pending:
                 done, pending = concurrent.futures.wait(
-                    pending, timeout=max(invocation.remaining(), 0.0), return_when=concurrent.futures.FIRST_COMPLETED)
+                    pending, timeout=_wait_time(invocation), return_when=concurrent.futures.FIRST_COMPLETED)
                 if not done:
                     raise CallTimeoutError(
                         f"{invocation}: deadline passed waiting for forked calls to "
@@ -127,7 +133,7 @@ class BroadcastClusterInvoker(ClusterInvoker):
         pool = _executor()
         futures = [pool.submit(contextvars.copy_context().run, self.call, invoker, invocation)
                    for invoker in invokers]
-        done, pending = concurrent.futures.wait(futures, timeout=max(invocation.remaining(), 0.0))
+        done, pending = concurrent.futures.wait(futures, timeout=_wait_time(invocation))
         for future in pending:
             future.cancel()
         failed: list[tuple[Invoker, BaseException]] = []

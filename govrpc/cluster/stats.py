@@ -74,17 +74,20 @@ class ProviderStats:
             ACTIVE[self.slot] += 1
         return time.monotonic()
 
-    def end(self, started: float, failed: bool) -> None:
-        """A call ended; ``failed`` means a provider failure (not a business error)."""
+    def end(self, started: float, failed: bool | None) -> None:
+        """A call ended: ``failed`` True for a provider failure, False for an answer (a business
+        error is one), None for a call that tells nothing of the provider (cancelled by us)."""
         now = time.monotonic()
-        with _lock:
+        with _lock:  # one lock for all of it: many threads end calls on one provider at once
             ACTIVE[self.slot] -= 1
-        elapsed = now - started
-        self.ewma = elapsed if not self.ewma else self.ewma + EWMA_ALPHA * (elapsed - self.ewma)
-        self.last_pick = now
-        if failed:
-            self.consecutive_failures += 1
-        elif self.consecutive_failures:
+            if failed is None:
+                return
+            self.last_pick = now
+            if failed:  # a fast failure ("connection refused") must not look like a fast provider
+                self.consecutive_failures += 1
+                return
+            elapsed = now - started
+            self.ewma = elapsed if not self.ewma else self.ewma + EWMA_ALPHA * (elapsed - self.ewma)
             self.consecutive_failures = 0
 
     def effective_weight(self, now: float) -> int:

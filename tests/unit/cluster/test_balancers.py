@@ -216,3 +216,16 @@ def test_leastactive_when_every_provider_is_busy() -> None:
             stats.end(t, False)
     assert got[a] == 0 and got[d] == 0
     assert abs(got[b] - 0.25) < 0.02 and abs(got[c] - 0.75) < 0.02, got
+
+
+def test_consistenthash_keys_a_method_without_arguments_on_one_provider() -> None:
+    balancer = ConsistentHashLoadBalancer(consumer_url())
+    invokers = fakes(5)
+    picks = {balancer.select(invokers, invocation("ping")).url.port for _ in range(20)}
+    assert len(picks) == 1
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_options_that_are_not_finite_numbers_are_refused(value: str) -> None:
+    with pytest.raises(ConfigurationError, match="not a finite number"):
+        consumer_url(**{"retry.backoff": value}).get_float("retry.backoff", 0.01)

@@ -18,7 +18,9 @@ from govrpc.cluster.parallel import BroadcastClusterInvoker, ForkingClusterInvok
 from govrpc.cluster.stats import stats_of
 from govrpc.exceptions import (
     CallTimeoutError,
+    CancelledError,
     ConfigurationError,
+    GovRpcError,
     ConnectionRefusedByProviderError,
     ProviderUnavailableError,
     RemoteError,
@@ -486,3 +488,32 @@ def test_a_deadline_that_passes_between_attempts_is_a_timeout() -> None:
         make(FailoverClusterInvoker, invokers).invoke(invocation(timeout=0.05))
     assert caught.value.code == "DEADLINE_EXCEEDED"
     assert sum(len(i.calls) for i in invokers) == 1
+
+
+def test_failures_and_our_own_cancels_do_not_feed_the_latency_average() -> None:
+    fast_failure = FakeInvoker(1, down(1))
+    cancelled = FakeInvoker(2, CancelledError("demo.Svc.find: cancelled (a losing branch)"))
+    for invoker in (fast_failure, cancelled):
+        cluster = make(FailfastClusterInvoker, [invoker])
+        with pytest.raises(GovRpcError):
+            cluster.invoke(invocation())
+    assert stats_of(fast_failure).ewma == 0 and stats_of(fast_failure).consecutive_failures == 1
+    assert stats_of(cancelled).ewma == 0 and stats_of(cancelled).consecutive_failures == 0
+    assert stats_of(cancelled).active == 0
+
+
+def test_a_call_already_late_does_not_count_against_the_provider() -> None:
+    healthy = FakeInvoker(1)
+    cluster = make(FailfastClusterInvoker, [healthy])
+    with pytest.raises(CallTimeoutError, match="deadline passed before calling"):
+        cluster.invoke(invocation(timeout=-1.0))
+    assert healthy.calls == [] and stats_of(healthy).consecutive_failures == 0
+
+
+@pytest.mark.parametrize("cls", [ForkingClusterInvoker, BroadcastClusterInvoker])
+def test_parallel_strategies_work_without_a_deadline(cls) -> None:
+    """An Invocation's deadline defaults to infinity (Admin's dry runs, direct use)."""
+    from govrpc.invocation import Invocation
+
+    cluster = make(cls, fakes(2))
+    assert cluster.invoke(Invocation(KEY, "find")) == "ok"
