@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import re
 import threading
 from types import MappingProxyType
@@ -99,20 +100,45 @@ def _bool(value: str, key: str, text: str, position: int) -> str:
     return lowered
 
 
+_SECONDS = frozenset({"timeout", "failcache.period", "failcache.timeout", "retry.backoff", "retry.backoff.max",
+                      "shortestresponse.reprobe"})
+
+
+def _number_in(value: str, low: float | None, high: float | None) -> bool:
+    """Is ``value`` a finite number, > 0 when ``low`` is None, else within [low, high]?"""
+    try:
+        number = float(value)
+    except ValueError:
+        return False
+    if not math.isfinite(number):
+        return False
+    if low is None:
+        return number > 0
+    return number >= low and (high is None or number <= high)
+
+
 def _check(key: str, value: str, text: str, position: int, key_position: int) -> str:
     method, base = split_method_key(key)
     if base == "weight":
         if not value.lstrip("-").isdigit() or int(value) <= 0:
             raise RuleError(f"weight must be a positive integer (use disabled = true to stop traffic), "
                             f"not {value!r}", rule=text, position=position)
-    elif base == "timeout":
-        try:
-            ok = float(value) > 0
-        except ValueError:
-            ok = False
-        if not ok:
-            raise RuleError(f"{key} must be a positive number of seconds, not {value!r}", rule=text,
+    elif base in _SECONDS:
+        low = 0.0 if base.startswith("retry.backoff") else None  # a backoff may be 0; the others must be > 0
+        if not _number_in(value, low, None):
+            what = "a number of seconds >= 0" if low is not None else "a positive number of seconds"
+            raise RuleError(f"{key} must be {what}, not {value!r}", rule=text, position=position)
+    elif base == "broadcast.fail.percent":
+        if not _number_in(value, 0.0, 100.0):
+            raise RuleError(f"{key} must be a percentage from 0 to 100, not {value!r}", rule=text,
                             position=position)
+    elif base == "hash.arguments":
+        from govrpc.cluster.consistenthash import parse_hash_arguments
+
+        try:
+            parse_hash_arguments(value)
+        except ConfigurationError as exc:
+            raise RuleError(str(exc), rule=text, position=position) from None
     elif base in ("disabled", "idempotent"):
         return _bool(value, key, text, position)
     elif base in ("cluster", "loadbalance"):

@@ -139,10 +139,13 @@ def test_configurators_change_strategy_at_run_time_with_precedence(registry, cap
         with caplog.at_level(logging.ERROR):
             registry.put_rule(KEY.service, "configurators", "ops", "loadbalance = roundrobin\nretries = many")
         assert cluster.cluster_for("find").retries == 5  # the broken version is not applied
-        registry.put_rule(KEY.service, "configurators", "bad-hash", "hash.arguments = 1,1")
-        assert isinstance(cluster.cluster_for("find").loadbalance, RoundRobinLoadBalancer)
+        registry.put_rule(KEY.service, "configurators", "bad-hash", "hash.arguments = 1,1")  # refused...
+        registry.put_rule(KEY.service, "configurators", "zz-hash", "loadbalance = consistenthash")
+        # ...so it cannot spoil a later, valid rule
+        assert isinstance(cluster.cluster_for("find").loadbalance, ConsistentHashLoadBalancer)
         registry.delete_rule(KEY.service, "configurators", "ops")
         registry.delete_rule(KEY.service, "configurators", "bad-hash")
+        registry.delete_rule(KEY.service, "configurators", "zz-hash")
         assert isinstance(cluster.cluster_for("find").loadbalance, LeastActiveLoadBalancer)  # consumer's own
         assert cluster.cluster_for("find").retries == 2
         registry.put_rule(KEY.service, "configurators", "theirs", "application = billing\nloadbalance = random")
@@ -183,3 +186,19 @@ def test_per_method_options_through_the_proxy() -> None:
             cluster = cluster.next
         assert isinstance(cluster.cluster_for("find").loadbalance, RoundRobinLoadBalancer)
         assert cluster.cluster_for("find").idempotent is True
+
+
+@pytest.mark.parametrize("text, message", [
+    ("hash.arguments = 1,1", "names an argument twice"),
+    ("failcache.period = inf", "positive number of seconds"),
+    ("retry.backoff = nan", "number of seconds >= 0"),
+    ("broadcast.fail.percent = 150", "percentage from 0 to 100"),
+    ("find.timeout = 0", "positive number of seconds"),
+])
+def test_bad_cluster_option_values_are_rule_errors(text: str, message: str) -> None:
+    from govrpc.configurator import parse_configurator
+    from govrpc.exceptions import RuleError
+
+    with pytest.raises(RuleError, match=message) as info:
+        parse_configurator(text, "bad")
+    assert info.value.position == text.index("=") + 2

@@ -56,7 +56,7 @@ def test_balancer_is_thread_safe(name: str) -> None:
         t.start()
     for t in threads:
         t.join(30)
-    assert errors == []
+    assert not any(t.is_alive() for t in threads) and errors == []
 
 
 @pytest.mark.parametrize("name", BALANCERS)

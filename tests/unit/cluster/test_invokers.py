@@ -389,7 +389,8 @@ def test_forking_cancels_branches_that_have_not_started(monkeypatch: pytest.Monk
     cluster = make(ForkingClusterInvoker, [first, *others], RoundRobinLoadBalancer, forks=4)
     assert cluster.invoke(invocation()) == "first"
     parallel._pool.shutdown(wait=True)
-    assert sum(len(i.calls) for i in others) < 3  # queued branches were cancelled before running
+    # at most the branch the lone worker picked up before the cancel ran; the others never started
+    assert sum(len(i.calls) for i in others) <= 1
 
 
 def test_forking_calls_n_providers_and_names_them_when_all_fail() -> None:
