@@ -157,7 +157,10 @@ def kill_under_load(cluster: str, calls: int, threads: int = 8) -> tuple[int, in
             with govrpc.Client(registry, timeout=5.0) as client:
                 ledger = client.proxy("bench.Ledger", cluster=cluster, retries=2)
                 seen: set[str] = set()
+                give_up = time.monotonic() + 30  # every wait below is bounded
                 while len(seen) < 3:
+                    if time.monotonic() > give_up:
+                        raise SystemExit(f"only {sorted(seen)} of 3 providers answered within 30 s")
                     seen.add(ledger.balance(0)[0])
                 lost = [0]
                 done = [0]
@@ -168,7 +171,7 @@ def kill_under_load(cluster: str, calls: int, threads: int = 8) -> tuple[int, in
                         try:
                             ledger.balance(n)
                             ok = True
-                        except govrpc.GovRpcError:
+                        except Exception:  # noqa: BLE001 - any failure is a lost call; the worker goes on
                             ok = False
                         with lock:
                             done[0] += 1
@@ -178,11 +181,13 @@ def kill_under_load(cluster: str, calls: int, threads: int = 8) -> tuple[int, in
                 started = time.perf_counter()
                 for w in workers:
                     w.start()
-                while done[0] < threads * calls // 4:
+                while done[0] < threads * calls // 4 and time.monotonic() < give_up + 60:
                     time.sleep(0.002)
                 procs[0].kill()
                 for w in workers:
-                    w.join()
+                    w.join(timeout=max(give_up + 120 - time.monotonic(), 1.0))
+                if any(w.is_alive() for w in workers):
+                    raise SystemExit("load threads did not finish within their time bound")
                 elapsed = time.perf_counter() - started
                 return lost[0], threads * calls, threads * calls / elapsed
         finally:
