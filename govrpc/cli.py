@@ -135,7 +135,8 @@ def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
 
 
 def _url_record(url: Any) -> dict[str, Any]:
-    return {"url": str(url), "address": url.address, "service": url.path, **dict(url.params)}
+    # parameters nested: a provider parameter named "url" or "address" must not overwrite those fields
+    return {"url": str(url), "address": url.address, "service": url.path, "params": dict(url.params)}
 
 
 def _cmd_services(args: argparse.Namespace) -> int:

@@ -140,7 +140,11 @@ class ZookeeperServer:
         self.proc = subprocess.Popen(cmd, cwd=self.dir, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if wait is not None:
-            self.wait_serving(wait)
+            try:
+                self.wait_serving(wait)
+            except BaseException:
+                self.cleanup()  # no JVM or temp dir left behind a server that never answered
+                raise
         return self
 
     def serving(self) -> bool:
@@ -254,9 +258,11 @@ def expire_session(client: Any, hosts: str, timeout: float = 10.0) -> None:
 
     session_id, password = client.client_id
     twin = KazooClient(hosts=hosts, client_id=(session_id, password), timeout=client._session_timeout / 1000.0)
-    twin.start(timeout=timeout)
-    twin.stop()
-    twin.close()
+    try:
+        twin.start(timeout=timeout)
+    finally:
+        twin.stop()
+        twin.close()
 
 
 def drop_connection(client: Any) -> None:

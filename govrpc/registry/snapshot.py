@@ -73,6 +73,8 @@ class SnapshotStore:
             os.makedirs(self.directory, exist_ok=True)
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(record, f)
+                f.flush()
+                os.fsync(f.fileno())  # on disk before the rename: a crash leaves the old or the new file whole
             os.replace(tmp, self._path(service))
         except OSError as exc:
             if not self._failed_once:

@@ -60,7 +60,7 @@ from kazoo.exceptions import (
 )
 from kazoo.handlers.threading import KazooTimeoutError
 from kazoo.retry import KazooRetry
-from kazoo.security import OPEN_ACL_UNSAFE, make_acl, make_digest_acl, make_digest_acl_credential
+from kazoo.security import make_acl, make_digest_acl, make_digest_acl_credential
 
 from govrpc.exceptions import ConfigurationError, RegistryError, RegistryUnreachableError
 from govrpc.registry.base import (
@@ -121,7 +121,9 @@ def _seconds(name: str, raw: str, *, allow_zero: bool = False) -> float:
 def _credentials(name: str, raw: str) -> tuple[str, str]:
     user, sep, password = raw.partition(":")
     if not sep or not user or not password:
-        raise ConfigurationError(f"zookeeper registry: {name} must be user:password, not {user or raw!r}:***")
+        missing = "the ':'" if not sep else "the user" if not user else "the password"
+        # never echo what was given: it may hold a password
+        raise ConfigurationError(f"zookeeper registry: {name} must be user:password; {missing} is missing")
     return user, password
 
 
@@ -195,6 +197,9 @@ class ZookeeperRegistry(Registry):
         rest, _, query = rest.partition("?")
         netloc, _, root = rest.partition("/")
         params = dict(parse_qsl(query, keep_blank_values=True))
+        if "hosts" in params:  # internal: set from the address only, never by a query that could redirect it
+            raise ConfigurationError("zookeeper registry: give hosts in the address (zookeeper://h1:2181,h2:2181/...), "
+                                     "not as a hosts= parameter")
         userinfo, at, hostlist = netloc.rpartition("@")
         if at:
             if "auth" in params:
@@ -203,8 +208,6 @@ class ZookeeperRegistry(Registry):
             params["auth"] = f"{user}:{password}"
         hosts = _check_hosts(hostlist)
         if "," in hosts:
-            if params.get("hosts") not in (None, hosts):
-                raise ConfigurationError("zookeeper registry: host list given twice (address and hosts=)")
             params["hosts"] = hosts
         first = hosts.split(",")[0]
         host, _, port = first.rpartition(":")
@@ -438,7 +441,9 @@ class ZookeeperRegistry(Registry):
 
         self._submit(run)
         if not done.wait(self.operation_timeout * 3 + 5):
-            log.warning("zookeeper registry %s: %s is still queued behind a slow listener", self.display, what)
+            # the caller would otherwise go on as if it had happened (no first notification)
+            raise RegistryError(f"zookeeper registry {self.display}: {what} is still queued behind a slow "
+                                f"listener after {self.operation_timeout * 3 + 5:.0f} s")
         if failure:
             raise failure[0]
 
@@ -501,7 +506,11 @@ class ZookeeperRegistry(Registry):
                 self._retrying(self._repair_once)
             except Exception as exc:  # noqa: BLE001 - the repair thread must outlive any one failure
                 if not self._closing.is_set():
-                    log.warning("zookeeper registry %s: repair failed: %s", self.display, exc)
+                    log.warning("zookeeper registry %s: repair failed (%s); trying again in %.0f s",
+                                self.display, exc, self.retry_max_delay)
+                    # a pass that stopped half-way must run again, not wait for the next reconnect
+                    if not self._closing.wait(self.retry_max_delay):
+                        self._repair_wanted.set()
 
     def _repair_sleep(self, seconds: float) -> None:
         # a reconnect (or close) cuts the pause short

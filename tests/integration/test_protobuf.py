@@ -4,7 +4,6 @@
 
 import importlib
 import sys
-from pathlib import Path
 
 import grpc
 import pytest

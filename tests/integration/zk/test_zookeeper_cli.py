@@ -19,9 +19,10 @@ pytestmark = pytest.mark.zookeeper
 
 
 @pytest.fixture(params=["zookeeper", "file", "memory"])
-def registry_address(request: Any, zk_url: Any, file_registry: str, memory_registry: str) -> str:
-    return {"zookeeper": lambda: zk_url(), "file": lambda: file_registry,
-            "memory": lambda: memory_registry}[request.param]()
+def registry_address(request: Any, file_registry: str, memory_registry: str) -> str:
+    if request.param == "zookeeper":  # only this variant needs a ZooKeeper server
+        return request.getfixturevalue("zk_url")()
+    return file_registry if request.param == "file" else memory_registry
 
 
 def test_listing_commands_on_every_registry(registry_address: str, start_server: Any, client_factory: Any,
@@ -52,11 +53,11 @@ def test_listing_commands_on_every_registry(registry_address: str, start_server:
     assert main(["providers", "test.Echo", "--json", "--registry", registry_address]) == 0
     records = json.loads(capsys.readouterr().out)
     assert [r["url"] for r in records] == [str(server.urls[0])]
-    assert records[0]["weight"] == "7" and records[0]["address"] == f"127.0.0.1:{server.port}"
+    assert records[0]["params"]["weight"] == "7" and records[0]["address"] == f"127.0.0.1:{server.port}"
 
     assert main(["consumers", "test.Echo", "--json", "--registry", registry_address]) == 0
     consumers = json.loads(capsys.readouterr().out)
-    assert [c["application"] for c in consumers] == ["web"]
+    assert [c["params"]["application"] for c in consumers] == ["web"]
     assert main(["consumers", "test.Echo", "--registry", registry_address]) == 0
     assert "web" in capsys.readouterr().out
 

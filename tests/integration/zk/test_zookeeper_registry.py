@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 from kazoo.client import KazooClient
@@ -208,11 +208,15 @@ def test_garbage_nodes_are_skipped_with_one_warning_each(zk_url: Any, kazoo: Any
     ("zookeeper://127.0.0.1:2181/a//b", "bad root path"),
     ("zookeeper://user@127.0.0.1:2181/x", "user:password"),
     ("zookeeper://127.0.0.1:2181/x?reader=bob:pw", "reader= needs auth"),
+    ("zookeeper://127.0.0.1:2181/x?hosts=elsewhere:2181", "give hosts in the address"),
+    ("zookeeper://:s3cret@127.0.0.1:2181/x", "the user is missing"),
+    ("zookeeper://127.0.0.1:2181/x?auth=:s3cret", "the user is missing"),
 ])
 def test_bad_addresses_name_the_mistake(address: str, problem: str) -> None:
     with pytest.raises(ConfigurationError, match=problem.replace("(", r"\(").replace(")", r"\)")
-                       .replace(".", r"\.")):
+                       .replace(".", r"\.")) as info:
         acquire_registry(address)
+    assert "s3cret" not in str(info.value)  # a password is never echoed
 
 
 def test_host_list_and_credentials_parse() -> None:
@@ -227,7 +231,7 @@ def test_unreachable_at_start_is_a_clear_error_after_a_bounded_wait(tmp_path: An
     started = time.monotonic()
     with pytest.raises(RegistryUnreachableError, match=r"no server answered within 1 s \(connect_timeout\)"):
         acquire_registry(address)
-    assert time.monotonic() - started < 30  # bounded (the bound itself is connect_timeout)
+    assert time.monotonic() - started < 10  # connect_timeout=1, plus slack for a busy machine
 
 
 def test_digest_acls_protect_entries_and_rules(zk_url: Any, kazoo: Any) -> None:
@@ -243,7 +247,8 @@ def test_digest_acls_protect_entries_and_rules(zk_url: Any, kazoo: Any) -> None:
         owner = make_digest_acl("ops", "s3cret", all=True)
         assert [(a.id.scheme, a.id.id.split(":")[0], a.perms) for a in acl if a.id.scheme == "digest"] == \
             [("digest", "ops", owner.perms)]
-        assert all(a.id.scheme != "world" or a.perms == 1 for a in acl)  # anyone: READ only
+        assert [(a.id.scheme, a.id.id, a.perms) for a in acl if a.id.scheme == "world"] == \
+            [("world", "anyone", 1)]  # anyone: READ only
 
         # anyone can read ...
         assert anonymous.lookup("test.Echo") == [url]

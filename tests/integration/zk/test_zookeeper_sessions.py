@@ -13,14 +13,15 @@ import time
 from typing import Any
 
 import pytest
-from kazoo.client import KazooClient
+from kazoo.client import KazooClient, KazooState
 
 import govrpc
 from govrpc.exceptions import RegistryUnreachableError
 from govrpc.registry.zookeeper import ZookeeperRegistry
 from govrpc.url import URL
 from tests.integration.services import Echo
-from tests.integration.zk.test_zookeeper_registry import Recorder, provider_url, wait_until
+from tests.helpers import wait_until
+from tests.integration.zk.test_zookeeper_registry import Recorder, provider_url
 from tests.zkharness import ZookeeperEnsemble, ZookeeperMissing, drop_connection, expire_session, zk_address
 
 pytestmark = pytest.mark.zookeeper
@@ -168,9 +169,12 @@ def test_dropped_connection_keeps_the_session_and_the_last_providers(
         seen = Recorder()
         consumer.subscribe("test.Echo", seen)
         session = session_of(consumer)
+        states: list[Any] = []
+        consumer.client.add_listener(states.append)
         drop_connection(consumer.client)
         drop_connection(provider.client)
-        assert consumer.subscription_status("test.Echo").providers == (url,)
+        wait_until(lambda: KazooState.SUSPENDED in states, what="the consumer's connection to be suspended")
+        assert consumer.subscription_status("test.Echo").providers == (url,)  # kept while suspended
         wait_until(lambda: consumer.client.connected and provider.client.connected, what="reconnection")
         assert session_of(consumer) == session
         # watches were set again after the reconnect: a new provider is seen

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from govrpc.cluster.directory import StaticDirectory
 from govrpc.invocation import Invocation, Invoker
 from govrpc.url import CONSUMER, URL, ServiceKey
-from tests.helpers import wait_until
 
 KEY = ServiceKey("demo.Svc")
 

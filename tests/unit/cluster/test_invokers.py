@@ -26,7 +26,8 @@ from govrpc.exceptions import (
     RemoteError,
 )
 
-from tests.unit.cluster.fakes import KEY, FakeInvoker, consumer_url, directory, fakes, invocation, wait_until
+from tests.helpers import wait_until
+from tests.unit.cluster.fakes import KEY, FakeInvoker, consumer_url, directory, fakes, invocation
 
 IDEMPOTENT = {"find.idempotent": "true"}
 FAST = {"retry.backoff": "0"}
