@@ -165,6 +165,7 @@ def death_trials(hosts: str, address: str, deaths: int, batch: int, session_time
     watchers.wait(keeper.encoded(), True)
     bare_all, gov_all, extra_all = [], [], []
     port = 20000
+    children: list[subprocess.Popen[str]] = []
     try:
         while len(bare_all) < deaths:
             n = min(batch, deaths - len(bare_all))
@@ -193,6 +194,12 @@ def death_trials(hosts: str, address: str, deaths: int, batch: int, session_time
                 if child.stdout:
                     child.stdout.close()
     finally:
+        for child in children:  # a failed batch leaves no provider process behind
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+            if child.stdout:
+                child.stdout.close()
         watchers.close()
         keeper_registry.close()
         consumer.close()

@@ -109,6 +109,8 @@ def main() -> None:
     root = f"scale-{uuid.uuid4().hex[:8]}"
     writer = KazooClient(hosts, timeout=30)
     writer.start(timeout=15)
+    registry: ZookeeperRegistry | None = None
+    consumer: Consumer | None = None
     try:
         services = [f"bench.scale.Service{i:04d}" for i in range(args.services)]
         started = time.perf_counter()
@@ -157,9 +159,10 @@ def main() -> None:
             ms = [v * 1000 for v in values]
             print(f"{name:<40} n={len(ms)} p50 {statistics.median(ms):6.2f} ms  p99 {percentile(ms, 99):6.2f} ms")
         print(f"ratio p50 (all / few): {statistics.median(large) / statistics.median(small):.2f}")
-        consumer.close()
-        registry.close()
     finally:
+        for opened in (consumer, registry):
+            if opened is not None:
+                opened.close()
         writer.stop()
         writer.close()
         if server is not None:
