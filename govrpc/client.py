@@ -24,12 +24,11 @@ from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirecto
 from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError
 from govrpc.extension import get_extension
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
+from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.router.chain import RouterChain
 from govrpc.router.local import InProcessInvoker, find_local, local_address
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
-from govrpc.server import _load_filters
 from govrpc.url import CONSUMER, URL, ServiceKey
 
 __all__ = ["Client", "MethodProxy", "Reference", "ServiceProxy"]
@@ -165,7 +164,7 @@ class Client:
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
-        self.filters = _load_filters(filters, "consumer")
+        self.filters = load_filters(filters, "consumer")
         self.pool = ChannelPool(max_message_size=max_message_size)
         self.max_message_size = max_message_size
         self.host = socket.gethostname()
