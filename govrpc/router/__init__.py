@@ -11,7 +11,7 @@ and ``tag`` (``tag.py``). ``local.py`` calls providers of this process in-proces
 
 from govrpc.router.chain import DryRunInvoker, Reads, RouteStep, Router, RouterChain, compile_rule, explain_route
 from govrpc.router.condition import ConditionRouter, parse_condition
-from govrpc.router.local import InProcessInvoker, LocalFirstRouter
+from govrpc.router.local import LocalFirstRouter
 from govrpc.router.rule import RouteRule, parse_rule
 from govrpc.router.script import ScriptRouter
 from govrpc.router.tag import TagPassOnFilter, TagRouter
@@ -19,7 +19,6 @@ from govrpc.router.tag import TagPassOnFilter, TagRouter
 __all__ = [
     "ConditionRouter",
     "DryRunInvoker",
-    "InProcessInvoker",
     "LocalFirstRouter",
     "Reads",
     "RouteRule",

@@ -17,9 +17,9 @@ import grpc
 from govrpc import exceptions as errors
 from govrpc.context import _CANCEL_SCOPE
 from govrpc.extension import get_extension
-from govrpc.invocation import Invocation, Invoker
+from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
-from govrpc.rpc.server import ERROR_KEY, EXCEPTION_KEY, KEY_KEY
+from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, rebuild_exception
 from govrpc.url import URL
 
 __all__ = ["ChannelPool", "GrpcInvoker", "translate_error"]
@@ -95,14 +95,9 @@ def translate_error(exc: grpc.RpcError, invocation: Invocation, address: str) ->
     trailing = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
     where = f"{invocation} on {address}"
     remote_type = trailing.get(EXCEPTION_KEY)
-    if remote_type is not None:
-        cls = errors.safe_exception_class(remote_type)
-        if cls is not None:
-            try:
-                return cls(details)
-            except Exception:  # noqa: BLE001 - a class that cannot be rebuilt from a message
-                pass
-        return errors.RemoteError(remote_type, details, invocation=invocation)
+    if remote_type is not None:  # a safe class is rebuilt from its args, anything else is a RemoteError
+        args = trailing.get(ARGS_KEY)
+        return rebuild_exception(str(remote_type), details, args if isinstance(args, bytes) else None, invocation)
     error_name = trailing.get(ERROR_KEY)
     known = errors.error_class(error_name) if error_name else None
     if known is not None:
@@ -140,7 +135,7 @@ class GrpcInvoker(Invoker):
     the channel once the last in-flight call has finished.
     """
 
-    def __init__(self, url: URL, pool: ChannelPool) -> None:
+    def __init__(self, url: URL, pool: ChannelPool, *, application: str = "") -> None:
         self.url = url
         self.address = url.address
         self._pool = pool
@@ -148,7 +143,8 @@ class GrpcInvoker(Invoker):
         serializer_name = url.params.get("serialization", "msgpack")
         self.serializer: Serializer = get_extension("govrpc.serializer", serializer_name)()
         key_metadata = (KEY_KEY, str(url.service_key))
-        self._key_metadata = (key_metadata,) if url.params.get("dispatch") == "key" else ()
+        self._key_metadata = ((key_metadata,) if url.params.get("dispatch") == "key" else ()) \
+            + (((APPLICATION_KEY, application),) if application else ())
         self._methods: dict[str, tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
         self._lock = threading.Lock()
         self.active = 0
