@@ -36,6 +36,7 @@ class Provided:
     def __init__(self) -> None:
         self.hits = 0
         self.running = threading.Event()
+        self.finished = threading.Event()
         self._lock = threading.Lock()
 
     def _hit(self) -> None:
@@ -52,6 +53,7 @@ class Provided:
     def block(self, seconds: float) -> float:
         self.running.set()
         time.sleep(seconds)
+        self.finished.set()
         return seconds
 
     def echo(self, value: Any) -> Any:
@@ -155,8 +157,9 @@ def test_the_consumer_application_and_binary_attachments_reach_provider_filters(
 
 @PATHS
 @pytest.mark.parametrize("filtered", [False, True], ids=["direct", "filtered"])
+@pytest.mark.parametrize("style", ["sync", "oneway"])
 def test_a_call_that_expired_in_the_server_queue_never_runs(memory_registry, start_server, local_first,
-                                                            filtered) -> None:
+                                                            filtered, style) -> None:
     provider = Provided()
     start_server(memory_registry, provider, max_workers=1, filters=[Recorder()] if filtered else [])
     with govrpc.Client(memory_registry, local_first=local_first) as client:
@@ -164,8 +167,11 @@ def test_a_call_that_expired_in_the_server_queue_never_runs(memory_registry, sta
         ahead = proxy.block.future(1.0)  # holds the only worker
         assert provider.running.wait(5)
         late = client.proxy("test.Provided", retries=0, timeout=0.2)
-        with pytest.raises(govrpc.CallTimeoutError):
-            late.hit()
+        if style == "sync":
+            with pytest.raises(govrpc.CallTimeoutError):
+                late.hit()
+        else:  # nobody waits for a oneway call, so nothing cancels it: the server must refuse it
+            late.hit.oneway()
         assert ahead.result(timeout=5) == 1.0
         assert proxy.count() == 0  # answered after the queued call was taken: it never ran
 
@@ -225,7 +231,7 @@ def test_an_undecodable_result_is_a_serialization_error_on_both_paths(memory_reg
         assert outcomes[0][1] is govrpc.SerializationError
 
 
-@pytest.mark.parametrize("envelope", [{"a": 1}, [1, 2, 3], "text", [{"a": 1}, []], [[1], {1: 2}], [[1], [2]]],
+@pytest.mark.parametrize("envelope", [{"x": 1, "y": 2}, [1, 2, 3], "text", [{"a": 1}, []], [[1], {1: 2}], [[1], [2]]],
                          ids=["map", "three", "string", "args-map", "int-key", "kwargs-list"])
 def test_a_malformed_envelope_is_invalid_argument_and_runs_nothing(memory_registry, start_server, envelope) -> None:
     provider = Provided()
@@ -248,7 +254,8 @@ def test_stop_drains_in_process_calls(memory_registry) -> None:
         stopper.start()
         stopper.join(10)
         assert not stopper.is_alive()
-        assert in_flight.done() and in_flight.result() == 1.0  # finished before stop returned
+        assert provider.finished.is_set()  # the call had finished when stop returned...
+        assert in_flight.result(timeout=5) == 1.0  # ...and its caller got the answer
 
 
 def test_stop_past_its_grace_fails_queued_in_process_calls_over(memory_registry) -> None:
