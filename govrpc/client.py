@@ -215,20 +215,23 @@ class Client:
                                                 "retries": retries, "timeout": timeout, **options})
         chain = RouterChain(consumer_url, routes=routes, local_first=self.local_first,
                             prefer_same_host=self.prefer_same_host)  # raises RuleError for a bad route
+        # invoker-level filters are bound to each provider by the directory, the others here
+        per_provider = [f for f in self.filters if f.level == "invoker"]
+        per_call = [f for f in self.filters if f.level != "invoker"]
         directory: Directory
         if url is not None:
             urls = [url] if isinstance(url, str) else list(url)
             invokers = [self._invoker_for(_direct_url(u, key)) for u in urls]
-            directory = StaticDirectory(key, consumer_url, invokers)
+            directory = StaticDirectory(key, consumer_url, invokers, per_provider)
         else:
-            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for)
+            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider)
         directory.router_chain = chain
         try:
             invoker: Invoker = ConfiguredClusterInvoker(directory, consumer_url)  # checks every cluster option
         except Exception:
             directory.close()
             raise
-        invoker = build_filter_chain(self.filters, invoker)
+        invoker = build_filter_chain(per_call, invoker, consumer_url)
         reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout)
         with self._lock:
             existing = self._references.get(cache_key)
