@@ -11,8 +11,12 @@ fault tolerance, balancing), ``router``, ``flowctl``, ``degrade``, ``trace``
 (governance stages), ``rpc`` (the gRPC transport; the only one importing grpc).
 """
 
-import importlib
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+from typing import TYPE_CHECKING, Any as _Any
+
+# ``service`` is also the name of a submodule: importing govrpc.service would rebind it to the
+# module, so the decorators (a light module: no grpc) are bound eagerly, after it
+from govrpc.service import method, service
 
 # Public names load on first use (PEP 562), so ``import govrpc.url`` or ``govrpc.exceptions``
 # pulls in neither grpc nor msgpack; ``from govrpc import Client`` loads what a client needs.
@@ -45,9 +49,7 @@ _LAZY = {
     "URL": "govrpc.url",
     "UnauthenticatedError": "govrpc.exceptions",
     "attachments": "govrpc.context",
-    "method": "govrpc.service",
     "safe_exception": "govrpc.exceptions",
-    "service": "govrpc.service",
 }
 
 if TYPE_CHECKING:
@@ -77,15 +79,14 @@ if TYPE_CHECKING:
     )
     from govrpc.invocation import Filter, Invocation, Invoker, Result
     from govrpc.server import Server
-    from govrpc.service import method, service
     from govrpc.url import URL, ServiceKey
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'govrpc' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value  # later lookups skip this function
     return value
 
