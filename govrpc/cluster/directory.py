@@ -47,6 +47,8 @@ class Endpoint(Invoker):
         self.in_process = bool(getattr(transport, "in_process", False))
         self.chain = build_filter_chain(filters, transport, url) if filters else transport
         self.invoke = self.chain.invoke  # type: ignore[method-assign]
+        # the transport's non-blocking call, when nothing runs between it and the cluster
+        self.start = getattr(transport, "start", None) if self.chain is transport else None
 
     def invoke(self, invocation: Invocation) -> Any:  # replaced per instance in __init__
         return self.chain.invoke(invocation)

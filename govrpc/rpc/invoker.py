@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any, Callable
 
 import grpc
@@ -229,6 +230,51 @@ class GrpcInvoker(Invoker):
         except Exception as exc:  # noqa: BLE001
             raise errors.SerializationError(f"{invocation}: cannot decode the response: {exc}",
                                             invocation=invocation) from exc
+
+    def start(self, invocation: Invocation) -> Future[Any]:
+        """Send the call with grpc's own non-blocking call; the future holds the decoded value or
+        the translated error (``.future()`` of a proxy, without a thread waiting on it)."""
+        if self._closed:
+            raise errors.ConnectionRefusedByProviderError(
+                f"{invocation}: provider {self.address} has left", invocation=invocation)
+        call, encode, decode = self._methods.get(invocation.method) or self._method(invocation.method)
+        timeout = invocation.deadline - time.monotonic()
+        if timeout <= 0:
+            raise errors.CallTimeoutError(f"{invocation}: deadline passed before calling {self.address}",
+                                          invocation=invocation)
+        try:
+            request = encode(invocation)
+        except errors.GovRpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise errors.SerializationError(
+                f"{invocation}: cannot encode the arguments with {self.serializer.name}: {exc}",
+                invocation=invocation) from exc
+        attachments = invocation.attachments
+        metadata = (self._key_metadata + tuple(attachments.items()) if attachments
+                    else self._key_metadata) or None
+        result: Future[Any] = Future()
+        result.set_running_or_notify_cancel()
+        address = self.address
+
+        def done(rpc: Any) -> None:
+            try:
+                response = rpc.result()
+            except grpc.RpcError as exc:
+                result.set_exception(translate_error(exc, invocation, address))
+                return
+            except grpc.FutureCancelledError:
+                result.set_exception(errors.CancelledError(f"{invocation}: cancelled on {address}",
+                                                           invocation=invocation))
+                return
+            try:
+                result.set_result(decode(response))
+            except Exception as exc:  # noqa: BLE001
+                result.set_exception(errors.SerializationError(
+                    f"{invocation}: cannot decode the response: {exc}", invocation=invocation))
+
+        call.future(request, timeout=timeout, metadata=metadata).add_done_callback(done)
+        return result
 
     def _oneway_done(self, future: Any, invocation: Invocation) -> None:
         if future.cancelled():
