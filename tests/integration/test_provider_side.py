@@ -122,7 +122,8 @@ def test_a_provider_filter_sees_url_peer_application_binary_and_spec_and_sets_tr
     (bound,) = recorder.urls
     assert bound == server.urls[0] and bound.port == server.port and "hit" in bound.methods
 
-    metadata = ((APPLICATION_KEY, "shop"), ("trace-bin", b"\x00\xff"), ("tenant", "acme"))
+    metadata = ((APPLICATION_KEY, "shop"), ("govrpc-key", "test.Provided"), ("trace-bin", b"\x00\xff"),
+                ("tenant", "acme"))
     response, call = _raw_call(server.port, "echo", msgpack.packb([[5], {}]), metadata)
     assert msgpack.unpackb(response) == 5
     attachments, context = recorder.seen[-1]
