@@ -125,7 +125,10 @@ def encode_exception(exc: BaseException) -> tuple[str, str, bytes | None]:
     except Exception:  # noqa: BLE001 - a broken __str__ must not lose the type
         message = f"<{cls.__qualname__} whose str() failed>"
     args = _encode_args(exc.args) if safe_exception_class(f"{cls.__module__}.{cls.__qualname__}") is cls else None
-    return f"{cls.__module__}.{cls.__qualname__}", truncate(message), args
+    name = f"{cls.__module__}.{cls.__qualname__}"
+    if not name.isascii():  # a metadata value is printable ASCII; such a class is no safe one anyway
+        name = name.encode("ascii", "backslashreplace").decode("ascii")
+    return name, truncate(message), args
 
 
 def rebuild_exception(remote_type: str, message: str, args: bytes | None,

@@ -201,6 +201,9 @@ def test_exceptions_are_rebuilt_from_their_args(memory_registry, start_server, l
         with pytest.raises(Shortage) as shortage:
             proxy.raise_shortage("apples", 3)
         assert (shortage.value.item, shortage.value.count) == ("apples", 3)
+        with pytest.raises(Shortage) as long:  # arguments too long to travel whole are cut, not lost
+            proxy.raise_shortage("я" * 5_000, 4)
+        assert long.value.item.startswith("я" * 200) and "truncated" in long.value.item and long.value.count == 4
 
 
 @PATHS
