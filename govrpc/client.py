@@ -24,12 +24,11 @@ from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirecto
 from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError
 from govrpc.extension import get_extension
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
+from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.router.chain import RouterChain
 from govrpc.router.local import InProcessInvoker, find_local, local_address
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
-from govrpc.server import _load_filters
 from govrpc.url import CONSUMER, URL, ServiceKey
 
 __all__ = ["Client", "MethodProxy", "Reference", "ServiceProxy"]
@@ -165,7 +164,7 @@ class Client:
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
-        self.filters = _load_filters(filters, "consumer")
+        self.filters = load_filters(filters, "consumer")
         self.pool = ChannelPool(max_message_size=max_message_size)
         self.max_message_size = max_message_size
         self.host = socket.gethostname()
@@ -216,20 +215,23 @@ class Client:
                                                 "retries": retries, "timeout": timeout, **options})
         chain = RouterChain(consumer_url, routes=routes, local_first=self.local_first,
                             prefer_same_host=self.prefer_same_host)  # raises RuleError for a bad route
+        # invoker-level filters are bound to each provider by the directory, the others here
+        per_provider = [f for f in self.filters if f.level == "invoker"]
+        per_call = [f for f in self.filters if f.level != "invoker"]
         directory: Directory
         if url is not None:
             urls = [url] if isinstance(url, str) else list(url)
             invokers = [self._invoker_for(_direct_url(u, key)) for u in urls]
-            directory = StaticDirectory(key, consumer_url, invokers)
+            directory = StaticDirectory(key, consumer_url, invokers, per_provider)
         else:
-            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for)
+            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider)
         directory.router_chain = chain
         try:
             invoker: Invoker = ConfiguredClusterInvoker(directory, consumer_url)  # checks every cluster option
         except Exception:
             directory.close()
             raise
-        invoker = build_filter_chain(self.filters, invoker)
+        invoker = build_filter_chain(per_call, invoker, consumer_url)
         reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout)
         with self._lock:
             existing = self._references.get(cache_key)

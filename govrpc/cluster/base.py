@@ -55,7 +55,7 @@ class ClusterInvoker(Invoker):
         if invocation.remaining() <= 0:  # our own lateness (a queued branch) is no provider failure
             raise CallTimeoutError(f"{invocation}: deadline passed before calling {invoker.url.address}",
                                    invocation=invocation)
-        stats = stats_of(invoker)
+        stats = getattr(invoker, "state", None) or stats_of(invoker)  # a directory's endpoint has one
         started = stats.begin()
         try:
             result = invoker.invoke(invocation)
