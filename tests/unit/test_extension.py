@@ -82,22 +82,28 @@ def third_party(tmp_path: Path) -> Iterator[str]:
     reset_cache()
 
 
+@govrpc.service("ext.Where")
+class Where:
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def who(self) -> int:
+        return self.n
+
+
+def serve_three(registry: str, start_server) -> None:
+    """Three providers of ``ext.Where``, answering 0, 1 and 2."""
+    for n in range(3):
+        start_server(registry, Where(n))
+
+
 def test_a_third_party_balancer_is_selected_by_name(third_party: str, memory_registry: str,
                                                     start_server, client_factory) -> None:
     assert third_party in extension_names("govrpc.loadbalance")
     cls = get_extension("govrpc.loadbalance", third_party)
     assert issubclass(cls, LoadBalancer) and cls.__module__ == "acme_lb"
 
-    @govrpc.service("ext.Where")
-    class Where:
-        def __init__(self, n: int) -> None:
-            self.n = n
-
-        def who(self) -> int:
-            return self.n
-
-    for n in range(3):
-        start_server(memory_registry, Where(n))
+    serve_three(memory_registry, start_server)
     client = client_factory(memory_registry)
     proxy = client.proxy("ext.Where", loadbalance=third_party)
     answers = {proxy.who() for _ in range(20)}
@@ -111,31 +117,22 @@ def test_a_third_party_balancers_own_option_is_set_by_a_configurator(third_party
         parse_configurator("first.index = -1")
     assert caught.value.position == len("first.index = ")
 
-    @govrpc.service("ext.Which")
-    class Which:
-        def __init__(self, n: int) -> None:
-            self.n = n
-
-        def who(self) -> int:
-            return self.n
-
-    for n in range(3):
-        start_server(memory_registry, Which(n))
+    serve_three(memory_registry, start_server)
     client = client_factory(memory_registry)
-    proxy = client.proxy("ext.Which", loadbalance=third_party)
+    proxy = client.proxy("ext.Where", loadbalance=third_party)
     first = {proxy.who() for _ in range(10)}
     assert len(first) == 1
     with govrpc.Admin(memory_registry) as admin:
         with pytest.raises(RuleError, match="first.index must be"):
-            admin.set_override("ext.Which", "pick", "first.index = many")
-        admin.set_override("ext.Which", "pick", "first.index = 1")
+            admin.set_override("ext.Where", "pick", "first.index = many")
+        admin.set_override("ext.Where", "pick", "first.index = 1")
         assert wait_until(lambda: {proxy.who() for _ in range(5)} != first)
         second = {proxy.who() for _ in range(10)}
         assert len(second) == 1 and second != first  # the next provider, every time
-        admin.delete_rule("ext.Which", "configurators", "pick")
+        admin.delete_rule("ext.Where", "configurators", "pick")
         assert wait_until(lambda: {proxy.who() for _ in range(5)} == first)
     with pytest.raises(govrpc.ConfigurationError, match="first.index must be"):
-        client.proxy("ext.Which", loadbalance=third_party, **{"first.index": 100})
+        client.proxy("ext.Where", loadbalance=third_party, **{"first.index": 100})
 
 
 def test_a_third_party_filters_option_is_known(third_party: str) -> None:
