@@ -120,6 +120,8 @@ class FailoverClusterInvoker(ClusterInvoker):
         self.wait = tenacity.wait_random_exponential(multiplier=backoff, max=backoff_max)
         self.budget = RetryBudget.from_url(url)
 
+    one_attempt_first = True
+
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         invoker = self.loadbalance.select(invokers, invocation)
         try:
@@ -128,6 +130,14 @@ class FailoverClusterInvoker(ClusterInvoker):
             return self.retry(invocation, invoker, exc)
         self.budget.on_success()
         return result
+
+    def after_failure(self, invocation: Invocation, invoker: Invoker, exc: BaseException) -> Any:
+        if not isinstance(exc, GovRpcError):
+            raise exc
+        return self.retry(invocation, invoker, exc)
+
+    def on_answer(self) -> None:
+        self.budget.on_success()
 
     def is_idempotent(self, invocation: Invocation, invoker: Invoker) -> bool:
         if self.idempotent is not None:
@@ -221,6 +231,8 @@ def parse_actions(text: str) -> dict[str, str]:
 class FailbackClusterInvoker(FailoverClusterInvoker):
     """The provider's status code decides: ``retry`` (as failover), ``raise``, or ``default``.
 
+    (Its ``do_invoke`` decides differently from failover's, so ``.future()`` runs it on a worker.)
+
     URL options: ``failback.codes`` (``CODE:action`` pairs, merged over the
     defaults ``UNAVAILABLE:retry,DEADLINE_EXCEEDED:default,RESOURCE_EXHAUSTED:default,*:raise``;
     a business exception's code is ``UNKNOWN``) and ``failback.default`` (the
@@ -232,6 +244,7 @@ class FailbackClusterInvoker(FailoverClusterInvoker):
                    "CODE:action pairs (retry, raise or default)")
     DEFAULT_VALUE = Option.json("failback.default", doc="the value returned for a 'default' code (JSON)")
     options = (CODES, DEFAULT_VALUE)
+    one_attempt_first = False
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
