@@ -21,10 +21,12 @@ from typing import Any, Iterable, Mapping, Sequence
 from govrpc.cluster.configured import ConfiguredClusterInvoker, method_options
 from govrpc.cluster.consistenthash import check_hash_arguments
 from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
+from govrpc.configurator import ReferenceConfig
 from govrpc.context import _ATTACHMENTS
-from govrpc.exceptions import ConfigurationError
+from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
+from govrpc.options import TIMEOUT, check_options, check_seconds
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.net import local_address
 from govrpc.router.chain import RouterChain
@@ -48,37 +50,33 @@ class Reference:
 
     Its timeouts follow DESIGN.md's precedence: a registry configurator's
     ``timeout`` / ``{method}.timeout``, then the consumer's own (``timeout=``,
-    ``methods={"m": {"timeout": ...}}``), then the client's default.
+    ``methods={"m": {"timeout": ...}}``), then the client's default. They come
+    from ``config``, the reference's settings, which it subscribes to.
     """
 
     def __init__(self, key: ServiceKey, url: URL, directory: Directory, invoker: Invoker,
-                 timeout: float) -> None:
+                 timeout: float, config: ReferenceConfig | None = None) -> None:
         self.key = key
         self.url = url
         self.directory = directory
         self.invoker = invoker
+        self.config = config if config is not None else ReferenceConfig(url)
         self.default_timeout = timeout
         self.timeout = timeout
         self.cluster: Any = None  # the cluster invoker, when no reference filter runs above it
+        self.invoke = invoker.invoke  # what proxies call; refuses once the client is closed
         self.timeouts: dict[str, float] = {}
-        self._apply(url)
-        watcher = getattr(directory, "configurators", None)
-        if watcher is not None:
-            watcher.add_listener(self.reconfigure)
+        self.reconfigure(self.config)
+        self.config.subscribe(self.reconfigure)
 
-    def _apply(self, url: URL) -> None:
-        timeouts = {}
-        for name, value in url.params.items():
-            method, _, base = name.rpartition(".")
-            if base == "timeout" and method:
-                timeouts[method] = float(value)
+    def reconfigure(self, config: ReferenceConfig) -> None:
+        """Take the timeouts of ``config`` (called again whenever configurators change it)."""
+        timeout = TIMEOUT.read(config.url, self.default_timeout)
+        timeouts = {method: TIMEOUT.check(params["timeout"], f"{method}.timeout")
+                    for method, params in config.method_params.items() if "timeout" in params}
         # swapped whole: calls read one dict or the other, never a half-updated one
-        self.timeout = url.get_float("timeout", self.default_timeout)
+        self.timeout = timeout
         self.timeouts = timeouts
-
-    def reconfigure(self, watcher: Any) -> None:
-        """Apply the registry's configurators (called by the directory's watcher)."""
-        self._apply(watcher.consumer(self.url))
 
     def timeout_of(self, method: str) -> float:
         return self.timeouts.get(method, self.timeout)
@@ -89,28 +87,42 @@ class Reference:
         return Invocation(self.key, method, args, kwargs, dict(attachments) if attachments else {},
                           time.monotonic() + (timeout or self.timeout_of(method)), oneway)
 
+    def methods(self) -> frozenset[str] | None:
+        """The methods the listed providers publish, or None while none is listed."""
+        names: set[str] = set()
+        for invoker in self.directory.invokers:
+            names.update(invoker.url.methods)
+        return frozenset(names) if names else None
+
     def close(self) -> None:
+        self.invoke = _closed  # calls made from now on are refused; those in flight go on
         self.invoker.close()
+
+
+def _closed(invocation: Invocation) -> Any:
+    raise ConfigurationError(f"{invocation}: the client is closed")
 
 
 class MethodProxy:
     """A remote method: call it, or use ``.future(...)`` / ``.oneway(...)``."""
 
-    __slots__ = ("_reference", "_name", "_client", "_invoke", "_key")
+    __slots__ = ("_reference", "_name", "_client", "_key")
 
     def __init__(self, client: Client, reference: Reference, name: str) -> None:
         self._client = client
         self._reference = reference
         self._name = name
-        self._invoke = reference.invoker.invoke
         self._key = reference.key
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         attachments = current_attachments()
         reference = self._reference
         timeout = (reference.timeouts.get(self._name) if reference.timeouts else None) or reference.timeout
-        return self._invoke(Invocation(self._key, self._name, args, kwargs,
-                                       dict(attachments) if attachments else {}, _monotonic() + timeout))
+        return reference.invoke(Invocation(self._key, self._name, args, kwargs,
+                                           dict(attachments) if attachments else {}, _monotonic() + timeout))
+
+    def _invoke(self, invocation: Invocation) -> Any:
+        return self._reference.invoke(invocation)
 
     def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """Start the call and return a ``concurrent.futures.Future`` of its result.
@@ -120,6 +132,10 @@ class MethodProxy:
         must run around the call, run on the client's workers.
         """
         invocation = self._reference.invocation(self._name, args, kwargs)
+        if self._client._closed:
+            refused: Future[Any] = Future()
+            refused.set_exception(ConfigurationError(f"{invocation}: the client is closed"))
+            return refused
         cluster = self._reference.cluster
         if cluster is not None:
             try:
@@ -140,6 +156,10 @@ class MethodProxy:
         return f"<MethodProxy {self._key}.{self._name}>"
 
 
+class UnknownMethodError(MethodNotFoundError, AttributeError):
+    """A proxy attribute that names no method of the service (``hasattr(proxy, name)`` is False)."""
+
+
 class ServiceProxy:
     """Attribute access gives a ``MethodProxy`` per remote method."""
 
@@ -148,10 +168,18 @@ class ServiceProxy:
         self._reference = reference
 
     def __getattr__(self, name: str) -> MethodProxy:
+        """The remote method ``name``. Known methods are cached; a name the listed providers do
+        not publish raises ``MethodNotFoundError`` (also an ``AttributeError``, so ``hasattr``
+        tells the truth); while no provider is listed any name is allowed, and not cached."""
         if name.startswith("_"):
             raise AttributeError(name)
+        methods = self._reference.methods()
+        if methods is not None and name not in methods:
+            raise UnknownMethodError(f"service {self._reference.key} has no method {name!r}; "
+                                     f"its methods: {', '.join(sorted(methods))}")
         method = MethodProxy(self._client, self._reference, name)
-        self.__dict__[name] = method  # cached: later lookups skip __getattr__
+        if methods is not None:
+            self.__dict__[name] = method  # cached: later lookups skip __getattr__
         return method
 
     def __repr__(self) -> str:
@@ -177,7 +205,7 @@ class Client:
                  timeout: float = DEFAULT_TIMEOUT, filters: Iterable[Filter | str] = (),
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
                  local_first: bool = True, prefer_same_host: bool = False) -> None:
-        timeout = _seconds(timeout, "timeout")
+        timeout = check_seconds(timeout, "timeout")
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
@@ -212,13 +240,10 @@ class Client:
         if self._closed:
             raise ConfigurationError("client is closed")
         if timeout is not None:
-            timeout = _seconds(timeout, "timeout")
+            timeout = check_seconds(timeout, "timeout")
         key = ServiceKey(service, version, group)
-        if "methods" in options:  # per-method cluster options become {method}.{key} URL params
-            options.update(method_options(options.pop("methods")))
-        for name, value in options.items():
-            if name.endswith(".timeout"):
-                options[name] = _seconds(value, name)
+        methods = method_options(options.pop("methods", {}))  # per-method options become {method}.{key}
+        options = {**check_options({"retries": retries, **options}), **methods}  # each checked by its owner
         cache_key = (key, cluster, loadbalance, retries, timeout,
                      tuple(url) if isinstance(url, (list, tuple)) else url, tuple(sorted(options.items())),
                      tuple(sorted((routes or {}).items())))
@@ -229,7 +254,7 @@ class Client:
         get_extension("govrpc.cluster", cluster)  # unknown names fail here, listing the installed ones
         get_extension("govrpc.loadbalance", loadbalance)
         consumer_url = self._consumer_url(key, {"cluster": cluster, "loadbalance": loadbalance,
-                                                "retries": retries, "timeout": timeout, **options})
+                                                "timeout": timeout, **options})
         chain = RouterChain(consumer_url, routes=routes, local_first=self.local_first,
                             prefer_same_host=self.prefer_same_host)  # raises RuleError for a bad route
         # invoker-level filters are bound to each provider by the directory, the others here
@@ -239,17 +264,19 @@ class Client:
         if url is not None:
             urls = [url] if isinstance(url, str) else list(url)
             invokers = [self._invoker_for(_direct_url(u, key)) for u in urls]
+            config = ReferenceConfig(consumer_url)  # not configured by the registry
             directory = StaticDirectory(key, consumer_url, invokers, per_provider)
         else:
-            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider)
+            config = ReferenceConfig.watching(self.registry, consumer_url)
+            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider, config)
         directory.router_chain = chain
         try:
-            configured = ConfiguredClusterInvoker(directory, consumer_url)  # checks every cluster option
+            configured = ConfiguredClusterInvoker(directory, config)  # builds every strategy and balancer
         except Exception:
             directory.close()
             raise
         invoker = build_filter_chain(per_call, configured, consumer_url)
-        reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout)
+        reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout, config)
         # .future() starts the cluster's first attempt without a thread when no filter runs above it
         reference.cluster = configured if invoker is configured else None
         with self._lock:
@@ -297,11 +324,13 @@ class Client:
         """Generic call: no class or stub needed."""
         reference = self.reference(service, **options)
         if timeout is not None:
-            timeout = _seconds(timeout, "timeout")
-        return reference.invoker.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
+            timeout = check_seconds(timeout, "timeout")
+        return reference.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
 
     # -- async helpers -------------------------------------------------------------
     def _workers(self) -> ThreadPoolExecutor:
+        if self._closed:
+            raise ConfigurationError("the client is closed")
         if self._executor is None:
             with self._lock:
                 if self._executor is None:
@@ -318,22 +347,30 @@ class Client:
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
-        """Unsubscribe, deregister, close channels. Calls after this fail."""
+        """Unsubscribe, deregister, then close channels once the calls in flight have ended
+        (each within its deadline). Calls made after this fail with "the client is closed"."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             references = list(self._references.values())
             self._references.clear()
+        longest = max((r.timeout for r in references), default=0.0)
+        for reference in references:
+            reference.invoke = _closed  # refuse new calls first; those running go on
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)  # .future() calls running finish, queued ones are refused
         for reference in references:
             if isinstance(reference.directory, RegistryDirectory):
                 try:
                     self.registry.unregister(reference.url)
                 except Exception:  # noqa: BLE001
                     log.exception("cannot deregister consumer %s", reference.url)
-            reference.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            reference.close()  # each provider's channel goes back to the pool once its calls end
+        # no call outlives its deadline: wait for the pool to empty at most that long
+        end = time.monotonic() + longest
+        while self.pool.addresses() and time.monotonic() < end:
+            time.sleep(0.01)
         self.pool.close()
         release_registry(self.registry)
 
@@ -342,17 +379,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _seconds(value: Any, name: str) -> float:
-    """A positive number of seconds, or ``ConfigurationError`` naming the option."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = 0.0
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
-    return seconds
 
 
 def _direct_url(text: str, key: ServiceKey) -> URL:
