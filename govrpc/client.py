@@ -25,6 +25,7 @@ from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
+from govrpc.options import MAX_MESSAGE_SIZE, check_int
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.router.chain import RouterChain
 from govrpc.router.local import InProcessInvoker, find_local, local_address
@@ -161,6 +162,13 @@ class Client:
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
                  local_first: bool = True, prefer_same_host: bool = False) -> None:
         timeout = _seconds(timeout, "timeout")
+        max_message_size = check_int("max_message_size", max_message_size, minimum=1, maximum=MAX_MESSAGE_SIZE)
+        max_workers = check_int("max_workers", max_workers, minimum=1)
+        if not isinstance(application, str) or not application:
+            raise ConfigurationError(f"application must be a non-empty string, not {application!r}")
+        for option, flag in (("local_first", local_first), ("prefer_same_host", prefer_same_host)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
@@ -316,9 +324,12 @@ class Client:
 
 
 def _seconds(value: Any, name: str) -> float:
-    """A positive number of seconds, or ``ConfigurationError`` naming the option."""
+    """A positive number of seconds, or ``ConfigurationError`` naming the option.
+
+    Numbers, or text that spells one (per-method options travel as URL text); never a bool.
+    """
     try:
-        seconds = float(value)
+        seconds = 0.0 if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         seconds = 0.0
     if not seconds > 0 or seconds == float("inf"):
