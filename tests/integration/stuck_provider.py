@@ -18,9 +18,16 @@ RELEASE = threading.Event()  # never set: ``block`` ends by its own bound only
 
 @govrpc.service("test.Stuck")
 class Stuck:
+    entered = 0
+
     def block(self, seconds: float) -> float:
+        Stuck.entered += 1
         RELEASE.wait(seconds)
         return seconds
+
+    def blocked(self) -> int:
+        """How many ``block`` calls have begun."""
+        return Stuck.entered
 
 
 def main(registry: str, grace: float, mode: str) -> None:

@@ -20,6 +20,7 @@ from govrpc.router.local import find_local
 from govrpc.rpc.server import STOP_BOUND
 from govrpc.server import ServerState
 from govrpc.url import URL
+from tests.helpers import wait_until
 from tests.integration.services import Echo
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,9 +28,22 @@ GRACE = 1.0
 BLOCK = 120.0  # how long the stuck method would run: far past any bound the test waits for
 
 
-@pytest.mark.parametrize("mode", ["serve", "handler"])
-def test_sigterm_ends_a_provider_whose_method_outlived_its_deadline(tmp_path: Path, mode: str) -> None:
-    """SIGTERM means deregister, drain, stop, exit: within the grace plus STOP_BOUND, stuck method or not."""
+def _catches_sigterm(pid: int) -> bool:
+    """Has process ``pid`` installed its SIGTERM handler yet? (Linux: the caught-signals mask in /proc)"""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("SigCgt:"):
+            return bool(int(line.split()[1], 16) & (1 << (signal.SIGTERM - 1)))
+    return False
+
+
+@pytest.mark.parametrize(("mode", "in_flight"), [("serve", False), ("handler", False), ("serve", True)])
+def test_sigterm_ends_a_provider_whose_method_outlived_its_deadline(tmp_path: Path, mode: str,
+                                                                     in_flight: bool) -> None:
+    """SIGTERM means deregister, drain, stop, exit: within the grace plus STOP_BOUND, stuck method or not.
+
+    ``in_flight``: the stuck call's own deadline is still far off at SIGTERM; it is cancelled
+    after the grace instead of holding the process.
+    """
     registry = f"file://{tmp_path}/registry"
     proc = subprocess.Popen([sys.executable, "-m", "tests.integration.stuck_provider", registry, str(GRACE), mode],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -37,9 +51,14 @@ def test_sigterm_ends_a_provider_whose_method_outlived_its_deadline(tmp_path: Pa
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("serving"), proc.stderr.read() if proc.stderr else ""
         with govrpc.Client(registry, local_first=False) as client:
-            stuck = client.proxy("test.Stuck", timeout=0.5, retries=0)
-            with pytest.raises(govrpc.CallTimeoutError):
-                stuck.block(BLOCK)  # the provider's thread is still in it
+            if in_flight:
+                stuck = client.proxy("test.Stuck", timeout=BLOCK / 2, retries=0)
+                pending = stuck.block.future(BLOCK)
+                wait_until(stuck.blocked, what="the provider to be in the stuck method")
+            else:
+                with pytest.raises(govrpc.CallTimeoutError):
+                    client.proxy("test.Stuck", timeout=0.5, retries=0).block(BLOCK)  # its thread goes on
+            wait_until(lambda: _catches_sigterm(proc.pid), what="the provider's SIGTERM handler")
             os.kill(proc.pid, signal.SIGTERM)
             try:
                 # a bounded wait: before the fix the process lived until the method returned (BLOCK s)
@@ -48,6 +67,9 @@ def test_sigterm_ends_a_provider_whose_method_outlived_its_deadline(tmp_path: Pa
                 pytest.fail(f"the provider did not exit within {GRACE + STOP_BOUND + 10} s of SIGTERM")
             out, err = proc.communicate(timeout=5)
             assert code == 0, err
+            if in_flight:
+                with pytest.raises(govrpc.RpcError):  # cancelled at the end of the grace, not left hanging
+                    pending.result(timeout=10)
             assert "stopped" in out
             registered = acquire_registry(registry)
             try:
@@ -148,3 +170,25 @@ def test_a_port_in_use_fails_start_cleanly(memory_registry, start_server) -> Non
         assert [url.port for url in registry.lookup("test.Echo")] == [taken]  # only the first server's
     finally:
         release_registry(registry)
+
+
+def test_the_example_provider_deregisters_and_exits_on_sigterm(tmp_path: Path) -> None:
+    registry = f"file://{tmp_path}/registry"
+    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "provider.py"), registry, "p1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None and "serving demo.Greeter" in proc.stdout.readline()
+        wait_until(lambda: _catches_sigterm(proc.pid), what="the provider's SIGTERM handler")
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=5 + STOP_BOUND + 10)  # its grace is 5 s
+        err = proc.communicate(timeout=5)[1]
+        assert code == 0, err
+        registered = acquire_registry(registry)
+        try:
+            assert registered.lookup("demo.Greeter") == []
+        finally:
+            release_registry(registered)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
