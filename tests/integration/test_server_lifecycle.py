@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -26,6 +27,27 @@ from tests.integration.services import Echo
 ROOT = Path(__file__).resolve().parents[2]
 GRACE = 1.0
 BLOCK = 120.0  # how long the stuck method would run: far past any bound the test waits for
+
+
+@contextlib.contextmanager
+def _process(*args: str) -> Iterator[subprocess.Popen[str]]:
+    """A Python process run from the repository root, killed (by its PID) if a test leaves it running."""
+    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+
+
+def _registered(registry: str, service: str) -> list[URL]:
+    instance = acquire_registry(registry)
+    try:
+        return instance.lookup(service)
+    finally:
+        release_registry(instance)
 
 
 def _catches_sigterm(pid: int) -> bool:
@@ -45,9 +67,7 @@ def test_sigterm_ends_a_provider_whose_method_outlived_its_deadline(tmp_path: Pa
     after the grace instead of holding the process.
     """
     registry = f"file://{tmp_path}/registry"
-    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.stuck_provider", registry, str(GRACE), mode],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _process("-m", "tests.integration.stuck_provider", registry, str(GRACE), mode) as proc:
         assert proc.stdout is not None
         assert proc.stdout.readline().startswith("serving"), proc.stderr.read() if proc.stderr else ""
         with govrpc.Client(registry, local_first=False) as client:
@@ -71,15 +91,7 @@ def test_sigterm_ends_a_provider_whose_method_outlived_its_deadline(tmp_path: Pa
                 with pytest.raises(govrpc.RpcError):  # cancelled at the end of the grace, not left hanging
                     pending.result(timeout=10)
             assert "stopped" in out
-            registered = acquire_registry(registry)
-            try:
-                assert registered.lookup("test.Stuck") == []  # it deregistered on the way out
-            finally:
-                release_registry(registered)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+            assert _registered(registry, "test.Stuck") == []  # it deregistered on the way out
 
 
 def test_serve_returns_when_stopped_elsewhere_and_restores_the_handlers(memory_registry) -> None:
@@ -165,30 +177,16 @@ def test_a_port_in_use_fails_start_cleanly(memory_registry, start_server) -> Non
         server.start()
     assert server.state is ServerState.STOPPED
     server.stop()
-    registry = acquire_registry(memory_registry)
-    try:
-        assert [url.port for url in registry.lookup("test.Echo")] == [taken]  # only the first server's
-    finally:
-        release_registry(registry)
+    assert [url.port for url in _registered(memory_registry, "test.Echo")] == [taken]  # only the first server's
 
 
 def test_the_example_provider_deregisters_and_exits_on_sigterm(tmp_path: Path) -> None:
     registry = f"file://{tmp_path}/registry"
-    proc = subprocess.Popen([sys.executable, str(ROOT / "examples" / "provider.py"), registry, "p1"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+    with _process(str(ROOT / "examples" / "provider.py"), registry, "p1") as proc:
         assert proc.stdout is not None and "serving demo.Greeter" in proc.stdout.readline()
         wait_until(lambda: _catches_sigterm(proc.pid), what="the provider's SIGTERM handler")
         proc.send_signal(signal.SIGTERM)
         code = proc.wait(timeout=5 + STOP_BOUND + 10)  # its grace is 5 s
         err = proc.communicate(timeout=5)[1]
         assert code == 0, err
-        registered = acquire_registry(registry)
-        try:
-            assert registered.lookup("demo.Greeter") == []
-        finally:
-            release_registry(registered)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate(timeout=10)
+        assert _registered(registry, "demo.Greeter") == []
