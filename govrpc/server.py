@@ -266,7 +266,7 @@ class Server:
                 self._state = "stopped"
                 return
             self._state = "stopping"
-        deadline = time.monotonic() + grace  # the whole stop fits in the grace (+ STOP_BOUND)
+        deadline = time.monotonic() + (grace or 0)  # the whole stop fits in the grace (+ STOP_BOUND)
         registry = self.registry
         assert registry is not None
         for url in self.urls:
