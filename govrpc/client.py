@@ -59,6 +59,7 @@ class Reference:
         self.invoker = invoker
         self.default_timeout = timeout
         self.timeout = timeout
+        self.cluster: Any = None  # the cluster invoker, when no reference filter runs above it
         self.timeouts: dict[str, float] = {}
         self._apply(url)
         watcher = getattr(directory, "configurators", None)
@@ -112,8 +113,23 @@ class MethodProxy:
                                        dict(attachments) if attachments else {}, _monotonic() + timeout))
 
     def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
-        """Start the call and return a ``concurrent.futures.Future`` of its result."""
+        """Start the call and return a ``concurrent.futures.Future`` of its result.
+
+        The first attempt goes out on gRPC's own non-blocking call (no thread waits for it)
+        where the strategy and the provider allow it; a retry, and strategies or filters that
+        must run around the call, run on the client's workers.
+        """
         invocation = self._reference.invocation(self._name, args, kwargs)
+        cluster = self._reference.cluster
+        if cluster is not None:
+            try:
+                started = cluster.future(invocation, self._client._run)
+            except Exception as exc:  # noqa: BLE001 - no provider, bad arguments: the future says so
+                failed: Future[Any] = Future()
+                failed.set_exception(exc)
+                return failed
+            if started is not None:
+                return started
         return self._client._submit(self._invoke, invocation)
 
     def oneway(self, *args: Any, **kwargs: Any) -> None:
@@ -223,21 +239,26 @@ class Client:
                                                 "retries": retries, "timeout": timeout, **options})
         chain = RouterChain(consumer_url, routes=routes, local_first=self.local_first,
                             prefer_same_host=self.prefer_same_host)  # raises RuleError for a bad route
+        # invoker-level filters are bound to each provider by the directory, the others here
+        per_provider = [f for f in self.filters if f.level == "invoker"]
+        per_call = [f for f in self.filters if f.level != "invoker"]
         directory: Directory
         if url is not None:
             urls = [url] if isinstance(url, str) else list(url)
             invokers = [self._invoker_for(_direct_url(u, key)) for u in urls]
-            directory = StaticDirectory(key, consumer_url, invokers)
+            directory = StaticDirectory(key, consumer_url, invokers, per_provider)
         else:
-            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for)
+            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider)
         directory.router_chain = chain
         try:
-            invoker: Invoker = ConfiguredClusterInvoker(directory, consumer_url)  # checks every cluster option
+            configured = ConfiguredClusterInvoker(directory, consumer_url)  # checks every cluster option
         except Exception:
             directory.close()
             raise
-        invoker = build_filter_chain(self.filters, invoker)
+        invoker = build_filter_chain(per_call, configured, consumer_url)
         reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout)
+        # .future() starts the cluster's first attempt without a thread when no filter runs above it
+        reference.cluster = configured if invoker is configured else None
         with self._lock:
             existing = self._references.get(cache_key)
             if existing is not None:
@@ -287,13 +308,20 @@ class Client:
         return reference.invoker.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
 
     # -- async helpers -------------------------------------------------------------
-    def _submit(self, fn: Any, invocation: Invocation) -> Future[Any]:
+    def _workers(self) -> ThreadPoolExecutor:
         if self._executor is None:
             with self._lock:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="govrpc-client")
+        return self._executor
+
+    def _submit(self, fn: Any, invocation: Invocation) -> Future[Any]:
         context = contextvars.copy_context()
-        return self._executor.submit(context.run, fn, invocation)
+        return self._workers().submit(context.run, fn, invocation)
+
+    def _run(self, fn: Any) -> Future[Any]:
+        """Run ``fn`` on a worker in the caller's context (what follows a failed non-blocking attempt)."""
+        return self._workers().submit(contextvars.copy_context().run, fn)
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
