@@ -22,7 +22,7 @@ from govrpc.cluster.configured import ConfiguredClusterInvoker, method_options
 from govrpc.cluster.consistenthash import check_hash_arguments
 from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
 from govrpc.context import _ATTACHMENTS
-from govrpc.exceptions import ConfigurationError
+from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
 from govrpc.options import MAX_MESSAGE_SIZE, check_int
@@ -60,6 +60,7 @@ class Reference:
         self.default_timeout = timeout
         self.timeout = timeout
         self.cluster: Any = None  # the cluster invoker, when no reference filter runs above it
+        self.invoke = invoker.invoke  # what proxies call; refuses once the client is closed
         self.timeouts: dict[str, float] = {}
         self._apply(url)
         watcher = getattr(directory, "configurators", None)
@@ -89,28 +90,42 @@ class Reference:
         return Invocation(self.key, method, args, kwargs, dict(attachments) if attachments else {},
                           time.monotonic() + (timeout or self.timeout_of(method)), oneway)
 
+    def methods(self) -> frozenset[str] | None:
+        """The methods the listed providers publish, or None while none is listed."""
+        names: set[str] = set()
+        for invoker in self.directory.invokers:
+            names.update(invoker.url.methods)
+        return frozenset(names) if names else None
+
     def close(self) -> None:
+        self.invoke = _closed  # calls made from now on are refused; those in flight go on
         self.invoker.close()
+
+
+def _closed(invocation: Invocation) -> Any:
+    raise ConfigurationError(f"{invocation}: the client is closed")
 
 
 class MethodProxy:
     """A remote method: call it, or use ``.future(...)`` / ``.oneway(...)``."""
 
-    __slots__ = ("_reference", "_name", "_client", "_invoke", "_key")
+    __slots__ = ("_reference", "_name", "_client", "_key")
 
     def __init__(self, client: Client, reference: Reference, name: str) -> None:
         self._client = client
         self._reference = reference
         self._name = name
-        self._invoke = reference.invoker.invoke
         self._key = reference.key
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         attachments = current_attachments()
         reference = self._reference
         timeout = (reference.timeouts.get(self._name) if reference.timeouts else None) or reference.timeout
-        return self._invoke(Invocation(self._key, self._name, args, kwargs,
-                                       dict(attachments) if attachments else {}, _monotonic() + timeout))
+        return reference.invoke(Invocation(self._key, self._name, args, kwargs,
+                                           dict(attachments) if attachments else {}, _monotonic() + timeout))
+
+    def _invoke(self, invocation: Invocation) -> Any:
+        return self._reference.invoke(invocation)
 
     def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
         """Start the call and return a ``concurrent.futures.Future`` of its result.
@@ -120,6 +135,10 @@ class MethodProxy:
         must run around the call, run on the client's workers.
         """
         invocation = self._reference.invocation(self._name, args, kwargs)
+        if self._client._closed:
+            refused: Future[Any] = Future()
+            refused.set_exception(ConfigurationError(f"{invocation}: the client is closed"))
+            return refused
         cluster = self._reference.cluster
         if cluster is not None:
             try:
@@ -140,6 +159,10 @@ class MethodProxy:
         return f"<MethodProxy {self._key}.{self._name}>"
 
 
+class UnknownMethodError(MethodNotFoundError, AttributeError):
+    """A proxy attribute that names no method of the service (``hasattr(proxy, name)`` is False)."""
+
+
 class ServiceProxy:
     """Attribute access gives a ``MethodProxy`` per remote method."""
 
@@ -148,10 +171,18 @@ class ServiceProxy:
         self._reference = reference
 
     def __getattr__(self, name: str) -> MethodProxy:
+        """The remote method ``name``. Known methods are cached; a name the listed providers do
+        not publish raises ``MethodNotFoundError`` (also an ``AttributeError``, so ``hasattr``
+        tells the truth); while no provider is listed any name is allowed, and not cached."""
         if name.startswith("_"):
             raise AttributeError(name)
+        methods = self._reference.methods()
+        if methods is not None and name not in methods:
+            raise UnknownMethodError(f"service {self._reference.key} has no method {name!r}; "
+                                     f"its methods: {', '.join(sorted(methods))}")
         method = MethodProxy(self._client, self._reference, name)
-        self.__dict__[name] = method  # cached: later lookups skip __getattr__
+        if methods is not None:
+            self.__dict__[name] = method  # cached: later lookups skip __getattr__
         return method
 
     def __repr__(self) -> str:
@@ -305,10 +336,12 @@ class Client:
         reference = self.reference(service, **options)
         if timeout is not None:
             timeout = _seconds(timeout, "timeout")
-        return reference.invoker.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
+        return reference.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
 
     # -- async helpers -------------------------------------------------------------
     def _workers(self) -> ThreadPoolExecutor:
+        if self._closed:
+            raise ConfigurationError("the client is closed")
         if self._executor is None:
             with self._lock:
                 if self._executor is None:
@@ -325,22 +358,30 @@ class Client:
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
-        """Unsubscribe, deregister, close channels. Calls after this fail."""
+        """Unsubscribe, deregister, then close channels once the calls in flight have ended
+        (each within its deadline). Calls made after this fail with "the client is closed"."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             references = list(self._references.values())
             self._references.clear()
+        longest = max((r.timeout for r in references), default=0.0)
+        for reference in references:
+            reference.invoke = _closed  # refuse new calls first; those running go on
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)  # .future() calls running finish, queued ones are refused
         for reference in references:
             if isinstance(reference.directory, RegistryDirectory):
                 try:
                     self.registry.unregister(reference.url)
                 except Exception:  # noqa: BLE001
                     log.exception("cannot deregister consumer %s", reference.url)
-            reference.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            reference.close()  # each provider's channel goes back to the pool once its calls end
+        # no call outlives its deadline: wait for the pool to empty at most that long
+        end = time.monotonic() + longest
+        while self.pool.addresses() and time.monotonic() < end:
+            time.sleep(0.01)
         self.pool.close()
         release_registry(self.registry)
 

@@ -199,7 +199,7 @@ class Server:
         with self._lock:
             if self._state != ServerState.NEW:
                 raise ConfigurationError(f"server already {self._state}")
-            self.registry = acquire_registry(self._registry_address)
+            self.registry = acquire_registry(self._registry_address, provider=True)
             try:
                 self._grpc.start()
             except BaseException:

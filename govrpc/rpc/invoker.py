@@ -29,6 +29,7 @@ log = logging.getLogger("govrpc.rpc")
 
 current_cancel_scope = _CANCEL_SCOPE.get  # bound once: this runs on every call
 
+_UNPUBLISHED_KEPT = 64  # method entries kept per provider beyond those it publishes
 _TOO_LARGE = ("larger than max", "message too large", "exceeds")
 # "Socket closed" / "Stream removed" come from a connection lost mid-call: the request may have run
 _REFUSED = ("connection refused", "failed to connect", "connect failed")
@@ -153,6 +154,7 @@ class GrpcInvoker(Invoker):
         key_metadata = (KEY_KEY, str(url.service_key))
         self._key_metadata = (key_metadata,) if url.params.get("dispatch") == "key" else ()
         self._methods: dict[str, tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
+        self._published = frozenset(url.methods)
         self._lock = threading.Lock()  # first call and close only; never per call
         self._closed = False
 
@@ -179,7 +181,10 @@ class GrpcInvoker(Invoker):
                 decode = self.serializer.loads
             call = self._channel.unary_unary(f"/{self.url.path}/{name}", _registered_method=True)
             entry = (call, encode, decode)
-            self._methods[name] = entry
+            # the provider's own methods are kept; names it does not publish (a generic call's
+            # typo, hostile input) only up to a bound
+            if name in self._published or len(self._methods) < _UNPUBLISHED_KEPT:
+                self._methods[name] = entry
             return entry
 
     def invoke(self, invocation: Invocation) -> Any:
