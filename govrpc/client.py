@@ -26,7 +26,7 @@ from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
-from govrpc.options import TIMEOUT, check_options, check_seconds
+from govrpc.options import MAX_MESSAGE_SIZE, TIMEOUT, check_int, check_options, check_seconds
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.router.chain import RouterChain
 from govrpc.router.local import InProcessInvoker, find_local, local_address
@@ -214,6 +214,13 @@ class Client:
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
                  local_first: bool = True, prefer_same_host: bool = False) -> None:
         timeout = check_seconds(timeout, "timeout")
+        max_message_size = check_int("max_message_size", max_message_size, minimum=1, maximum=MAX_MESSAGE_SIZE)
+        max_workers = check_int("max_workers", max_workers, minimum=1)
+        if not isinstance(application, str) or not application:
+            raise ConfigurationError(f"application must be a non-empty string, not {application!r}")
+        for option, flag in (("local_first", local_first), ("prefer_same_host", prefer_same_host)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
