@@ -26,7 +26,7 @@ from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
-from govrpc.options import TIMEOUT, check_options, check_seconds
+from govrpc.options import MAX_MESSAGE_SIZE, TIMEOUT, check_int, check_options, check_seconds
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.net import local_address
 from govrpc.router.chain import RouterChain
@@ -54,29 +54,36 @@ class Reference:
     from ``config``, the reference's settings, which it subscribes to.
     """
 
-    def __init__(self, key: ServiceKey, url: URL, directory: Directory, invoker: Invoker,
-                 timeout: float, config: ReferenceConfig | None = None) -> None:
+    def __init__(self, key: ServiceKey, url: URL, directory: Directory, cluster: Invoker,
+                 timeout: float, config: ReferenceConfig | None = None, filters: Sequence[Filter] = ()) -> None:
         self.key = key
         self.url = url
         self.directory = directory
-        self.invoker = invoker
+        self.filters = tuple(filters)  # reference-level filters, bound to the configured consumer URL
         self.config = config if config is not None else ReferenceConfig(url)
         self.default_timeout = timeout
         self.timeout = timeout
-        self.cluster: Any = None  # the cluster invoker, when no reference filter runs above it
-        self.invoke = invoker.invoke  # what proxies call; refuses once the client is closed
         self.timeouts: dict[str, float] = {}
+        self._closed = False
+        self._cluster = cluster
         self.reconfigure(self.config)
         self.config.subscribe(self.reconfigure)
 
     def reconfigure(self, config: ReferenceConfig) -> None:
-        """Take the timeouts of ``config`` (called again whenever configurators change it)."""
+        """Take the timeouts of ``config`` and bind the reference filters to its URL again
+        (called whenever configurators change it), so a stage switched on at run time runs."""
         timeout = TIMEOUT.read(config.url, self.default_timeout)
         timeouts = {method: TIMEOUT.check(params["timeout"], f"{method}.timeout")
                     for method, params in config.method_params.items() if "timeout" in params}
+        invoker = build_filter_chain(self.filters, self._cluster, config.url) if self.filters else self._cluster
         # swapped whole: calls read one dict or the other, never a half-updated one
         self.timeout = timeout
         self.timeouts = timeouts
+        self.invoker = invoker
+        # .future() starts the cluster's first attempt without a thread when no filter runs above it
+        self.cluster: Any = invoker if invoker is self._cluster else None
+        if not self._closed:
+            self.invoke = invoker.invoke  # what proxies call; refuses once the client is closed
 
     def timeout_of(self, method: str) -> float:
         return self.timeouts.get(method, self.timeout)
@@ -95,7 +102,9 @@ class Reference:
         return frozenset(names) if names else None
 
     def close(self) -> None:
+        self._closed = True
         self.invoke = _closed  # calls made from now on are refused; those in flight go on
+        self.config.unsubscribe(self.reconfigure)
         self.invoker.close()
 
 
@@ -206,6 +215,13 @@ class Client:
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
                  local_first: bool = True, prefer_same_host: bool = False) -> None:
         timeout = check_seconds(timeout, "timeout")
+        max_message_size = check_int("max_message_size", max_message_size, minimum=1, maximum=MAX_MESSAGE_SIZE)
+        max_workers = check_int("max_workers", max_workers, minimum=1)
+        if not isinstance(application, str) or not application:
+            raise ConfigurationError(f"application must be a non-empty string, not {application!r}")
+        for option, flag in (("local_first", local_first), ("prefer_same_host", prefer_same_host)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
@@ -265,7 +281,7 @@ class Client:
             urls = [url] if isinstance(url, str) else list(url)
             invokers = [self._invoker_for(_direct_url(u, key)) for u in urls]
             config = ReferenceConfig(consumer_url)  # not configured by the registry
-            directory = StaticDirectory(key, consumer_url, invokers, per_provider)
+            directory = StaticDirectory(key, consumer_url, invokers, per_provider, config)
         else:
             config = ReferenceConfig.watching(self.registry, consumer_url)
             directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider, config)
@@ -275,10 +291,7 @@ class Client:
         except Exception:
             directory.close()
             raise
-        invoker = build_filter_chain(per_call, configured, consumer_url)
-        reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout, config)
-        # .future() starts the cluster's first attempt without a thread when no filter runs above it
-        reference.cluster = configured if invoker is configured else None
+        reference = Reference(key, consumer_url, directory, configured, timeout or self.timeout, config, per_call)
         with self._lock:
             existing = self._references.get(cache_key)
             if existing is not None:
@@ -357,6 +370,7 @@ class Client:
             self._references.clear()
         longest = max((r.timeout for r in references), default=0.0)
         for reference in references:
+            reference._closed = True
             reference.invoke = _closed  # refuse new calls first; those running go on
         if self._executor is not None:
             self._executor.shutdown(wait=True)  # .future() calls running finish, queued ones are refused

@@ -45,7 +45,9 @@ __all__ = [
     "PROVIDER_OPTIONS",
     "RETRIES",
     "TIMEOUT",
+    "MAX_MESSAGE_SIZE",
     "WEIGHT",
+    "check_int",
     "check_options",
     "check_seconds",
     "declared_options",
@@ -217,6 +219,23 @@ def check_seconds(value: Any, name: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
     return float(TIMEOUT.check(str(value), name))
+
+
+MAX_MESSAGE_SIZE = 2**31 - 1
+"""The largest ``max_message_size`` a Server or Client accepts: grpc's lengths are signed 32-bit."""
+
+
+def check_int(name: str, value: Any, *, minimum: int, maximum: int | None = None) -> int:
+    """``value`` if it is a whole number in ``[minimum, maximum]``, else ``ConfigurationError`` naming ``name``.
+
+    For constructor arguments: ``True`` is not a number here, text is not parsed, and
+    nothing is clamped or wrapped (``port=70000`` is an error, not port 4464).
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum \
+            or (maximum is not None and value > maximum):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ConfigurationError(f"{name} must be a whole number {bounds}, not {value!r}")
+    return value
 
 
 # -- the core options ---------------------------------------------------------------------

@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from concurrent.futures import CancelledError as FutureCancelledError
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
@@ -30,6 +30,7 @@ from govrpc.exceptions import (
     SerializationError,
 )
 from govrpc.invocation import Invocation, Invoker, ProviderContext
+from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.wire import decode_envelope, encode_exception, rebuild_exception, split_metadata
 from govrpc.url import URL
 
@@ -45,10 +46,11 @@ PEER = "in-process"
 
 
 class LocalWorkers:
-    """A server's threads for in-process calls, counting the calls not yet finished so stop can drain them."""
+    """A server's threads for in-process calls (a ``WorkerPool``: one left behind does not hold the
+    process at exit), counting the calls not yet finished so stop can drain them."""
 
     def __init__(self, max_workers: int) -> None:
-        self._executor = ThreadPoolExecutor(max_workers, thread_name_prefix="govrpc-inprocess")
+        self._executor = WorkerPool(max_workers, "govrpc-inprocess")
         self._idle = threading.Condition()
         self._pending = 0
 
@@ -75,9 +77,10 @@ class LocalWorkers:
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout=max(timeout, 0.0))
 
-    def shutdown(self) -> None:
-        """Take no more calls; calls still queued are cancelled (their callers fail over)."""
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    def shutdown(self, wait: bool = False) -> None:
+        """Take no more calls; calls still queued are cancelled (their callers fail over); with
+        ``wait``, wait for those running, else leave them behind."""
+        self._executor.shutdown(wait=wait, cancel_futures=True)
 
 
 class LocalExport:
