@@ -21,7 +21,7 @@ from typing import Any, Hashable, Mapping, Sequence
 
 from govrpc.exceptions import ConfigurationError, RuleError
 from govrpc.invocation import Invocation, Invoker
-from govrpc.router.chain import Reads, RouteFailed, Router, _typed
+from govrpc.router.base import Reads, RouteFailed, Router, arguments_key
 from govrpc.router.rule import RouteRule, Scalar
 from govrpc.url import URL
 
@@ -244,8 +244,7 @@ class ScriptRouter(Router):
             return None
         reads = self.reads
         key = (invocation.method,
-               (_typed(invocation.args), tuple(sorted((k, type(v), v) for k, v in invocation.kwargs.items())))
-               if reads.all_arguments else None,
+               arguments_key(invocation) if reads.all_arguments else None,
                tuple(sorted(invocation.attachments.items())) if reads.all_attachments else None)
         try:
             hash(key)
