@@ -41,7 +41,7 @@ from govrpc.router.rule import RouteRule, Scalar
 from govrpc.url import URL
 
 __all__ = ["ENGINES", "MAX_ITERATIONS", "MAX_SCRIPT_LENGTH", "MAX_SECONDS", "MAX_STEPS", "ScriptBudgetExceeded",
-           "ScriptRouter", "default_engine", "installed_engines"]
+           "ScriptRouter", "default_engine", "fields_read", "installed_engines"]
 
 log = logging.getLogger("govrpc.router")
 
@@ -95,15 +95,42 @@ def _plain(value: Any, depth: int = 0) -> Any:
     return str(value)
 
 
-def _url_fields(url: URL) -> dict[str, Any]:
-    fields: dict[str, Any] = {k: _plain(v) for k, v in url.params.items()}
+_SELECT = re.compile(r"""\s*(?:\.\s*([A-Za-z_][A-Za-z0-9_]*)\b(?!\s*\()|\[\s*(?:"([^"\\\n]*)"|'([^'\\\n]*)')\s*\])""")
+
+
+def fields_read(expression: str, name: str) -> frozenset[str] | None:
+    """The fields of the map ``name`` that ``expression`` selects (``name.field``, ``name["field"]``),
+    or None when it may use the map some other way (as a whole, with a computed key, as a
+    comprehension variable...). Conservative: a string literal can only make it read more."""
+    fields = set()
+    for found in re.finditer(rf"(?<![\w.]){name}(?!\w)", expression):
+        select = _SELECT.match(expression, found.end())
+        if select is None:
+            return None
+        fields.add(next(g for g in select.groups() if g is not None))
+    return frozenset(fields)
+
+
+def _only(fields: dict[str, Any], read: frozenset[str] | None) -> dict[str, Any]:
+    return fields if read is None else {k: fields[k] for k in read if k in fields}
+
+
+def _url_fields(url: URL, read: frozenset[str] | None = None) -> dict[str, Any]:
+    fields: dict[str, Any] = dict(url.params)
     fields.update(host=url.host, port=url.port, address=url.address, protocol=url.scheme, service=url.path)
-    return fields
+    return {k: _plain(v) for k, v in _only(fields, read).items()}
 
 
-def _invocation_fields(invocation: Invocation) -> dict[str, Any]:
-    return {"method": invocation.method, "arguments": _plain(list(invocation.args)),
-            "kwargs": _plain(dict(invocation.kwargs)), "attachments": _plain(dict(invocation.attachments))}
+_INVOCATION_FIELDS: dict[str, Callable[[Invocation], Any]] = {
+    "method": lambda i: i.method,
+    "arguments": lambda i: _plain(list(i.args)),
+    "kwargs": lambda i: _plain(dict(i.kwargs)),
+    "attachments": lambda i: _plain(dict(i.attachments)),
+}
+
+
+def _invocation_fields(invocation: Invocation, read: frozenset[str] | None = None) -> dict[str, Any]:
+    return {k: field(invocation) for k, field in _INVOCATION_FIELDS.items() if read is None or k in read}
 
 
 def _check_length(expression: str, document: str, offset: int) -> None:
@@ -168,13 +195,15 @@ class _NativeProgram:
     @staticmethod
     def _compile(env: Any, source: str, expression: str, offset: int | None) -> Any:
         """The checked program; raises ``RuleError`` (parse errors first, then type errors)."""
-        stage = "does not parse"
         try:
-            env.compile(source, disable_check=True)
-            stage = "does not type-check"
             return env.compile(source)
         except RuntimeError as exc:
             text = str(exc)
+        stage = "does not type-check"
+        try:
+            env.compile(source, disable_check=True)
+        except RuntimeError as exc:
+            stage, text = "does not parse", str(exc)
         found = _NATIVE_ERROR.search(text)
         if found is None:
             message = text.split(": ", 1)[-1].split(" [", 1)[0]
@@ -234,12 +263,12 @@ class _NativeProgram:
             if _BUDGET_MESSAGE in str(exc):
                 raise ScriptBudgetExceeded(f"more than {MAX_ITERATIONS} iterations") from None
             raise ValueError(str(exc)) from None
+        result = value.value()
+        if type(result) is bool:
+            return result
         if value.type() == self._cel.Type.ERROR:
-            raise ValueError(value.value())
-        result = value.plain_value()
-        if type(result) is not bool:
-            raise ValueError(f"the expression gave {type(result).__name__} {result!r}, not a bool")
-        return result
+            raise ValueError(result)
+        raise ValueError(f"the expression gave {type(result).__name__} {value.plain_value()!r}, not a bool")
 
     def _check(self, value: Any) -> list[bool]:
         if value.type() == self._cel.Type.ERROR:
@@ -403,6 +432,8 @@ class ScriptRouter(Router):
         self.reads = Reads(all_arguments="arguments" in expression or "kwargs" in expression,
                            all_attachments="attachments" in expression)
         self._reads_invocation = "invocation" in expression
+        # only what the script selects is handed to CEL: converting unused fields is most of the cost
+        self._reads = {n: fields_read(expression, n) for n in ("invocation", "consumer", "provider")}
         # (call key, consumer, provider) -> verdict: after a provider or rule change only
         # providers and calls not seen before are evaluated again
         self._verdicts: dict[Hashable, bool] = {}
@@ -420,16 +451,16 @@ class ScriptRouter(Router):
         return [cls(script.text, name=rule.name, priority=rule.priority, force=rule.force,
                     runtime=rule.runtime, offset=script.offset, document=rule.text)]
 
-    def _map(self, cache: dict[URL, Any], url: URL) -> Any:
+    def _map(self, cache: dict[URL, Any], url: URL, name: str) -> Any:
         value = cache.get(url)
         if value is None:
             if len(cache) > 4096:
                 cache.clear()
-            value = cache[url] = self._convert(_url_fields(url))
+            value = cache[url] = self._convert(_url_fields(url, self._reads[name]))
         return value
 
     def _invocation_map(self, invocation: Invocation) -> Any:
-        return self._convert(_invocation_fields(invocation) if self._reads_invocation else {})
+        return self._convert(_invocation_fields(invocation, self._reads["invocation"]))
 
     def evaluate(self, invocation: Invocation, consumer: URL, provider: URL) -> bool:
         """The expression's value for one provider; raises on an error or a non-boolean value."""
@@ -439,8 +470,9 @@ class ScriptRouter(Router):
         """The verdicts for ``providers`` (raises on an error, a non-boolean or an exhausted budget)."""
         if invocation.remaining() <= 0:
             raise ScriptBudgetExceeded("the call's deadline passed while routing")
-        return self._program.evaluate(self._invocation_map(invocation), self._map(self._consumer_maps, consumer),
-                                      [self._map(self._provider_maps, url) for url in providers],
+        return self._program.evaluate(self._invocation_map(invocation),
+                                      self._map(self._consumer_maps, consumer, "consumer"),
+                                      [self._map(self._provider_maps, url, "provider") for url in providers],
                                       invocation.remaining)
 
     def route(self, invokers: Sequence[Invoker], invocation: Invocation,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import builtins
 import logging
 import os
+import sys
 
 import pytest
 
@@ -28,7 +29,7 @@ def engine(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     name = request.param
     if name not in script_module.installed_engines():
         message = f"script engine {name} is not installed (pip install -e '.[test]')"
-        if os.environ.get("CI") == "true":
+        if os.environ.get("CI") == "true" and (name == "cel-python" or sys.version_info >= (3, 11)):
             pytest.fail(message)
         pytest.skip(message)
     monkeypatch.setattr(script_module, "default_engine", lambda: name)
