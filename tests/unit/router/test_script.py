@@ -257,3 +257,25 @@ def test_a_script_nested_to_the_limit_still_routes_and_deeper_is_refused(engine:
         with pytest.raises(RuleError) as caught:
             compile_rule(script("(" * 40 + "true" + ")" * 40), "s")
         assert "nested too deeply" in str(caught.value)
+
+
+@pytest.mark.parametrize("expression,fields", [
+    ('provider.port % 7 != 0 || invocation.method.startsWith("get")', {"port"}),
+    ('has(provider.tag) && provider["zone"] == "a" && provider . host == "x"', {"tag", "zone", "host"}),
+    ("provider.size() > 1", None),
+    ('"tag" in provider', None),
+    ("provider[invocation.method] == 1", None),
+    ("[1].exists(provider, provider == 1)", None),
+    ('"provider" == "x"', None),
+    ("myprovider.x == 1 && x.provider == 1", set()),
+])
+def test_fields_read_is_what_a_script_selects_or_none(expression: str, fields: set[str] | None) -> None:
+    found = script_module.fields_read(expression, "provider")
+    assert (None if found is None else set(found)) == fields
+
+
+def test_a_script_that_uses_the_whole_map_sees_every_field() -> None:
+    assert route(script('"tag" in provider'), P) == ["10.0.0.1:1001"]
+    assert route(script("provider.size() > 5"), P) == ["10.0.0.1:1001"]  # tag and weight on top of 5
+    either = script('has(provider.weight) && provider.weight == "50" || provider.port == 1003')
+    assert route(either, P) == ["10.0.0.1:1001", "10.0.0.3:1003"]
