@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from govrpc.exceptions import RuleError
-from govrpc.router import ScriptRouter, compile_rule
+from govrpc.router import RouterChain, ScriptRouter, compile_rule
 from govrpc.router import script as script_module
 
 from tests.unit.router.helpers import consumer, invocation, provider, route
@@ -149,9 +149,7 @@ def test_compiled_once_and_reads_declared() -> None:
     assert router.evaluate(invocation(attachments={"a": "b"}), consumer(), P[0].url) is True
 
 
-def _chain_with(rule: str):
-    from govrpc.router.chain import RouterChain
-
+def _chain_with(rule: str) -> RouterChain:
     return RouterChain(consumer(), routes={"s": rule}, local_first=False)
 
 
