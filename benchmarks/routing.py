@@ -115,6 +115,8 @@ def script_engines(invokers: tuple[DryRunInvoker, ...], call: Invocation, consum
         import cel  # the Rust bindings (common-expression-language): measured, not used
     except ImportError:
         return per_evaluation, whole_call
+    if not callable(getattr(cel, "compile", None)):  # some other module named cel
+        return per_evaluation, whole_call
     program = cel.compile(SCRIPT)
     provider = dict(urls[0].params, host=urls[0].host, port=urls[0].port, address=urls[0].address)
     data = {"invocation": {"method": call.method, "arguments": list(call.args), "kwargs": {}, "attachments": {}},
