@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from govrpc.cluster.stats import ProviderState, stats_of
-from govrpc.configurator import ConfiguratorWatcher
+from govrpc.configurator import ConfiguratorWatcher, ReferenceConfig
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
 from govrpc.registry.base import Registry
 from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
@@ -108,7 +108,8 @@ class RegistryDirectory(Directory):
     """Providers of ``key`` as the registry announces them."""
 
     def __init__(self, registry: Registry, key: ServiceKey, consumer_url: URL,
-                 invoker_factory: InvokerFactory, filters: Sequence[Filter] = ()) -> None:
+                 invoker_factory: InvokerFactory, filters: Sequence[Filter] = (),
+                 config: ReferenceConfig | None = None) -> None:
         self.registry = registry
         self.key = key
         self.consumer_url = consumer_url
@@ -122,15 +123,17 @@ class RegistryDirectory(Directory):
         self.urls: tuple[URL, ...] = ()
         self._closed = False
         self._raw: list[URL] = []  # as the registry pushed them, before configurators
-        self.configurators = ConfiguratorWatcher(registry, key.service, consumer_url.params.get("application", ""))
+        # the reference's settings, kept current by the registry's configurators (the directory starts them)
+        self.config = config if config is not None else ReferenceConfig(
+            consumer_url, ConfiguratorWatcher(registry, key.service, consumer_url.params.get("application", "")))
 
-    def _reconfigure(self, _watcher: ConfiguratorWatcher) -> None:
+    def _reconfigure(self, _config: ReferenceConfig) -> None:
         with self._lock:
             self.notify(self._raw)
 
     def start(self) -> None:
-        self.configurators.add_listener(self._reconfigure)
-        self.configurators.start()  # overrides first, so the first list is already configured
+        self.config.subscribe(self._reconfigure)
+        self.config.start()  # overrides first, so the first list is already configured
         if self.router_chain is not None:  # rules first, so the first call is already routed
             self.registry.watch_rules(self.key.service, "routers", self.router_chain.set_registry_rules)
         self.registry.subscribe(self.key.service, self.notify)
@@ -154,7 +157,7 @@ class RegistryDirectory(Directory):
                         log.exception("cannot create an invoker for provider %s of %s", raw, self.key)
                         continue
                 providers[raw] = provider
-                url = self.configurators.provider(raw)
+                url = self.config.provider(raw)
                 if url is None:  # disabled by a configurator: kept (with its state), not listed
                     continue
                 endpoint = old_endpoints.get(url)
@@ -173,7 +176,7 @@ class RegistryDirectory(Directory):
 
     def close(self) -> None:
         self.registry.unsubscribe(self.key.service, self.notify)
-        self.configurators.close()
+        self.config.close()
         if self.router_chain is not None:
             self.registry.unwatch_rules(self.key.service, "routers", self.router_chain.set_registry_rules)
         with self._lock:
