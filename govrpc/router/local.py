@@ -32,7 +32,7 @@ from govrpc.exceptions import (
     is_safe_exception,
 )
 from govrpc.invocation import Invocation, Invoker
-from govrpc.router.chain import Router
+from govrpc.router.base import Router
 from govrpc.url import URL
 
 if TYPE_CHECKING:
