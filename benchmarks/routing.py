@@ -9,14 +9,19 @@ Measured, each as the median of several rounds:
   providers, cached (calls over a few methods and tags);
 - the first call after a change (a rule rewritten, or the provider list
   swapped): the chain rebuilds and routes every router over 100 providers;
-- one script rule's evaluation per provider (cel-python's interpreter);
+- a script rule's evaluation on each engine side by side (cel-expr-python,
+  the default, and cel-python's interpreter, the fallback): one evaluation (a call
+  that meets one new provider) and a whole call meeting 100 new providers (one
+  evaluation over the list on cel-expr-python, one per provider on cel-python);
+  the Rust bindings (``common-expression-language``) too when installed, as the
+  candidate not taken (it has no evaluation budget);
 - a whole call through a ``Client`` in-process (``local_first=True``) against the
   same call over gRPC on 127.0.0.1 (the only part that opens a socket).
 
     python benchmarks/routing.py [--rounds 5] [--calls 20000]
 
 Targets: cached under 5 us per call; no rule essentially free (the whole
-consumer path budget is 25 us per call).
+consumer path budget is 25 us per call); a script evaluation under 10 us.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Callable
 from govrpc.cluster.directory import StaticDirectory
 from govrpc.invocation import Invocation
 from govrpc.router import DryRunInvoker, RouterChain, ScriptRouter
+from govrpc.router.script import default_engine, installed_engines
 from govrpc.url import URL, ServiceKey
 
 KEY = ServiceKey("bench.Routed")
@@ -81,6 +87,44 @@ def local_first_call(rounds: int, calls: int = 2000) -> tuple[float, float]:
     finally:
         server.stop(grace=0.5)
     return results[0], results[1]
+
+
+SCRIPT = 'provider.port % 7 != 0 || invocation.method.startsWith("get")'
+
+
+def script_engines(invokers: tuple[DryRunInvoker, ...], call: Invocation, consumer: URL,
+                   rounds: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Per engine: us for one evaluation (one new provider) and for a call meeting every provider anew."""
+    per_evaluation: dict[str, float] = {}
+    whole_call: dict[str, float] = {}
+    urls = [i.url for i in invokers]
+    for engine in installed_engines():
+        script = ScriptRouter(SCRIPT, engine=engine)
+        assert script.route(invokers, call, consumer)[0]
+        slow = engine == "cel-python"
+        per_evaluation[engine] = per_call(lambda: script._evaluate_batch(call, consumer, urls[:1]),
+                                          200 if slow else 5000, rounds)
+
+        def route_all() -> object:
+            script._verdicts.clear()  # every provider unseen: what a new call key or script version costs
+            return script.route(invokers, call, consumer)
+        whole_call[engine] = routed = per_call(route_all, 3 if slow else 200, rounds)
+        print(f"  script evaluation, {engine:16s}     {per_evaluation[engine]:8.1f} us/evaluation, "
+              f"{routed:8.1f} us/call at {len(invokers)} new providers ({routed / len(invokers):.1f} us/provider)")
+    try:
+        import cel  # the Rust bindings (common-expression-language): measured, not used
+    except ImportError:
+        return per_evaluation, whole_call
+    if not callable(getattr(cel, "compile", None)):  # some other module named cel
+        return per_evaluation, whole_call
+    program = cel.compile(SCRIPT)
+    provider = dict(urls[0].params, host=urls[0].host, port=urls[0].port, address=urls[0].address)
+    data = {"invocation": {"method": call.method, "arguments": list(call.args), "kwargs": {}, "attachments": {}},
+            "consumer": dict(consumer.params), "provider": provider}
+    rust = per_call(lambda: program.execute(data), 5000, rounds)
+    print(f"  script evaluation, common-expression-language {rust:5.1f} us/evaluation "
+          f"(candidate not used: no evaluation budget)")
+    return per_evaluation, whole_call
 
 
 def main() -> None:
@@ -149,19 +193,18 @@ def main() -> None:
     rescripted = per_call(after_script_change, 4, args.rounds)
     print(f"  first call after the script rule changed {rescripted:8.1f} us/call   (compile + script over 100 providers)")
 
-    script = ScriptRouter('provider.port % 7 != 0 || invocation.method.startsWith("get")')
-
-    def evaluate_all() -> object:
-        script._verdicts.clear()
-        return script.route(invokers, calls[1], consumer)
-    evaluate = per_call(evaluate_all, 5, args.rounds)
-    print(f"  script rule evaluation                   {evaluate / len(invokers):8.1f} us/provider "
-          f"(cel-python's interpreter; once per new provider, call key or script version)")
+    evaluation, whole = script_engines(invokers, calls[1], consumer, args.rounds)
     inprocess, network = local_first_call(args.rounds)
     print(f"  call through local-first (in-process)    {inprocess:8.1f} us/call   "
           f"(gRPC on loopback: {network:.1f} us/call, x{network / inprocess:.1f})")
     print(f"ratios: cached/no-chain x{cached / base:.1f}; no-rule chain adds {none - base:.2f} us; "
           f"cached is {'under' if cached < 5 else 'OVER'} the 5 us target")
+    engine = default_engine()
+    if "cel-python" in evaluation and engine != "cel-python":
+        print(f"script: {engine} x{evaluation['cel-python'] / evaluation[engine]:.0f} faster per evaluation, "
+              f"x{whole['cel-python'] / whole[engine]:.0f} per call at {len(invokers)} providers than cel-python; "
+              f"{evaluation[engine]:.1f} us per evaluation is {'under' if evaluation[engine] < 10 else 'OVER'} "
+              f"the 10 us target")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,19 @@
 """Routing: narrow a call's providers before the load balancer picks one.
 
 Call path: ``ClusterInvoker`` -> ``Directory.list(invocation)`` -> ``RouterChain.route``
-(``chain.py``: tag, then rules by priority, then local-first; results cached per
-provider list and rule set) -> ``LoadBalancer.select``. Rule documents
-(``rule.py``) live in the registry under ``{service}/routers/{name}``; their
-``kind`` names a router class in the entry-point group ``govrpc.router``:
-``condition`` (``condition.py``, Dubbo's grammar), ``script`` (``script.py``, CEL)
-and ``tag`` (``tag.py``). ``local.py`` calls providers of this process in-process.
+-> ``LoadBalancer.select``. Entry-point group: ``govrpc.router`` (a rule's ``kind``
+names a ``Router`` class: ``condition``, ``script``, ``tag`` built in).
+
+Layered one way: ``base.py`` holds the ``Router`` contract and the helpers routers
+share; the routers build on it: ``condition.py`` (Dubbo's grammar), ``script.py``
+(CEL), ``tag.py`` (grey releases) and ``local.py`` (prefer in-process and same-host
+providers); ``chain.py`` orders them (tag, then rules by priority, then local-first)
+and caches results per provider list and rule set. Rule documents (``rule.py``) live
+in the registry under ``{service}/routers/{name}``.
 """
 
-from govrpc.router.chain import DryRunInvoker, Reads, RouteStep, Router, RouterChain, compile_rule, explain_route
+from govrpc.router.base import Reads, RouteFailed, Router
+from govrpc.router.chain import DryRunInvoker, RouteStep, RouterChain, compile_rule, explain_route
 from govrpc.router.condition import ConditionRouter, parse_condition
 from govrpc.router.local import LocalFirstRouter
 from govrpc.router.rule import RouteRule, parse_rule
@@ -21,6 +25,7 @@ __all__ = [
     "DryRunInvoker",
     "LocalFirstRouter",
     "Reads",
+    "RouteFailed",
     "RouteRule",
     "RouteStep",
     "Router",

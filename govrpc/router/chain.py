@@ -16,7 +16,6 @@ providers publish as ``route.<name>`` URL parameters, then the registry.
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 import logging
 import threading
@@ -25,11 +24,14 @@ from typing import Any, Callable, Hashable, Iterable, Mapping, Sequence
 from govrpc.exceptions import ConfigurationError, ExtensionNotFoundError, RuleError
 from govrpc.extension import extension_names, get_extension
 from govrpc.invocation import Invocation, Invoker
+from govrpc.router.base import FORCE_KEY, TAG_KEY, Reads, RouteFailed, Router, argument_text, arguments_key
+from govrpc.router.local import LocalFirstRouter
 from govrpc.router.rule import RouteRule, parse_rule
+from govrpc.router.tag import TagRouter
 from govrpc.url import URL
 
-__all__ = ["CONSUMER", "DryRunInvoker", "PROVIDER", "REGISTRY", "Reads", "RouteStep", "Router",
-           "RouterChain", "compile_rule", "explain_route"]
+__all__ = ["CONSUMER", "DryRunInvoker", "PROVIDER", "REGISTRY", "RouteStep", "RouterChain", "compile_rule",
+           "explain_route"]
 
 log = logging.getLogger("govrpc.router")
 
@@ -37,51 +39,6 @@ CONSUMER, PROVIDER, REGISTRY = "consumer", "provider", "registry"
 LAYERS = (CONSUMER, PROVIDER, REGISTRY)
 PROVIDER_RULE_PREFIX = "route."
 CACHE_LIMIT = 4096
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Reads:
-    """What a router reads of an invocation besides its method (so the chain knows its cache key)."""
-
-    attachments: frozenset[str] = frozenset()
-    arguments: frozenset[int] = frozenset()
-    all_arguments: bool = False
-    all_attachments: bool = False
-
-    def __or__(self, other: Reads) -> Reads:
-        return Reads(self.attachments | other.attachments, self.arguments | other.arguments,
-                     self.all_arguments or other.all_arguments, self.all_attachments or other.all_attachments)
-
-
-class RouteFailed(str):
-    """A ``why`` saying the router could not decide (a script failed): the chain uses the
-    result for this call but does not cache it, so the next call tries again."""
-
-
-class Router(abc.ABC):
-    """Narrows the providers of a call (group ``govrpc.router``; a rule's ``kind`` names the class).
-
-    Contract: built once per rule version by ``from_rule`` (raises ``RuleError``);
-    pure, thread-safe, never blocks; ``route`` reads of the invocation only its
-    method and what ``reads`` declares, and returns the invokers it keeps (a subset,
-    possibly empty) with a one-line reason (a ``RouteFailed`` when it could not
-    decide). ``runtime`` routers are never cached.
-    """
-
-    name: str = ""
-    priority: int = 0
-    runtime: bool = False
-    reads: Reads = Reads()
-
-    @classmethod
-    def from_rule(cls, rule: RouteRule) -> Sequence[Router]:
-        """The routers a rule document of this kind describes; raises ``RuleError``."""
-        raise rule.error(f"kind {rule.kind!r} cannot be built from a rule")
-
-    @abc.abstractmethod
-    def route(self, invokers: Sequence[Invoker], invocation: Invocation,
-              consumer: URL) -> tuple[Sequence[Invoker], str]:
-        """The invokers kept for this call and why."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -112,8 +69,6 @@ def compile_rule(text: str, name: str = "") -> tuple[RouteRule, Sequence[Router]
     except Exception as exc:  # noqa: BLE001 - whatever a parser bug raises is still a refused rule
         raise RuleError(f"rule {name!r} cannot be read: {type(exc).__name__}: {exc}", rule=text) from exc
     if rule.kind == "tag":
-        from govrpc.router.tag import TagRouter
-
         TagRouter.assignments_of(rule)  # validates
         return rule, ()
     try:
@@ -129,10 +84,6 @@ def compile_rule(text: str, name: str = "") -> tuple[RouteRule, Sequence[Router]
         raise
     except Exception as exc:  # noqa: BLE001 - a third party's router must not take the chain down
         raise rule.error(f"the {rule.kind} router refused it: {type(exc).__name__}: {exc}") from exc
-
-
-TAG_KEY = "tag"             # the attachment naming a call's tag
-FORCE_KEY = "tag-force"     # "true": only providers with that tag, never a fallback
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -155,15 +106,13 @@ def _key_function(reads: Reads) -> Callable[[Invocation], Hashable]:
         def key_all(inv: Invocation) -> Hashable:
             atts = inv.attachments
             return (inv.method,
-                    (_typed(inv.args), tuple(sorted((k, type(v), v) for k, v in inv.kwargs.items()))
-                     if inv.kwargs else ()) if all_args else
-                    tuple(_argument_text(inv.args, i) for i in indexes),
+                    arguments_key(inv) if all_args else tuple(argument_text(inv.args, i) for i in indexes),
                     tuple(sorted(atts.items())) if all_atts else tuple(atts.get(k) for k in keys))
         return key_all
     if indexes:
         def key_args(inv: Invocation) -> Hashable:
             atts = inv.attachments
-            return (inv.method, tuple(_argument_text(inv.args, i) for i in indexes),
+            return (inv.method, tuple(argument_text(inv.args, i) for i in indexes),
                     tuple(atts.get(k) for k in keys))
         return key_args
     if len(keys) == 1:
@@ -181,23 +130,6 @@ def _router_order(router: Router) -> tuple[int, str, int]:
     if base and index.isdigit():
         return -router.priority, base, int(index)
     return -router.priority, router.name, 0
-
-
-def _typed(values: Sequence[Any]) -> tuple[tuple[type, Any], ...]:
-    """Values with their types, so 1, True and 1.0 (equal in Python) are different cache keys."""
-    return tuple((type(v), v) for v in values)
-
-
-def _argument_text(args: Sequence[Any], index: int) -> str | None:
-    """``arguments[i]`` as the condition grammar compares it (Java's string form for booleans and null)."""
-    if index >= len(args):
-        return None
-    value = args[index]
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 class RouterChain:
@@ -291,9 +223,6 @@ class RouterChain:
 
     # -- building the state -----------------------------------------------------------
     def _routers(self, invokers: Sequence[Invoker]) -> tuple[Router, ...]:
-        from govrpc.router.local import LocalFirstRouter
-        from govrpc.router.tag import TagRouter
-
         effective = self._effective()
         tag_rules = [rule for rule, _ in effective if rule.kind == "tag"]
         ordered = sorted((r for _, routers in effective for r in routers), key=_router_order)
@@ -317,8 +246,6 @@ class RouterChain:
         for router in routers:
             reads = reads | router.reads
         runtime = any(r.runtime for r in routers)
-        from govrpc.router.tag import TagRouter
-
         untagged = not any(isinstance(r, TagRouter) for r in routers)
         state = _State(invokers, routers, None if runtime else _key_function(reads), {}, self._rules_version,
                        untagged)

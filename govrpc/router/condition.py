@@ -20,7 +20,7 @@ from typing import Sequence
 
 from govrpc.exceptions import RuleError
 from govrpc.invocation import Invocation, Invoker
-from govrpc.router.chain import Reads, Router, _argument_text
+from govrpc.router.base import Reads, Router, argument_text
 from govrpc.router.rule import RouteRule, Scalar
 from govrpc.url import URL
 
@@ -270,7 +270,7 @@ def _match(condition: Condition, url: URL, consumer: URL | None, invocation: Inv
             indexed = _INDEXED.match(key)
             assert indexed is not None
             if indexed.group(1) == "arguments":
-                value = _argument_text(invocation.args, int(indexed.group(2)))
+                value = argument_text(invocation.args, int(indexed.group(2)))
             else:
                 value = invocation.attachments.get(indexed.group(2))
         else:

@@ -13,7 +13,7 @@ from typing import Sequence
 
 from govrpc.invocation import Invocation, Invoker
 from govrpc.net import local_hosts
-from govrpc.router.chain import Router
+from govrpc.router.base import Router
 from govrpc.url import URL
 
 __all__ = ["LocalFirstRouter"]

@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 from govrpc.context import attachments as attach
 from govrpc.invocation import Filter, Invocation, Invoker
-from govrpc.router.chain import FORCE_KEY, TAG_KEY, Reads, Router
+from govrpc.router.base import FORCE_KEY, TAG_KEY, Reads, Router
 from govrpc.router.rule import RouteRule, Scalar
 from govrpc.url import URL
 

@@ -16,6 +16,7 @@ from govrpc.exceptions import RuleError
 from govrpc.invocation import Filter, Invocation, Invoker
 from govrpc.registry.file import FileRegistry
 from govrpc.router import TagPassOnFilter
+from govrpc.router.script import default_engine
 from govrpc.rpc import InProcessInvoker
 from govrpc.url import URL
 
@@ -161,6 +162,33 @@ def test_a_consumer_that_receives_a_broken_rule_keeps_the_last_good_one(memory_r
     registry.put_rule("test.Routed", "routers", "pin", "=> name = = b")  # behind Admin's back
     assert {proxy.whoami() for _ in range(20)} == {"a"}
     assert any("keeping its last good version" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.zookeeper
+def test_a_script_rule_on_zookeeper_routes_each_call_by_what_it_carries(zk_url, start_server,
+                                                                      client_factory) -> None:
+    """A script reading a per-call value (an attachment) moves only the calls that carry it,
+    and one that is not a bool or names nothing known is refused where it is written."""
+    registry = zk_url()
+    for name in ("a", "b"):
+        start_server(registry, Routed(name), tags={"name": name})
+    client = client_factory(registry)
+    proxy = client.proxy("test.Routed", timeout=2.0)
+    assert {proxy.whoami() for _ in range(20)} == {"a", "b"}
+    with govrpc.Admin(registry) as admin:
+        admin.add_route("test.Routed", "eu", "kind: script\nscript: 'has(invocation.attachments.region) "
+                        "&& invocation.attachments.region == \"eu\" ? provider.name == \"b\" : provider.name == \"a\"'")
+        with govrpc.attachments(region="eu"):
+            wait_until(lambda: {proxy.whoami() for _ in range(10)} == {"b"}, what="the script rule to apply")
+        assert {proxy.whoami() for _ in range(20)} == {"a"}
+        with govrpc.attachments(region="us"):
+            assert {proxy.whoami() for _ in range(20)} == {"a"}
+        with govrpc.attachments(region="eu"):
+            assert {proxy.whoami() for _ in range(20)} == {"b"}
+        if default_engine() == "cel-expr-python":  # cel-python only finds this when it evaluates
+            with pytest.raises(RuleError) as caught:
+                admin.add_route("test.Routed", "bad", "kind: script\nscript: provider.nme + 1")
+            assert caught.value.position is not None and "bad" not in admin.routes("test.Routed")
 
 
 def test_cli_route_add_list_explain_rm(tmp_path, start_server) -> None:

@@ -6,7 +6,7 @@ from typing import Any, Mapping, Sequence
 
 from govrpc.invocation import Invocation, Invoker
 from govrpc.router import DryRunInvoker, compile_rule
-from govrpc.router.chain import Router
+from govrpc.router.base import Router
 from govrpc.url import URL, ServiceKey
 
 KEY = ServiceKey("demo.Greeter")
