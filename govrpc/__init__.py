@@ -36,6 +36,7 @@ from govrpc.exceptions import (
     safe_exception,
 )
 from govrpc.invocation import Filter, Invocation, Invoker, Result
+from govrpc.rpc.serialization import serializable
 from govrpc.server import Server
 from govrpc.service import method, service
 from govrpc.url import URL, ServiceKey
@@ -73,5 +74,6 @@ __all__ = [
     "attachments",
     "method",
     "safe_exception",
+    "serializable",
     "service",
 ]
