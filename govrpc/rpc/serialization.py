@@ -351,6 +351,31 @@ def _unpack(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, strict_map_key=False, ext_hook=_ext_hook, timestamp=3)
 
 
+_MAX_NESTING = 100
+_nesting = threading.local()
+
+
+def _unpack_nested(data: bytes) -> Any:
+    """An extension's packed payload; the nesting of extensions is bounded, so the C stack is too."""
+    depth: int = getattr(_nesting, "depth", 0)
+    if depth >= _MAX_NESTING:
+        raise SerializationError(f"msgpack: value nested too deeply (more than {_MAX_NESTING} tuples, sets, "
+                                 "dataclasses or enums inside one another)")
+    _nesting.depth = depth + 1
+    try:
+        if depth < 4:  # unpackb is the fastest, but holds a 40 KiB parse stack on the C stack per level
+            return _unpack(data)
+        unpacker = msgpack.Unpacker(None, raw=False, strict_map_key=False, ext_hook=_ext_hook, timestamp=3,
+                                    max_buffer_size=max(len(data), 1))
+        unpacker.feed(data)
+        value = unpacker.unpack()
+        if unpacker.tell() != len(data):
+            raise SerializationError("msgpack: extra data after an extension's payload")
+        return value
+    finally:
+        _nesting.depth = depth
+
+
 def _text(data: bytes, what: str) -> str:
     try:
         return data.decode()
@@ -359,20 +384,20 @@ def _text(data: bytes, what: str) -> str:
 
 
 def _pair(data: bytes, what: str) -> list[Any]:
-    value = _unpack(data)
+    value = _unpack_nested(data)
     if type(value) is not list or len(value) != 2:
         raise SerializationError(f"malformed {what}: expected [name, value]")
     return value
 
 
 _EXT_DECODERS: dict[int, Callable[[bytes], Any]] = {
-    _TUPLE: lambda data: tuple(_items(_unpack(data), "tuple")),
-    _SET: lambda data: _hashed(set, _items(_unpack(data), "set"), "set"),
-    _FROZENSET: lambda data: _hashed(frozenset, _items(_unpack(data), "frozenset"), "frozenset"),
+    _TUPLE: lambda data: tuple(_items(_unpack_nested(data), "tuple")),
+    _SET: lambda data: _hashed(set, _items(_unpack_nested(data), "set"), "set"),
+    _FROZENSET: lambda data: _hashed(frozenset, _items(_unpack_nested(data), "frozenset"), "frozenset"),
     _DATETIME: lambda data: _datetime_from(_text(data, "datetime")),
     _DATE: lambda data: _date_from(_text(data, "date")),
     _TIME: lambda data: _time_from(_text(data, "time")),
-    _TIMEDELTA: lambda data: _timedelta_from(_unpack(data)),
+    _TIMEDELTA: lambda data: _timedelta_from(_unpack_nested(data)),
     _DECIMAL: lambda data: _decimal_from(_text(data, "Decimal")),
     _UUID: _uuid_from,
     _BIGINT: lambda data: int.from_bytes(data, "big", signed=True),
