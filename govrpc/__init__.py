@@ -11,35 +11,91 @@ fault tolerance, balancing), ``router``, ``flowctl``, ``degrade``, ``trace``
 (governance stages), ``rpc`` (the gRPC transport; the only one importing grpc).
 """
 
-from govrpc.admin import Admin
-from govrpc.client import Client
-from govrpc.context import attachments
-from govrpc.exceptions import (
-    CallTimeoutError,
-    CircuitOpenError,
-    ConfigurationError,
-    ConnectionRefusedByProviderError,
-    ExtensionNotFoundError,
-    GovRpcError,
-    MessageTooLargeError,
-    MethodNotFoundError,
-    NoProviderError,
-    ProviderUnavailableError,
-    RateLimitedError,
-    RegistryError,
-    RegistryUnreachableError,
-    RemoteError,
-    RpcError,
-    RuleError,
-    SerializationError,
-    UnauthenticatedError,
-    safe_exception,
-)
-from govrpc.invocation import Filter, Invocation, Invoker, Result
-from govrpc.rpc.serialization import serializable
-from govrpc.server import Server
+import importlib as _importlib
+from typing import TYPE_CHECKING, Any as _Any
+
+# ``service`` is also the name of a submodule: importing govrpc.service would rebind it to the
+# module, so the decorators (a light module: no grpc) are bound eagerly, after it
 from govrpc.service import method, service
-from govrpc.url import URL, ServiceKey
+
+# Public names load on first use (PEP 562), so ``import govrpc.url`` or ``govrpc.exceptions``
+# pulls in neither grpc nor msgpack; ``from govrpc import Client`` loads what a client needs.
+_LAZY = {
+    "Admin": "govrpc.admin",
+    "CallTimeoutError": "govrpc.exceptions",
+    "CircuitOpenError": "govrpc.exceptions",
+    "Client": "govrpc.client",
+    "ConfigurationError": "govrpc.exceptions",
+    "ConnectionRefusedByProviderError": "govrpc.exceptions",
+    "ExtensionNotFoundError": "govrpc.exceptions",
+    "Filter": "govrpc.invocation",
+    "GovRpcError": "govrpc.exceptions",
+    "Invocation": "govrpc.invocation",
+    "Invoker": "govrpc.invocation",
+    "MessageTooLargeError": "govrpc.exceptions",
+    "MethodNotFoundError": "govrpc.exceptions",
+    "NoProviderError": "govrpc.exceptions",
+    "ProviderUnavailableError": "govrpc.exceptions",
+    "RateLimitedError": "govrpc.exceptions",
+    "RegistryError": "govrpc.exceptions",
+    "RegistryUnreachableError": "govrpc.exceptions",
+    "RemoteError": "govrpc.exceptions",
+    "Result": "govrpc.invocation",
+    "RpcError": "govrpc.exceptions",
+    "RuleError": "govrpc.exceptions",
+    "SerializationError": "govrpc.exceptions",
+    "Server": "govrpc.server",
+    "ServiceKey": "govrpc.url",
+    "URL": "govrpc.url",
+    "UnauthenticatedError": "govrpc.exceptions",
+    "attachments": "govrpc.context",
+    "safe_exception": "govrpc.exceptions",
+    "serializable": "govrpc.rpc.serialization",
+}
+
+if TYPE_CHECKING:
+    from govrpc.admin import Admin
+    from govrpc.client import Client
+    from govrpc.context import attachments
+    from govrpc.exceptions import (
+        CallTimeoutError,
+        CircuitOpenError,
+        ConfigurationError,
+        ConnectionRefusedByProviderError,
+        ExtensionNotFoundError,
+        GovRpcError,
+        MessageTooLargeError,
+        MethodNotFoundError,
+        NoProviderError,
+        ProviderUnavailableError,
+        RateLimitedError,
+        RegistryError,
+        RegistryUnreachableError,
+        RemoteError,
+        RpcError,
+        RuleError,
+        SerializationError,
+        UnauthenticatedError,
+        safe_exception,
+    )
+    from govrpc.invocation import Filter, Invocation, Invoker, Result
+    from govrpc.rpc.serialization import serializable
+    from govrpc.server import Server
+    from govrpc.url import URL, ServiceKey
+
+
+def __getattr__(name: str) -> _Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'govrpc' has no attribute {name!r}")
+    value = getattr(_importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __version__ = "0.1.0"
 

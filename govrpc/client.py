@@ -22,14 +22,13 @@ from govrpc.cluster.configured import ConfiguredClusterInvoker, method_options
 from govrpc.cluster.consistenthash import check_hash_arguments
 from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
 from govrpc.context import _ATTACHMENTS
-from govrpc.exceptions import ConfigurationError
+from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
+from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.router.chain import RouterChain
 from govrpc.router.local import InProcessInvoker, find_local, local_address
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
-from govrpc.server import _load_filters
 from govrpc.url import CONSUMER, URL, ServiceKey
 
 __all__ = ["Client", "MethodProxy", "Reference", "ServiceProxy"]
@@ -59,6 +58,8 @@ class Reference:
         self.invoker = invoker
         self.default_timeout = timeout
         self.timeout = timeout
+        self.cluster: Any = None  # the cluster invoker, when no reference filter runs above it
+        self.invoke = invoker.invoke  # what proxies call; refuses once the client is closed
         self.timeouts: dict[str, float] = {}
         self._apply(url)
         watcher = getattr(directory, "configurators", None)
@@ -88,32 +89,65 @@ class Reference:
         return Invocation(self.key, method, args, kwargs, dict(attachments) if attachments else {},
                           time.monotonic() + (timeout or self.timeout_of(method)), oneway)
 
+    def methods(self) -> frozenset[str] | None:
+        """The methods the listed providers publish, or None while none is listed."""
+        names: set[str] = set()
+        for invoker in self.directory.invokers:
+            names.update(invoker.url.methods)
+        return frozenset(names) if names else None
+
     def close(self) -> None:
+        self.invoke = _closed  # calls made from now on are refused; those in flight go on
         self.invoker.close()
+
+
+def _closed(invocation: Invocation) -> Any:
+    raise ConfigurationError(f"{invocation}: the client is closed")
 
 
 class MethodProxy:
     """A remote method: call it, or use ``.future(...)`` / ``.oneway(...)``."""
 
-    __slots__ = ("_reference", "_name", "_client", "_invoke", "_key")
+    __slots__ = ("_reference", "_name", "_client", "_key")
 
     def __init__(self, client: Client, reference: Reference, name: str) -> None:
         self._client = client
         self._reference = reference
         self._name = name
-        self._invoke = reference.invoker.invoke
         self._key = reference.key
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         attachments = current_attachments()
         reference = self._reference
         timeout = (reference.timeouts.get(self._name) if reference.timeouts else None) or reference.timeout
-        return self._invoke(Invocation(self._key, self._name, args, kwargs,
-                                       dict(attachments) if attachments else {}, _monotonic() + timeout))
+        return reference.invoke(Invocation(self._key, self._name, args, kwargs,
+                                           dict(attachments) if attachments else {}, _monotonic() + timeout))
+
+    def _invoke(self, invocation: Invocation) -> Any:
+        return self._reference.invoke(invocation)
 
     def future(self, *args: Any, **kwargs: Any) -> Future[Any]:
-        """Start the call and return a ``concurrent.futures.Future`` of its result."""
+        """Start the call and return a ``concurrent.futures.Future`` of its result.
+
+        The first attempt goes out on gRPC's own non-blocking call (no thread waits for it)
+        where the strategy and the provider allow it; a retry, and strategies or filters that
+        must run around the call, run on the client's workers.
+        """
         invocation = self._reference.invocation(self._name, args, kwargs)
+        if self._client._closed:
+            refused: Future[Any] = Future()
+            refused.set_exception(ConfigurationError(f"{invocation}: the client is closed"))
+            return refused
+        cluster = self._reference.cluster
+        if cluster is not None:
+            try:
+                started = cluster.future(invocation, self._client._run)
+            except Exception as exc:  # noqa: BLE001 - no provider, bad arguments: the future says so
+                failed: Future[Any] = Future()
+                failed.set_exception(exc)
+                return failed
+            if started is not None:
+                return started
         return self._client._submit(self._invoke, invocation)
 
     def oneway(self, *args: Any, **kwargs: Any) -> None:
@@ -124,6 +158,10 @@ class MethodProxy:
         return f"<MethodProxy {self._key}.{self._name}>"
 
 
+class UnknownMethodError(MethodNotFoundError, AttributeError):
+    """A proxy attribute that names no method of the service (``hasattr(proxy, name)`` is False)."""
+
+
 class ServiceProxy:
     """Attribute access gives a ``MethodProxy`` per remote method."""
 
@@ -132,10 +170,18 @@ class ServiceProxy:
         self._reference = reference
 
     def __getattr__(self, name: str) -> MethodProxy:
+        """The remote method ``name``. Known methods are cached; a name the listed providers do
+        not publish raises ``MethodNotFoundError`` (also an ``AttributeError``, so ``hasattr``
+        tells the truth); while no provider is listed any name is allowed, and not cached."""
         if name.startswith("_"):
             raise AttributeError(name)
+        methods = self._reference.methods()
+        if methods is not None and name not in methods:
+            raise UnknownMethodError(f"service {self._reference.key} has no method {name!r}; "
+                                     f"its methods: {', '.join(sorted(methods))}")
         method = MethodProxy(self._client, self._reference, name)
-        self.__dict__[name] = method  # cached: later lookups skip __getattr__
+        if methods is not None:
+            self.__dict__[name] = method  # cached: later lookups skip __getattr__
         return method
 
     def __repr__(self) -> str:
@@ -165,7 +211,7 @@ class Client:
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
-        self.filters = _load_filters(filters, "consumer")
+        self.filters = load_filters(filters, "consumer")
         self.pool = ChannelPool(max_message_size=max_message_size)
         self.max_message_size = max_message_size
         self.host = socket.gethostname()
@@ -216,21 +262,26 @@ class Client:
                                                 "retries": retries, "timeout": timeout, **options})
         chain = RouterChain(consumer_url, routes=routes, local_first=self.local_first,
                             prefer_same_host=self.prefer_same_host)  # raises RuleError for a bad route
+        # invoker-level filters are bound to each provider by the directory, the others here
+        per_provider = [f for f in self.filters if f.level == "invoker"]
+        per_call = [f for f in self.filters if f.level != "invoker"]
         directory: Directory
         if url is not None:
             urls = [url] if isinstance(url, str) else list(url)
             invokers = [self._invoker_for(_direct_url(u, key)) for u in urls]
-            directory = StaticDirectory(key, consumer_url, invokers)
+            directory = StaticDirectory(key, consumer_url, invokers, per_provider)
         else:
-            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for)
+            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider)
         directory.router_chain = chain
         try:
-            invoker: Invoker = ConfiguredClusterInvoker(directory, consumer_url)  # checks every cluster option
+            configured = ConfiguredClusterInvoker(directory, consumer_url)  # checks every cluster option
         except Exception:
             directory.close()
             raise
-        invoker = build_filter_chain(self.filters, invoker)
+        invoker = build_filter_chain(per_call, configured, consumer_url)
         reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout)
+        # .future() starts the cluster's first attempt without a thread when no filter runs above it
+        reference.cluster = configured if invoker is configured else None
         with self._lock:
             existing = self._references.get(cache_key)
             if existing is not None:
@@ -277,35 +328,52 @@ class Client:
         reference = self.reference(service, **options)
         if timeout is not None:
             timeout = _seconds(timeout, "timeout")
-        return reference.invoker.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
+        return reference.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
 
     # -- async helpers -------------------------------------------------------------
-    def _submit(self, fn: Any, invocation: Invocation) -> Future[Any]:
+    def _workers(self) -> ThreadPoolExecutor:
+        if self._closed:
+            raise ConfigurationError("the client is closed")
         if self._executor is None:
             with self._lock:
                 if self._executor is None:
                     self._executor = ThreadPoolExecutor(self._max_workers, thread_name_prefix="govrpc-client")
+        return self._executor
+
+    def _submit(self, fn: Any, invocation: Invocation) -> Future[Any]:
         context = contextvars.copy_context()
-        return self._executor.submit(context.run, fn, invocation)
+        return self._workers().submit(context.run, fn, invocation)
+
+    def _run(self, fn: Any) -> Future[Any]:
+        """Run ``fn`` on a worker in the caller's context (what follows a failed non-blocking attempt)."""
+        return self._workers().submit(contextvars.copy_context().run, fn)
 
     # -- lifecycle ---------------------------------------------------------------------
     def close(self) -> None:
-        """Unsubscribe, deregister, close channels. Calls after this fail."""
+        """Unsubscribe, deregister, then close channels once the calls in flight have ended
+        (each within its deadline). Calls made after this fail with "the client is closed"."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             references = list(self._references.values())
             self._references.clear()
+        longest = max((r.timeout for r in references), default=0.0)
+        for reference in references:
+            reference.invoke = _closed  # refuse new calls first; those running go on
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)  # .future() calls running finish, queued ones are refused
         for reference in references:
             if isinstance(reference.directory, RegistryDirectory):
                 try:
                     self.registry.unregister(reference.url)
                 except Exception:  # noqa: BLE001
                     log.exception("cannot deregister consumer %s", reference.url)
-            reference.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
+            reference.close()  # each provider's channel goes back to the pool once its calls end
+        # no call outlives its deadline: wait for the pool to empty at most that long
+        end = time.monotonic() + longest
+        while self.pool.addresses() and time.monotonic() < end:
+            time.sleep(0.01)
         self.pool.close()
         release_registry(self.registry)
 

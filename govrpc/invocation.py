@@ -1,9 +1,20 @@
 """The call model every layer shares: ``Invocation``, ``Result``, ``Invoker`` and ``Filter``.
 
-A call becomes an ``Invocation`` at the proxy and travels down a chain of invokers:
-filters, then a cluster invoker, then one transport invoker per provider. Every
-link has one verb, ``invoke(invocation)``; a filter's verb also receives the next
-invoker, gRPC's continuation style reduced to one method.
+A call becomes an ``Invocation`` at the proxy and travels down a chain of invokers::
+
+    reference filters (once per logical call)      Filter.level == "reference"
+      -> cluster invoker -> directory -> routers -> load balancer
+      -> invoker filters (once per attempt on one provider)   Filter.level == "invoker"
+      -> transport invoker  ==>  provider filters -> the user's method
+
+Every link has one verb, ``invoke(invocation)``; a filter's verb also receives the
+next invoker, gRPC's continuation style reduced to one method. A filter is bound
+(``Filter.bind(url)``) to what it serves when a chain is built: the consumer URL of
+a reference, the URL of one provider as a consumer sees it, or a provider's own
+URL on its server. A filter with nothing to do there binds to None and is left
+out of the chain: no link, no cost. On the provider side an ``Invocation`` carries
+a ``ProviderContext``: the peer, the caller's application, binary metadata, the
+method spec and a way to set trailing metadata.
 """
 
 from __future__ import annotations
@@ -11,11 +22,50 @@ from __future__ import annotations
 import abc
 import dataclasses
 import time
-from typing import Any, Callable, ClassVar, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
+from govrpc.exceptions import ConfigurationError
+from govrpc.extension import get_extension
 from govrpc.url import URL, ServiceKey
 
-__all__ = ["Filter", "Invocation", "Invoker", "Result", "build_filter_chain"]
+if TYPE_CHECKING:
+    from govrpc.service import MethodSpec
+
+__all__ = ["APPLICATION_KEY", "Filter", "Invocation", "Invoker", "ProviderContext", "Result",
+           "build_filter_chain", "load_filters"]
+
+APPLICATION_KEY = "govrpc-app"
+"""Request metadata: the calling consumer's application (static, precomputed per provider)."""
+
+
+class ProviderContext:
+    """What the provider side knows of a call besides its arguments (``Invocation.context``).
+
+    ``peer`` is the caller's address as the transport gives it (``ipv4:127.0.0.1:5123``,
+    or ``in-process``); ``application`` the caller's application name (empty when the
+    caller did not send one); ``binary`` the ``-bin`` metadata (bytes values: trace
+    propagation and load reports); ``spec`` the called method's ``MethodSpec`` (None
+    for a method the service does not have). ``set_trailing`` adds trailing metadata
+    to the response, on success and on failure alike.
+    """
+
+    __slots__ = ("peer", "application", "binary", "spec", "trailing")
+
+    def __init__(self, peer: str = "", application: str = "", binary: Mapping[str, bytes] | None = None,
+                 spec: MethodSpec | None = None) -> None:
+        self.peer = peer
+        self.application = application
+        self.binary: Mapping[str, bytes] = binary or {}
+        self.spec = spec
+        self.trailing: list[tuple[str, str | bytes]] = []
+
+    def set_trailing(self, key: str, value: str | bytes) -> None:
+        """Send ``key: value`` as trailing metadata (lower-case key; bytes values need a ``-bin`` key)."""
+        if key != key.lower():
+            raise ConfigurationError(f"trailing metadata key {key!r} must be lower-case")
+        if isinstance(value, bytes) != key.endswith("-bin"):
+            raise ConfigurationError(f"trailing metadata {key!r}: bytes values take a '-bin' key and only they do")
+        self.trailing.append((key, value))
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -33,6 +83,7 @@ class Invocation:
     attachments: dict[str, str] = dataclasses.field(default_factory=dict)
     deadline: float = float("inf")
     oneway: bool = False
+    context: ProviderContext | None = None  # provider side only
 
     @property
     def service(self) -> str:
@@ -94,14 +145,27 @@ class Invoker(abc.ABC):
 class Filter(abc.ABC):
     """A link in a consumer or provider filter chain (entry-point group ``govrpc.filter``).
 
-    Contract: one instance per chain; thread-safe; continues the call with
+    Contract: bound once per chain (``bind``); thread-safe; continues the call with
     ``invoker.invoke(invocation)`` or refuses it by raising; adds no blocking of its own.
-    ``side`` says where it runs (``consumer``, ``provider`` or ``both``); lower
-    ``order`` runs first (outermost).
+    ``side`` says where it runs (``consumer``, ``provider`` or ``both``); on the consumer,
+    ``level`` says where: ``reference`` (above the cluster, once per logical call:
+    masks, method breakers, the call's span, consumer limits) or ``invoker`` (below the
+    load balancer, once per attempt on one provider: the attempt's span, per-provider
+    breakers and limits). Lower ``order`` runs first (outermost).
     """
 
     side: ClassVar[str] = "both"
+    level: ClassVar[str] = "reference"
     order: ClassVar[int] = 0
+
+    def bind(self, url: URL) -> Filter | None:
+        """The filter serving ``url``, or None when it has nothing to do there (no link, no cost).
+
+        ``url`` is the consumer URL of a reference (reference level), one provider's URL as
+        the consumer sees it, configurators applied (invoker level), or the provider's own
+        published URL (provider side). The default serves every URL with this instance.
+        """
+        return self
 
     @abc.abstractmethod
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
@@ -127,9 +191,36 @@ class _FilterLink(Invoker):
         self.next.close()
 
 
-def build_filter_chain(filters: Iterable[Filter], invoker: Invoker) -> Invoker:
-    """Wrap ``invoker`` so ``filters`` run in ascending ``order``; no filters costs nothing."""
-    ordered: Sequence[Filter] = sorted(filters, key=lambda f: f.order)
+def build_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | None = None) -> Invoker:
+    """Wrap ``invoker`` so ``filters``, each bound to ``url`` (default: the invoker's), run in
+    ascending ``order``; a filter bound to None is left out, and no filter costs nothing."""
+    target = url if url is not None else invoker.url
+    bound = [b for b in (f.bind(target) for f in filters) if b is not None]
+    ordered: Sequence[Filter] = sorted(bound, key=lambda f: f.order)
     for filter_ in reversed(ordered):
         invoker = _FilterLink(filter_, invoker)
     return invoker
+
+
+LEVELS = ("reference", "invoker")
+
+
+def load_filters(filters: Iterable[Filter | str], side: str) -> list[Filter]:
+    """Filter instances from instances or ``govrpc.filter`` names, checked for ``side``.
+
+    Raises ``ConfigurationError`` for an object that is not a ``Filter``, a filter of the
+    other side, or an unknown ``level``; ``ExtensionNotFoundError`` for an unknown name.
+    """
+    loaded = []
+    for f in filters:
+        if isinstance(f, str):
+            f = get_extension("govrpc.filter", f)()
+        if not isinstance(f, Filter):
+            raise ConfigurationError(f"{f!r} is not a govrpc Filter")
+        if f.side not in (side, "both"):
+            raise ConfigurationError(f"filter {type(f).__name__} runs on the {f.side} side, not the {side} side")
+        if side == "consumer" and f.level not in LEVELS:
+            raise ConfigurationError(f"filter {type(f).__name__}: level must be one of {', '.join(LEVELS)}, "
+                                     f"not {f.level!r}")
+        loaded.append(f)
+    return loaded

@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
+from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.router.local import export_local, withdraw_local
 from govrpc.rpc.server import ExportedService, GrpcServer
@@ -45,19 +45,6 @@ class ProviderInvoker(Invoker):
                 f"service {self.spec.key} has no method {invocation.method!r}; "
                 f"its methods: {', '.join(sorted(self.methods))}", invocation=invocation)
         return method(*invocation.args, **invocation.kwargs)
-
-
-def _load_filters(filters: Iterable[Filter | str], side: str) -> list[Filter]:
-    loaded = []
-    for f in filters:
-        if isinstance(f, str):
-            f = get_extension("govrpc.filter", f)()
-        if not isinstance(f, Filter):
-            raise ConfigurationError(f"{f!r} is not a govrpc Filter")
-        if f.side not in (side, "both"):
-            raise ConfigurationError(f"filter {type(f).__name__} runs on the {f.side} side, not the {side} side")
-        loaded.append(f)
-    return loaded
 
 
 class Server:
@@ -96,7 +83,7 @@ class Server:
         self.warmup = warmup
         self.serializer_name = serializer
         self._serializer = get_extension("govrpc.serializer", serializer)()
-        self.filters = _load_filters(filters, "provider")
+        self.filters = load_filters(filters, "provider")
         self.max_message_size = max_message_size
         self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size)
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
@@ -180,7 +167,7 @@ class Server:
         with self._lock:
             if self._state != "new":
                 raise ConfigurationError(f"server already {self._state}")
-            self.registry = acquire_registry(self._registry_address)
+            self.registry = acquire_registry(self._registry_address, provider=True)
             try:
                 self._grpc.start()
             except Exception:

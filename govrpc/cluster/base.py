@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import abc
-from typing import Any, Sequence
+from concurrent.futures import Future
+from typing import Any, Callable, ClassVar, Sequence
 
 from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
@@ -50,12 +51,61 @@ class ClusterInvoker(Invoker):
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         """Apply the strategy to a non-empty list."""
 
+    one_attempt_first: ClassVar[bool] = False
+    """The strategy is "pick one, call it, then ``after_failure`` if it failed", so ``future``
+    can start the first attempt on the transport's own non-blocking call."""
+
+    def after_failure(self, invocation: Invocation, invoker: Invoker, exc: BaseException) -> Any:
+        """What follows a failed first attempt (``one_attempt_first`` strategies): raise, or go on."""
+        raise exc
+
+    def on_answer(self) -> None:
+        """A first attempt answered (``one_attempt_first`` strategies)."""
+
+    def future(self, invocation: Invocation, run: Callable[[Callable[[], Any]], Future[Any]]) -> Future[Any] | None:
+        """Start the call without parking a thread while it is in flight, or None when this strategy
+        or the chosen provider cannot (the caller then runs ``invoke`` on a worker).
+
+        The first attempt goes out as the transport's non-blocking call (``start``); what follows
+        a failure (a retry, with its pause) is handed to ``run``, never done on gRPC's thread.
+        """
+        if not self.one_attempt_first:
+            return None
+        invoker = self.loadbalance.select(self.list(invocation), invocation)
+        start = getattr(invoker, "start", None)
+        if start is None:
+            return None
+        stats = getattr(invoker, "state", None) or stats_of(invoker)
+        result: Future[Any] = Future()
+        result.set_running_or_notify_cancel()
+        began = stats.begin()
+
+        def done(attempt: Future[Any]) -> None:
+            exc = attempt.exception()
+            if exc is None:
+                stats.end(began, False)
+                self.on_answer()
+                result.set_result(attempt.result())
+                return
+            failed = exc.retryable if isinstance(exc, GovRpcError) else False
+            stats.end(began, failed)
+            if failed:
+                self.outlier.on_failure(invoker, stats, len(self.directory.invokers))
+            run(lambda: _settle(result, self.after_failure, invocation, invoker, exc))
+
+        try:
+            start(invocation).add_done_callback(done)
+        except BaseException:
+            stats.end(began, None)
+            raise
+        return result
+
     def call(self, invoker: Invoker, invocation: Invocation) -> Any:
         """``invoker.invoke(invocation)``, recording in-flight count, latency and failures."""
         if invocation.remaining() <= 0:  # our own lateness (a queued branch) is no provider failure
             raise CallTimeoutError(f"{invocation}: deadline passed before calling {invoker.url.address}",
                                    invocation=invocation)
-        stats = stats_of(invoker)
+        stats = getattr(invoker, "state", None) or stats_of(invoker)  # a directory's endpoint has one
         started = stats.begin()
         try:
             result = invoker.invoke(invocation)
@@ -87,3 +137,10 @@ class ClusterInvoker(Invoker):
     def close(self) -> None:
         self.stop()
         self.directory.close()
+
+
+def _settle(result: Future[Any], fn: Callable[..., Any], *args: Any) -> None:
+    try:
+        result.set_result(fn(*args))
+    except BaseException as exc:  # noqa: BLE001 - the caller's future carries it
+        result.set_exception(exc)

@@ -129,6 +129,10 @@ class ConfiguredClusterInvoker(Invoker):
         methods, default = self._routes
         return methods.get(method, default)
 
+    def future(self, invocation: Invocation, run: Any) -> Any:
+        """``ClusterInvoker.future`` of the method's cluster invoker."""
+        return self.cluster_for(invocation.method).future(invocation, run)
+
     def invoke(self, invocation: Invocation) -> Any:
         methods, default = self._routes
         if methods:

@@ -1,38 +1,78 @@
-"""Directories: the live list of invokers for one service key.
+"""Directories: the live list of providers for one service key.
 
 A ``RegistryDirectory`` subscribes to the registry; each push builds a new
-immutable tuple of invokers (reusing those whose URL did not change) and swaps
-it in whole, so ``list`` never locks. Invokers of providers that left are closed.
+immutable tuple of ``Endpoint``s and swaps it in whole, so ``list`` never locks.
+An endpoint is one provider as the cluster sees it: its URL with configurators
+applied, its ``ProviderState`` (statistics, ejection, breaker and permit slots),
+and its invoker chain: the consumer's invoker-level filters, each bound to that
+provider, around the transport invoker. A configurator change rebuilds endpoints
+but keeps each provider's transport and state; a provider that left is closed
+once its last call has ended. Building an endpoint is cheap (transports connect
+on their first call), so a registry's delivery thread never waits on it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
+from govrpc.cluster.stats import ProviderState, stats_of
 from govrpc.configurator import ConfiguratorWatcher
-from govrpc.invocation import Invocation, Invoker
+from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
 from govrpc.registry.base import Registry
 from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
 
 if TYPE_CHECKING:
     from govrpc.router.chain import RouterChain
 
-__all__ = ["Directory", "RegistryDirectory", "StaticDirectory"]
+__all__ = ["Directory", "Endpoint", "RegistryDirectory", "StaticDirectory"]
 
 log = logging.getLogger("govrpc.cluster")
 
 InvokerFactory = Callable[[URL], Invoker]
 
 
+class Endpoint(Invoker):
+    """One provider as a directory hands it out: URL as configured, state, invoker chain.
+
+    ``invoke`` is the chain's own bound method (set on the instance), so an endpoint
+    adds no frame to a call. ``in_process`` tells routers a provider of this process.
+    """
+
+    def __init__(self, url: URL, state: ProviderState, transport: Invoker, filters: Sequence[Filter] = ()) -> None:
+        self.url = url
+        self.state = state
+        self.transport = transport
+        self.in_process = bool(getattr(transport, "in_process", False))
+        self.chain = build_filter_chain(filters, transport, url) if filters else transport
+        self.invoke = self.chain.invoke  # type: ignore[method-assign]
+        # the transport's non-blocking call, when nothing runs between it and the cluster
+        self.start = getattr(transport, "start", None) if self.chain is transport else None
+
+    def invoke(self, invocation: Invocation) -> Any:  # replaced per instance in __init__
+        return self.chain.invoke(invocation)
+
+    @property
+    def available(self) -> bool:
+        return not self.state.retiring and self.transport.available
+
+    def close(self) -> None:
+        """Close the transport once no call is in flight on it."""
+        self.state.retire(self.transport.close)
+
+    def __repr__(self) -> str:
+        return f"Endpoint({self.url.address}/{self.url.path})"
+
+
 class Directory:
-    """The invokers a cluster invoker may use for a call."""
+    """The providers (``Endpoint``s) a cluster invoker may use for a call."""
 
     key: ServiceKey
     consumer_url: URL
     invokers: tuple[Invoker, ...] = ()
     router_chain: RouterChain | None = None  # set by the client; None: no routing at all
+    filters: Sequence[Filter] = ()  # the consumer's invoker-level filters
 
     def list(self, invocation: Invocation) -> Sequence[Invoker]:
         """The invokers for ``invocation`` (an immutable snapshot), after the router chain."""
@@ -48,25 +88,36 @@ class Directory:
 
 
 class StaticDirectory(Directory):
-    """A fixed list of invokers (point-to-point ``url=`` references, tests)."""
+    """A fixed list of providers (point-to-point ``url=`` references, tests).
 
-    def __init__(self, key: ServiceKey, consumer_url: URL, invokers: Sequence[Invoker]) -> None:
+    Transport invokers are given endpoints (invoker filters, and the state
+    ``stats_of`` keeps for that invoker) here; an ``Endpoint`` is used as it is.
+    """
+
+    def __init__(self, key: ServiceKey, consumer_url: URL, invokers: Sequence[Invoker],
+                 filters: Sequence[Filter] = ()) -> None:
         self.key = key
         self.consumer_url = consumer_url
-        self.invokers = tuple(invokers)
+        self.filters = tuple(filters)
+        self.invokers = tuple(i if getattr(i, "state", None) is not None
+                              else Endpoint(i.url, stats_of(i), i, self.filters)
+                              for i in invokers)
 
 
 class RegistryDirectory(Directory):
     """Providers of ``key`` as the registry announces them."""
 
     def __init__(self, registry: Registry, key: ServiceKey, consumer_url: URL,
-                 invoker_factory: InvokerFactory) -> None:
+                 invoker_factory: InvokerFactory, filters: Sequence[Filter] = ()) -> None:
         self.registry = registry
         self.key = key
         self.consumer_url = consumer_url
+        self.filters = tuple(filters)
         self._factory = invoker_factory
         self._lock = threading.RLock()  # re-entered when a configurator change re-applies the list
-        self._by_url: dict[URL, Invoker] = {}
+        # per provider as the registry published it: its transport and state, kept across overrides
+        self._providers: dict[URL, tuple[Invoker, ProviderState]] = {}
+        self._by_url: dict[URL, Endpoint] = {}  # configured URL -> endpoint
         self.invokers = ()
         self.urls: tuple[URL, ...] = ()
         self._closed = False
@@ -91,26 +142,34 @@ class RegistryDirectory(Directory):
             if self._closed:
                 return
             self._raw = urls
-            wanted = [u for u in map(self.configurators.provider, wanted) if u is not None]
-            old = self._by_url
-            fresh: dict[URL, Invoker] = {}
-            for url in wanted:
-                invoker = old.get(url)
-                if invoker is None:
+            old_providers, old_endpoints = self._providers, self._by_url
+            providers: dict[URL, tuple[Invoker, ProviderState]] = {}
+            endpoints: dict[URL, Endpoint] = {}
+            for raw in wanted:
+                provider = old_providers.get(raw) or providers.get(raw)
+                if provider is None:
                     try:
-                        invoker = self._factory(url)
+                        provider = (self._factory(raw), ProviderState())
                     except Exception:  # noqa: BLE001 - one bad provider must not hide the others
-                        log.exception("cannot create an invoker for provider %s of %s", url, self.key)
+                        log.exception("cannot create an invoker for provider %s of %s", raw, self.key)
                         continue
-                fresh[url] = invoker
-            self._by_url = fresh
-            self.urls = tuple(fresh)
-            self.invokers = tuple(fresh.values())
-            gone = [inv for url, inv in old.items() if url not in fresh]
-        for invoker in gone:
-            invoker.close()
-        if gone or len(fresh) != len(old):
-            log.info("%s: %d provider(s)", self.key, len(fresh))
+                providers[raw] = provider
+                url = self.configurators.provider(raw)
+                if url is None:  # disabled by a configurator: kept (with its state), not listed
+                    continue
+                endpoint = old_endpoints.get(url)
+                if endpoint is None or endpoint.transport is not provider[0]:
+                    provider[1].configure(url.params)
+                    endpoint = Endpoint(url, provider[1], provider[0], self.filters)
+                endpoints[url] = endpoint
+            self._providers, self._by_url = providers, endpoints
+            self.urls = tuple(endpoints)
+            self.invokers = tuple(endpoints.values())
+            gone = [(transport, state) for raw, (transport, state) in old_providers.items() if raw not in providers]
+        for transport, state in gone:
+            state.retire(transport.close)
+        if gone or len(endpoints) != len(old_endpoints):
+            log.info("%s: %d provider(s)", self.key, len(endpoints))
 
     def close(self) -> None:
         self.registry.unsubscribe(self.key.service, self.notify)
@@ -119,8 +178,8 @@ class RegistryDirectory(Directory):
             self.registry.unwatch_rules(self.key.service, "routers", self.router_chain.set_registry_rules)
         with self._lock:
             self._closed = True
-            invokers = list(self._by_url.values())
-            self._by_url = {}
+            providers = list(self._providers.values())
+            self._providers, self._by_url = {}, {}
             self.invokers = ()
-        for invoker in invokers:
-            invoker.close()
+        for transport, state in providers:
+            state.retire(transport.close)

@@ -21,6 +21,8 @@ log = logging.getLogger("govrpc.cluster")
 class FailfastClusterInvoker(ClusterInvoker):
     """One attempt on one provider; any error goes to the caller at once (non-idempotent writes)."""
 
+    one_attempt_first = True
+
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         return self.call(self.loadbalance.select(invokers, invocation), invocation)
 

@@ -123,6 +123,8 @@ class FailoverClusterInvoker(ClusterInvoker):
         self.wait = tenacity.wait_random_exponential(multiplier=backoff, max=backoff_max)
         self.budget = RetryBudget.from_url(url)
 
+    one_attempt_first = True
+
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         invoker = self.loadbalance.select(invokers, invocation)
         try:
@@ -131,6 +133,14 @@ class FailoverClusterInvoker(ClusterInvoker):
             return self.retry(invocation, invoker, exc)
         self.budget.on_success()
         return result
+
+    def after_failure(self, invocation: Invocation, invoker: Invoker, exc: BaseException) -> Any:
+        if not isinstance(exc, GovRpcError):
+            raise exc
+        return self.retry(invocation, invoker, exc)
+
+    def on_answer(self) -> None:
+        self.budget.on_success()
 
     def is_idempotent(self, invocation: Invocation, invoker: Invoker) -> bool:
         if self.idempotent is not None:
@@ -224,12 +234,16 @@ def parse_actions(text: str) -> dict[str, str]:
 class FailbackClusterInvoker(FailoverClusterInvoker):
     """The provider's status code decides: ``retry`` (as failover), ``raise``, or ``default``.
 
+    (Its ``do_invoke`` decides differently from failover's, so ``.future()`` runs it on a worker.)
+
     URL options: ``failback.codes`` (``CODE:action`` pairs, merged over the
     defaults ``UNAVAILABLE:retry,DEADLINE_EXCEEDED:default,RESOURCE_EXHAUSTED:default,*:raise``;
     a business exception's code is ``UNKNOWN``) and ``failback.default`` (the
     value returned, as JSON; default null), plus failover's options for ``retry``.
     When the retries fail too, the last error's code decides again (``retry`` then raises).
     """
+
+    one_attempt_first = False
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)

@@ -20,7 +20,7 @@ import threading
 import time
 from typing import Callable, Generic, Sequence, TypeVar
 
-from govrpc.cluster.stats import ACTIVE, ProviderStats, stats_of
+from govrpc.cluster.stats import ProviderState, stats_of
 from govrpc.exceptions import ConfigurationError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.url import URL
@@ -55,7 +55,7 @@ class WeightTable:
         now = time.time()
         self.invokers = invokers
         self.n = len(invokers)
-        self.stats: list[ProviderStats] = [stats_of(i) for i in invokers]
+        self.stats: list[ProviderState] = [stats_of(i) for i in invokers]
         self.weights = [s.effective_weight(now) for s in self.stats]
         self.total = sum(self.weights)
         # all equal (or all zero: nobody would be picked, so treat them alike)
@@ -197,13 +197,12 @@ class RoundRobinLoadBalancer(LoadBalancer):
 
 
 class _ActiveTable(WeightTable):
-    __slots__ = ("gather", "slots")
+    __slots__ = ("inflight",)
 
     def __init__(self, invokers: Sequence[Invoker]) -> None:
         super().__init__(invokers)
-        self.slots = [s.slot for s in self.stats]
-        # one C-level call gathers every provider's in-flight count from ACTIVE
-        self.gather: Callable[[list[int]], tuple[int, ...]] = operator.itemgetter(*self.slots)
+        # each provider's in-flight list: ``map(len, ...)`` gathers every count in one C-level pass
+        self.inflight = [s.inflight for s in self.stats]
 
 
 class LeastActiveLoadBalancer(LoadBalancer):
@@ -212,7 +211,7 @@ class LeastActiveLoadBalancer(LoadBalancer):
     Fast path: a provider drawn by weight that has nothing in flight is one of
     the least active (counts are never negative), and rejection sampling keeps
     the choice weighted among them; only when a few draws find none idle are
-    all counts gathered and compared (O(n), in C).
+    all counts gathered and compared (O(n), in C: no Python loop over providers).
     """
 
     IDLE_DRAWS = 3
@@ -225,21 +224,25 @@ class LeastActiveLoadBalancer(LoadBalancer):
         if len(invokers) == 1:
             return invokers[0]
         table = self._tables.get(invokers)
-        slots, weights = table.slots, table.weights
+        inflight, weights = table.inflight, table.weights
         for _ in range(self.IDLE_DRAWS):
             i = table.random_index()
-            if not ACTIVE[slots[i]] and weights[i] > 0:
+            if not inflight[i] and weights[i] > 0:
                 return invokers[i]
-        counts = table.gather(ACTIVE)
+        counts = list(map(len, inflight))
         least = min(counts)
-        if counts.count(least) == 1:
+        ties = counts.count(least)
+        if ties == 1:
             return invokers[counts.index(least)]
+        if table.uniform:  # equal weights: a uniform pick among the ties, without a Python loop
+            tied = list(itertools.compress(range(table.n), map(least.__eq__, counts)))
+            return invokers[tied[int(random.random() * len(tied))]]
         # ties: weighted random among them; draw over all and keep a tie (cheap when ties are many)
         for _ in range(8):
             i = table.random_index()
             if counts[i] == least and weights[i] > 0:
                 return invokers[i]
-        tied = [i for i, c in enumerate(counts) if c == least]
+        tied = list(itertools.compress(range(table.n), map(least.__eq__, counts)))
         tied_weights = [weights[i] for i in tied]
         if sum(tied_weights) <= 0:
             return invokers[random.choice(tied)]
@@ -276,8 +279,8 @@ class ShortestResponseLoadBalancer(LoadBalancer):
             return invokers[i]
         if not b.ewma or b.last_pick < stale:
             return invokers[j]
-        score_a = a.ewma * (ACTIVE[a.slot] + 1) * (table.weights[j] or 1)
-        score_b = b.ewma * (ACTIVE[b.slot] + 1) * (table.weights[i] or 1)
+        score_a = a.ewma * (len(a.inflight) + 1) * (table.weights[j] or 1)
+        score_b = b.ewma * (len(b.inflight) + 1) * (table.weights[i] or 1)
         return invokers[i] if score_a <= score_b else invokers[j]
 
 

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Sequence
 
-from govrpc.cluster.stats import ProviderStats, stats_of
+from govrpc.cluster.stats import ProviderState, stats_of
 from govrpc.exceptions import ConfigurationError
 from govrpc.invocation import Invoker
 from govrpc.url import URL
@@ -43,7 +43,7 @@ class OutlierDetector:
         self.max_interval = max_interval
         self.max_share = max_share
         self._lock = threading.Lock()
-        self.ejected: dict[ProviderStats, Invoker] = {}
+        self.ejected: dict[ProviderState, Invoker] = {}
 
     @classmethod
     def from_url(cls, url: URL) -> OutlierDetector:
@@ -64,7 +64,7 @@ class OutlierDetector:
         kept = [i for i in invokers if stats_of(i).ejected_until == 0.0]
         return kept or invokers
 
-    def on_failure(self, invoker: Invoker, stats: ProviderStats, providers: int) -> None:
+    def on_failure(self, invoker: Invoker, stats: ProviderState, providers: int) -> None:
         """Called after a provider failure; ejects ``invoker`` when it has failed too often."""
         if stats.consecutive_failures < self.failures or stats.ejected_until:
             return

@@ -1,8 +1,7 @@
 """On-disk snapshots of provider lists: what a consumer knew when the registry was last reachable.
 
-One JSON file per subscribed service, written atomically (temporary file, then
-``os.replace``) on every change, with the time it was saved. A consumer that
-starts while its registry is unreachable reads them instead (see
+One JSON file per subscribed service, written atomically (``base.atomic_write``)
+on every change, with the time it was saved. A consumer that starts while its registry is unreachable reads them instead (see
 ``ZookeeperRegistry``), and says how old they are.
 """
 
@@ -14,11 +13,11 @@ import logging
 import os
 import tempfile
 import time
-import uuid
 from typing import Sequence
 from urllib.parse import quote, unquote
 
 from govrpc.exceptions import ConfigurationError
+from govrpc.registry.base import atomic_write
 from govrpc.url import URL
 
 __all__ = ["ProviderSnapshot", "SnapshotStore", "default_snapshot_dir"]
@@ -68,22 +67,13 @@ class SnapshotStore:
     def save(self, service: str, urls: Sequence[URL]) -> None:
         """Write the list; a failure is logged (once), never raised: snapshots are a fallback."""
         record = {"service": service, "saved_at": time.time(), "providers": [str(u) for u in urls]}
-        tmp = os.path.join(self.directory, f".tmp-{uuid.uuid4().hex}")
         try:
-            os.makedirs(self.directory, exist_ok=True)
-            with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(record, f)
-                f.flush()
-                os.fsync(f.fileno())  # on disk before the rename: a crash leaves the old or the new file whole
-            os.replace(tmp, self._path(service))
+            # on disk before the rename: a crash leaves the old or the new file whole
+            atomic_write(self._path(service), json.dumps(record).encode("utf-8"), fsync=True)
         except OSError as exc:
             if not self._failed_once:
                 log.warning("cannot write provider snapshots to %s: %s", self.directory, exc)
                 self._failed_once = True
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
     def load(self, service: str) -> ProviderSnapshot | None:
         """The saved list of ``service``, or None; unreadable files and bad entries are skipped with a warning."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import Future
 from typing import Any, Callable
 
 import grpc
@@ -28,6 +29,7 @@ log = logging.getLogger("govrpc.rpc")
 
 current_cancel_scope = _CANCEL_SCOPE.get  # bound once: this runs on every call
 
+_UNPUBLISHED_KEPT = 64  # method entries kept per provider beyond those it publishes
 _TOO_LARGE = ("larger than max", "message too large", "exceeds")
 # "Socket closed" / "Stream removed" come from a connection lost mid-call: the request may have run
 _REFUSED = ("connection refused", "failed to connect", "connect failed")
@@ -136,28 +138,35 @@ def translate_error(exc: grpc.RpcError, invocation: Invocation, address: str) ->
 class GrpcInvoker(Invoker):
     """Calls one provider over its address's shared channel.
 
-    Counts in-flight calls (``active``, read by balancers); ``close`` releases
-    the channel once the last in-flight call has finished.
+    Counts nothing: in-flight calls are the cluster's (``ProviderState``), which closes
+    a provider that left only once its last call has ended. The channel is taken from
+    the pool on the first call, so making an invoker (on a registry's delivery thread)
+    costs no connection; after ``close`` calls fail at once and the channel goes back.
     """
 
     def __init__(self, url: URL, pool: ChannelPool) -> None:
         self.url = url
         self.address = url.address
         self._pool = pool
-        self._channel = pool.acquire(self.address)
+        self._channel: grpc.Channel | None = None
         serializer_name = url.params.get("serialization", "msgpack")
         self.serializer: Serializer = get_extension("govrpc.serializer", serializer_name)()
         key_metadata = (KEY_KEY, str(url.service_key))
         self._key_metadata = (key_metadata,) if url.params.get("dispatch") == "key" else ()
         self._methods: dict[str, tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
-        self._lock = threading.Lock()
-        self.active = 0
+        self._published = frozenset(url.methods)
+        self._lock = threading.Lock()  # first call and close only; never per call
         self._closed = False
-        self._released = False
 
     def _method(self, name: str) -> tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]:
-        entry = self._methods.get(name)
-        if entry is None:
+        with self._lock:
+            entry = self._methods.get(name)
+            if entry is not None:
+                return entry
+            if self._closed:
+                raise errors.ConnectionRefusedByProviderError(f"provider {self.address} has left")
+            if self._channel is None:
+                self._channel = self._pool.acquire(self.address)
             response_type = self.url.params.get(f"{name}.response")
             if response_type:
                 cls = _response_class(response_type)
@@ -172,10 +181,16 @@ class GrpcInvoker(Invoker):
                 decode = self.serializer.loads
             call = self._channel.unary_unary(f"/{self.url.path}/{name}", _registered_method=True)
             entry = (call, encode, decode)
-            self._methods[name] = entry
-        return entry
+            # the provider's own methods are kept; names it does not publish (a generic call's
+            # typo, hostile input) only up to a bound
+            if name in self._published or len(self._methods) < _UNPUBLISHED_KEPT:
+                self._methods[name] = entry
+            return entry
 
     def invoke(self, invocation: Invocation) -> Any:
+        if self._closed:
+            raise errors.ConnectionRefusedByProviderError(
+                f"{invocation}: provider {self.address} has left", invocation=invocation)
         call, encode, decode = self._methods.get(invocation.method) or self._method(invocation.method)
         timeout = invocation.deadline - time.monotonic()
         if timeout <= 0:
@@ -192,11 +207,6 @@ class GrpcInvoker(Invoker):
         attachments = invocation.attachments
         metadata = (self._key_metadata + tuple(attachments.items()) if attachments
                     else self._key_metadata) or None
-        with self._lock:  # one critical section with close(): a counted call keeps the channel open
-            if self._closed:
-                raise errors.ConnectionRefusedByProviderError(
-                    f"{invocation}: provider {self.address} has left", invocation=invocation)
-            self.active += 1
         try:
             if invocation.oneway:
                 future = call.future(request, timeout=timeout, metadata=metadata)
@@ -215,51 +225,83 @@ class GrpcInvoker(Invoker):
                                                 invocation=invocation) from None
         except grpc.RpcError as exc:
             raise translate_error(exc, invocation, self.address) from None
-        finally:
-            if not invocation.oneway:
-                with self._lock:
-                    self.active -= 1
-                    closing = self._closed
-                if closing:
-                    self._release_if_idle()
+        except ValueError as exc:  # grpc refuses a call on a channel closed under it
+            if not self._closed:
+                raise
+            raise errors.ConnectionRefusedByProviderError(
+                f"{invocation}: provider {self.address} has left", invocation=invocation) from exc
         try:
             return decode(response)
         except Exception as exc:  # noqa: BLE001
             raise errors.SerializationError(f"{invocation}: cannot decode the response: {exc}",
                                             invocation=invocation) from exc
 
+    def start(self, invocation: Invocation) -> Future[Any]:
+        """Send the call with grpc's own non-blocking call; the future holds the decoded value or
+        the translated error (``.future()`` of a proxy, without a thread waiting on it)."""
+        if self._closed:
+            raise errors.ConnectionRefusedByProviderError(
+                f"{invocation}: provider {self.address} has left", invocation=invocation)
+        call, encode, decode = self._methods.get(invocation.method) or self._method(invocation.method)
+        timeout = invocation.deadline - time.monotonic()
+        if timeout <= 0:
+            raise errors.CallTimeoutError(f"{invocation}: deadline passed before calling {self.address}",
+                                          invocation=invocation)
+        try:
+            request = encode(invocation)
+        except errors.GovRpcError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise errors.SerializationError(
+                f"{invocation}: cannot encode the arguments with {self.serializer.name}: {exc}",
+                invocation=invocation) from exc
+        attachments = invocation.attachments
+        metadata = (self._key_metadata + tuple(attachments.items()) if attachments
+                    else self._key_metadata) or None
+        result: Future[Any] = Future()
+        result.set_running_or_notify_cancel()
+        address = self.address
+
+        def done(rpc: Any) -> None:
+            try:
+                response = rpc.result()
+            except grpc.RpcError as exc:
+                result.set_exception(translate_error(exc, invocation, address))
+                return
+            except grpc.FutureCancelledError:
+                result.set_exception(errors.CancelledError(f"{invocation}: cancelled on {address}",
+                                                           invocation=invocation))
+                return
+            try:
+                result.set_result(decode(response))
+            except Exception as exc:  # noqa: BLE001
+                result.set_exception(errors.SerializationError(
+                    f"{invocation}: cannot decode the response: {exc}", invocation=invocation))
+
+        call.future(request, timeout=timeout, metadata=metadata).add_done_callback(done)
+        return result
+
     def _oneway_done(self, future: Any, invocation: Invocation) -> None:
-        self._done()
+        if future.cancelled():
+            return
         exc = future.exception()
         if exc is not None:
             log.warning("oneway %s to %s failed: %s", invocation, self.address,
                         translate_error(exc, invocation, self.address))
-
-    def _done(self) -> None:
-        with self._lock:
-            self.active -= 1
-        self._release_if_idle()
-
-    def _release_if_idle(self) -> None:
-        """Give the channel back once the invoker is closed and its last call has ended."""
-        with self._lock:
-            release = self._closed and self.active == 0 and not self._released
-            if release:
-                self._released = True
-        if release:
-            self._pool.release(self.address)
 
     @property
     def available(self) -> bool:
         return not self._closed
 
     def close(self) -> None:
+        """Calls after this fail; the channel goes back to the pool (the cluster calls this once
+        the provider's last call has ended)."""
         with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            release = self.active == 0 and not self._released
-            if release:
-                self._released = True
-        if release:
+            channel, self._channel = self._channel, None
+        if channel is not None:
             self._pool.release(self.address)
 
     def __repr__(self) -> str:

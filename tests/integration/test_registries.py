@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -140,3 +141,57 @@ def test_memory_registries_are_shared_per_url(memory_registry) -> None:
     assert a is b and a is not other
     for r in (a, b, other):
         release_registry(r)
+
+
+@pytest.mark.parametrize("poll", ["0", "-1", "nan", "inf"])
+def test_file_registry_refuses_a_poll_interval_that_would_spin_or_never_poll(tmp_path: Path, poll: str) -> None:
+    with pytest.raises(govrpc.ConfigurationError, match=f"poll={poll!r}"):
+        acquire_registry(f"file://{tmp_path}/reg?poll={poll}")
+
+
+def test_file_registry_skips_entries_without_host_port_or_provider_scheme(
+        file_registry, tmp_path: Path, caplog) -> None:
+    registry = acquire_registry(file_registry)
+    try:
+        good = URL.parse("grpc://127.0.0.1:5000/reg.H")
+        registry.register(good)
+        seen: list[list[URL]] = []
+        registry.subscribe("reg.H", seen.append)
+        directory = tmp_path / "registry" / "reg.H" / "providers"
+        caplog.set_level("WARNING", logger="govrpc.registry.file")
+        bad = {"no-host": "grpc:///reg.H", "no-port": "grpc://127.0.0.1/reg.H",
+               "foreign": "http://127.0.0.1:80/reg.H"}
+        for name, text in bad.items():
+            (directory / name).write_text(json.dumps({"url": text, "pid": 0}))
+        assert registry.lookup("reg.H") == [good]
+        other = URL.parse("grpc://127.0.0.1:5001/reg.H")
+        registry.register(other)  # more reads: the bad entries are not reported again
+        assert wait_until(lambda: seen[-1] == [good, other])
+        assert registry.lookup("reg.H") == [good, other]
+        warnings = [r.getMessage() for r in caplog.records if "skipping node" in r.getMessage()]
+        for name in bad:
+            assert len([w for w in warnings if w.split("skipping node ")[1].startswith(str(directory / name))]) == 1
+    finally:
+        release_registry(registry)
+
+
+def test_file_rule_overwritten_with_bytes_that_are_not_utf8_keeps_its_last_good_version(
+        file_registry, tmp_path: Path, caplog) -> None:
+    registry = acquire_registry(file_registry)
+    try:
+        seen: list[dict[str, str]] = []
+        registry.watch_rules("reg.R", "configurators", seen.append)
+        registry.put_rule("reg.R", "configurators", "off", "disabled = true")
+        assert seen[-1] == {"off": "disabled = true"}
+        caplog.set_level("WARNING", logger="govrpc.registry.file")
+        (tmp_path / "registry" / "reg.R" / "configurators" / "off").write_bytes(b"\xff\xfedisabled")
+        registry.put_rule("reg.R", "configurators", "other", "weight = 5")  # forces a read now
+        assert wait_until(lambda: seen[-1].get("other") == "weight = 5")
+        time.sleep(0.3)  # a few polls: still in force
+        assert seen[-1]["off"] == "disabled = true"
+        assert registry.rules("reg.R", "configurators")["off"] == "disabled = true"
+        assert any("keeping its last good version" in r.getMessage() for r in caplog.records)
+        registry.put_rule("reg.R", "configurators", "off", "disabled = false")  # a good version replaces it
+        assert wait_until(lambda: seen[-1]["off"] == "disabled = false")
+    finally:
+        release_registry(registry)

@@ -196,7 +196,7 @@ def test_local_first_calls_in_process_without_the_network(memory_registry, start
     assert client.pool.addresses() == []
     assert all(t.startswith("govrpc-inprocess") for t in provider.threads), provider.threads
     assert counting.calls == 5  # the provider's own filters still ran
-    assert all(isinstance(i, InProcessInvoker) for i in client.reference("test.Routed", timeout=2.0).directory.invokers)
+    assert all(isinstance(i.transport, InProcessInvoker) for i in client.reference("test.Routed", timeout=2.0).directory.invokers)
 
     network = client_factory(memory_registry, local_first=False)
     assert network.proxy("test.Routed", timeout=2.0).whoami() == "local"

@@ -58,3 +58,70 @@ def test_a_filter_can_refuse_a_call() -> None:
     with pytest.raises(govrpc.RateLimitedError):
         chain.invoke(Invocation(ServiceKey("s"), "m"))
     assert end.seen == []
+
+
+class OnlyFor(Filter):
+    """Binds to the services it was told about and to nothing else."""
+
+    def __init__(self, service: str, log: list[str]) -> None:
+        self.service, self.log = service, log
+
+    def bind(self, url: URL) -> Filter | None:
+        return self if url.path == self.service else None
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        self.log.append(self.service)
+        return invoker.invoke(invocation)
+
+
+def test_a_filter_bound_to_none_is_no_link() -> None:
+    log: list[str] = []
+    end = Recorder()  # serves path "s"
+    assert build_filter_chain([OnlyFor("other", log)], end) is end
+    chain = build_filter_chain([OnlyFor("s", log), OnlyFor("other", log)], end)
+    assert chain.invoke(Invocation(ServiceKey("s"), "m")) == "done"
+    assert log == ["s"]
+
+
+def test_bind_sees_the_url_it_is_given() -> None:
+    log: list[str] = []
+    end = Recorder()
+    chain = build_filter_chain([OnlyFor("t", log)], end, URL.parse("grpc://127.0.0.1:1/t"))
+    chain.invoke(Invocation(ServiceKey("t"), "m"))
+    assert log == ["t"]
+
+
+def test_load_filters_checks_side_and_level() -> None:
+    from govrpc.invocation import load_filters
+
+    class Provider(Filter):
+        side = "provider"
+
+        def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+            return invoker.invoke(invocation)
+
+    class Nowhere(Filter):
+        level = "somewhere"
+
+        def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+            return invoker.invoke(invocation)
+
+    with pytest.raises(govrpc.ConfigurationError, match="provider side"):
+        load_filters([Provider()], "consumer")
+    with pytest.raises(govrpc.ConfigurationError, match="level must be one of reference, invoker"):
+        load_filters([Nowhere()], "consumer")
+    with pytest.raises(govrpc.ConfigurationError, match="not a govrpc Filter"):
+        load_filters([object()], "provider")  # type: ignore[list-item]
+
+
+def test_provider_context_trailing_metadata_is_checked() -> None:
+    from govrpc.invocation import ProviderContext
+
+    context = ProviderContext(peer="ipv4:127.0.0.1:1", application="web")
+    context.set_trailing("x-load", "0.5")
+    context.set_trailing("orca-bin", b"\x01")
+    assert context.trailing == [("x-load", "0.5"), ("orca-bin", b"\x01")]
+    with pytest.raises(govrpc.ConfigurationError, match="lower-case"):
+        context.set_trailing("X-Load", "1")
+    with pytest.raises(govrpc.ConfigurationError, match="-bin"):
+        context.set_trailing("x-load", b"1")

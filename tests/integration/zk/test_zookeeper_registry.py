@@ -303,3 +303,23 @@ def test_a_configured_reader_identity_instead_of_anyone(zk_url: Any) -> None:
         release_registry(anonymous)
         release_registry(viewer)
         release_registry(writer)
+
+
+def test_a_rule_overwritten_with_bytes_that_are_not_utf8_keeps_its_last_good_version(
+        zk_url: Any, kazoo: Any, caplog: Any) -> None:
+    registry = acquire_registry(zk_url())
+    try:
+        seen: list[dict[str, str]] = []
+        registry.watch_rules("test.Echo", "configurators", seen.append)
+        registry.put_rule("test.Echo", "configurators", "off", "disabled = true")
+        wait_until(lambda: seen and seen[-1] == {"off": "disabled = true"}, what="the rule")
+        caplog.set_level(logging.WARNING, logger="govrpc.registry.zookeeper")
+        path = f"{registry.root}/test.Echo/configurators"  # type: ignore[attr-defined]
+        kazoo.set(f"{path}/off", b"\xff\xfedisabled")
+        kazoo.create(f"{path}/other", b"weight = 5")
+        wait_until(lambda: seen[-1].get("other") == "weight = 5", what="the read after the bad write")
+        assert seen[-1]["off"] == "disabled = true"
+        assert registry.rules("test.Echo", "configurators")["off"] == "disabled = true"
+        assert any("keeping its last good version" in r.getMessage() for r in caplog.records)
+    finally:
+        release_registry(registry)

@@ -388,3 +388,25 @@ def test_register_during_an_outage_is_kept_and_done_once_zookeeper_is_back(
         wait_until(lambda: seen.last == [str(url)], what="the subscriber to see it")
     finally:
         registry.close()
+
+
+def test_a_provider_started_during_an_outage_serves_and_registers_once_zookeeper_is_back(
+        zookeeper_private: Any, tmp_path: Any, kazoo_factory: Any) -> None:
+    zk = zookeeper_private
+    zk.stop()
+    # no snapshot anywhere: a consumer would be refused, a provider must still start
+    address = zk_address(zk.hosts, session_timeout=4, connect_timeout=1, snapshot_dir=tmp_path / "none")
+    server = govrpc.Server(address).add(Echo("p1")).start()
+    try:
+        assert server.port > 0
+        with pytest.raises(RegistryUnreachableError, match="no provider snapshot"):
+            govrpc.Client(address)
+        zk.start()
+        kazoo = kazoo_factory(zk.hosts)
+        root = server.registry.root  # type: ignore[union-attr]
+        node = f"{root}/test.Echo/providers/{server.urls[0].encoded()}"
+        wait_until(lambda: kazoo.exists(node) is not None, timeout=30, what="the provider's node")
+        with govrpc.Client(address) as client:
+            assert client.proxy("test.Echo", timeout=3.0).whoami() == "p1"
+    finally:
+        server.stop(grace=0.5)
