@@ -130,6 +130,18 @@ def _register(cls: Any, name: str | None) -> None:
             _FIELDS[cls] = fields
 
 
+def _registered(o: Any) -> tuple[str, str, Any] | None:
+    """``(kind, wire name, what is sent)`` for an instance of a registered class, else None."""
+    t = type(o)
+    name = _NAMES.get(t)
+    if name is None:
+        return None
+    fields = _FIELDS.get(t)
+    if fields is None:
+        return "enum", name, o.value
+    return "dataclass", name, {f: getattr(o, f) for f in fields}
+
+
 def _rebuild_dataclass(name: Any, fields: Any) -> Any:
     cls = _CLASSES.get(name) if type(name) is str else None
     if cls is None or cls not in _FIELDS:
@@ -335,12 +347,10 @@ def _msgpack_default(o: Any) -> Any:
     encode = _MSGPACK_EXT.get(t)
     if encode is not None:
         return encode(o)
-    name = _NAMES.get(t)
-    if name is not None:
-        fields = _FIELDS.get(t)
-        if fields is not None:
-            return _ext(_DATACLASS, _pack([name, {f: getattr(o, f) for f in fields}]))
-        return _ext(_ENUM, _pack([name, o.value]))
+    registered = _registered(o)
+    if registered is not None:
+        kind, name, payload = registered
+        return _ext(_DATACLASS if kind == "dataclass" else _ENUM, _pack([name, payload]))
     base, value = _as_base(o)
     if base in _NATIVE or (base is int and -(1 << 63) <= value < 1 << 64):
         return value
@@ -469,12 +479,10 @@ def _to_json(o: Any) -> Any:
     encode = _JSON_TAGS.get(t)
     if encode is not None:
         return encode(o)
-    name = _NAMES.get(t)
-    if name is not None:
-        fields = _FIELDS.get(t)
-        if fields is not None:
-            return {_TAG: "dataclass", "name": name, "v": {f: _to_json(getattr(o, f)) for f in fields}}
-        return {_TAG: "enum", "name": name, "v": _to_json(o.value)}
+    registered = _registered(o)
+    if registered is not None:
+        kind, name, payload = registered
+        return {_TAG: kind, "name": name, "v": _to_json(payload)}
     base, value = _as_base(o)
     return _JSON_TAGS[base](value) if base in _JSON_TAGS else _to_json(value)
 
@@ -627,15 +635,11 @@ def _offender(o: Any, path: str, depth: int = 0) -> tuple[str, Any] | None:
             if found:
                 return found
         return None
-    if t in _NAMES:
-        fields = _FIELDS.get(t)
-        if fields is None:
-            return _offender(o.value, f"{path}.value", depth + 1)
-        for f in fields:
-            found = _offender(getattr(o, f), f"{path}.{f}", depth + 1)
-            if found:
-                return found
-        return None
+    registered = _registered(o)
+    if registered is not None:
+        kind, _, payload = registered
+        parts = payload.items() if kind == "dataclass" else (("value", payload),)
+        return next(filter(None, (_offender(v, f"{path}.{f}", depth + 1) for f, v in parts)), None)
     try:
         base, value = _as_base(o)
     except _Unserializable:
