@@ -6,7 +6,6 @@ Try two or three of these with a shared file registry, then examples/consumer.py
     python examples/consumer.py file:///tmp/govrpc-registry
 """
 
-import signal
 import sys
 
 import govrpc
@@ -24,5 +23,4 @@ class Greeter:
 server = govrpc.Server(registry, application="greeter", tags={"name": name})
 server.add(Greeter()).start()
 print(f"{name} serving demo.Greeter on 127.0.0.1:{server.port} via {registry}", flush=True)
-signal.signal(signal.SIGTERM, lambda *_: server.stop(grace=5))  # deregister, drain, stop
-server.wait()
+server.serve(grace=5)  # until SIGTERM or Ctrl-C: deregister, drain, stop; then the process exits

@@ -21,10 +21,12 @@ from typing import Any, Iterable, Mapping, Sequence
 from govrpc.cluster.configured import ConfiguredClusterInvoker, method_options
 from govrpc.cluster.consistenthash import check_hash_arguments
 from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
+from govrpc.configurator import ReferenceConfig
 from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
+from govrpc.options import MAX_MESSAGE_SIZE, TIMEOUT, check_int, check_options, check_seconds
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.router.chain import RouterChain
 from govrpc.router.local import InProcessInvoker, find_local, local_address
@@ -47,38 +49,40 @@ class Reference:
 
     Its timeouts follow DESIGN.md's precedence: a registry configurator's
     ``timeout`` / ``{method}.timeout``, then the consumer's own (``timeout=``,
-    ``methods={"m": {"timeout": ...}}``), then the client's default.
+    ``methods={"m": {"timeout": ...}}``), then the client's default. They come
+    from ``config``, the reference's settings, which it subscribes to.
     """
 
-    def __init__(self, key: ServiceKey, url: URL, directory: Directory, invoker: Invoker,
-                 timeout: float) -> None:
+    def __init__(self, key: ServiceKey, url: URL, directory: Directory, cluster: Invoker,
+                 timeout: float, config: ReferenceConfig | None = None, filters: Sequence[Filter] = ()) -> None:
         self.key = key
         self.url = url
         self.directory = directory
-        self.invoker = invoker
+        self.filters = tuple(filters)  # reference-level filters, bound to the configured consumer URL
+        self.config = config if config is not None else ReferenceConfig(url)
         self.default_timeout = timeout
         self.timeout = timeout
-        self.cluster: Any = None  # the cluster invoker, when no reference filter runs above it
-        self.invoke = invoker.invoke  # what proxies call; refuses once the client is closed
         self.timeouts: dict[str, float] = {}
-        self._apply(url)
-        watcher = getattr(directory, "configurators", None)
-        if watcher is not None:
-            watcher.add_listener(self.reconfigure)
+        self._closed = False
+        self._cluster = cluster
+        self.reconfigure(self.config)
+        self.config.subscribe(self.reconfigure)
 
-    def _apply(self, url: URL) -> None:
-        timeouts = {}
-        for name, value in url.params.items():
-            method, _, base = name.rpartition(".")
-            if base == "timeout" and method:
-                timeouts[method] = float(value)
+    def reconfigure(self, config: ReferenceConfig) -> None:
+        """Take the timeouts of ``config`` and bind the reference filters to its URL again
+        (called whenever configurators change it), so a stage switched on at run time runs."""
+        timeout = TIMEOUT.read(config.url, self.default_timeout)
+        timeouts = {method: TIMEOUT.check(params["timeout"], f"{method}.timeout")
+                    for method, params in config.method_params.items() if "timeout" in params}
+        invoker = build_filter_chain(self.filters, self._cluster, config.url) if self.filters else self._cluster
         # swapped whole: calls read one dict or the other, never a half-updated one
-        self.timeout = url.get_float("timeout", self.default_timeout)
+        self.timeout = timeout
         self.timeouts = timeouts
-
-    def reconfigure(self, watcher: Any) -> None:
-        """Apply the registry's configurators (called by the directory's watcher)."""
-        self._apply(watcher.consumer(self.url))
+        self.invoker = invoker
+        # .future() starts the cluster's first attempt without a thread when no filter runs above it
+        self.cluster: Any = invoker if invoker is self._cluster else None
+        if not self._closed:
+            self.invoke = invoker.invoke  # what proxies call; refuses once the client is closed
 
     def timeout_of(self, method: str) -> float:
         return self.timeouts.get(method, self.timeout)
@@ -97,7 +101,9 @@ class Reference:
         return frozenset(names) if names else None
 
     def close(self) -> None:
+        self._closed = True
         self.invoke = _closed  # calls made from now on are refused; those in flight go on
+        self.config.unsubscribe(self.reconfigure)
         self.invoker.close()
 
 
@@ -207,7 +213,14 @@ class Client:
                  timeout: float = DEFAULT_TIMEOUT, filters: Iterable[Filter | str] = (),
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
                  local_first: bool = True, prefer_same_host: bool = False) -> None:
-        timeout = _seconds(timeout, "timeout")
+        timeout = check_seconds(timeout, "timeout")
+        max_message_size = check_int("max_message_size", max_message_size, minimum=1, maximum=MAX_MESSAGE_SIZE)
+        max_workers = check_int("max_workers", max_workers, minimum=1)
+        if not isinstance(application, str) or not application:
+            raise ConfigurationError(f"application must be a non-empty string, not {application!r}")
+        for option, flag in (("local_first", local_first), ("prefer_same_host", prefer_same_host)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
@@ -242,13 +255,10 @@ class Client:
         if self._closed:
             raise ConfigurationError("client is closed")
         if timeout is not None:
-            timeout = _seconds(timeout, "timeout")
+            timeout = check_seconds(timeout, "timeout")
         key = ServiceKey(service, version, group)
-        if "methods" in options:  # per-method cluster options become {method}.{key} URL params
-            options.update(method_options(options.pop("methods")))
-        for name, value in options.items():
-            if name.endswith(".timeout"):
-                options[name] = _seconds(value, name)
+        methods = method_options(options.pop("methods", {}))  # per-method options become {method}.{key}
+        options = {**check_options({"retries": retries, **options}), **methods}  # each checked by its owner
         cache_key = (key, cluster, loadbalance, retries, timeout,
                      tuple(url) if isinstance(url, (list, tuple)) else url, tuple(sorted(options.items())),
                      tuple(sorted((routes or {}).items())))
@@ -259,7 +269,7 @@ class Client:
         get_extension("govrpc.cluster", cluster)  # unknown names fail here, listing the installed ones
         get_extension("govrpc.loadbalance", loadbalance)
         consumer_url = self._consumer_url(key, {"cluster": cluster, "loadbalance": loadbalance,
-                                                "retries": retries, "timeout": timeout, **options})
+                                                "timeout": timeout, **options})
         chain = RouterChain(consumer_url, routes=routes, local_first=self.local_first,
                             prefer_same_host=self.prefer_same_host)  # raises RuleError for a bad route
         # invoker-level filters are bound to each provider by the directory, the others here
@@ -269,19 +279,18 @@ class Client:
         if url is not None:
             urls = [url] if isinstance(url, str) else list(url)
             invokers = [self._invoker_for(_direct_url(u, key)) for u in urls]
-            directory = StaticDirectory(key, consumer_url, invokers, per_provider)
+            config = ReferenceConfig(consumer_url)  # not configured by the registry
+            directory = StaticDirectory(key, consumer_url, invokers, per_provider, config)
         else:
-            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider)
+            config = ReferenceConfig.watching(self.registry, consumer_url)
+            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider, config)
         directory.router_chain = chain
         try:
-            configured = ConfiguredClusterInvoker(directory, consumer_url)  # checks every cluster option
+            configured = ConfiguredClusterInvoker(directory, config)  # builds every strategy and balancer
         except Exception:
             directory.close()
             raise
-        invoker = build_filter_chain(per_call, configured, consumer_url)
-        reference = Reference(key, consumer_url, directory, invoker, timeout or self.timeout)
-        # .future() starts the cluster's first attempt without a thread when no filter runs above it
-        reference.cluster = configured if invoker is configured else None
+        reference = Reference(key, consumer_url, directory, configured, timeout or self.timeout, config, per_call)
         with self._lock:
             existing = self._references.get(cache_key)
             if existing is not None:
@@ -327,7 +336,7 @@ class Client:
         """Generic call: no class or stub needed."""
         reference = self.reference(service, **options)
         if timeout is not None:
-            timeout = _seconds(timeout, "timeout")
+            timeout = check_seconds(timeout, "timeout")
         return reference.invoke(reference.invocation(method, tuple(args), kwargs or {}, timeout=timeout))
 
     # -- async helpers -------------------------------------------------------------
@@ -360,6 +369,7 @@ class Client:
             self._references.clear()
         longest = max((r.timeout for r in references), default=0.0)
         for reference in references:
+            reference._closed = True
             reference.invoke = _closed  # refuse new calls first; those running go on
         if self._executor is not None:
             self._executor.shutdown(wait=True)  # .future() calls running finish, queued ones are refused
@@ -382,17 +392,6 @@ class Client:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _seconds(value: Any, name: str) -> float:
-    """A positive number of seconds, or ``ConfigurationError`` naming the option."""
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        seconds = 0.0
-    if not seconds > 0 or seconds == float("inf"):
-        raise ConfigurationError(f"{name} must be a positive number of seconds, not {value!r}")
-    return seconds
 
 
 def _direct_url(text: str, key: ServiceKey) -> URL:

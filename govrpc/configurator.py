@@ -15,9 +15,12 @@ One ``key = value`` per line; ``#`` starts a comment. Scope keys: ``address``
 (``host:port``, comma-separated; the rule then changes those providers only)
 and ``application`` (the rule applies to consumers of that application only).
 Provider keys: ``weight`` (> 0) and ``disabled`` (true/false). Consumer keys:
-``cluster``, ``loadbalance``, ``retries``, ``timeout`` (seconds), ``idempotent``
-and the other cluster options, each also per method as ``{method}.{key}``. ``enabled = false``
-switches a rule off without deleting it.
+``cluster``, ``loadbalance``, ``retries``, ``timeout`` (seconds, at most one
+day), ``idempotent`` and every option an installed extension declares
+(``govrpc.options``: strategies, balancers, filters, a third party's too); those
+marked per-method also as ``{method}.{key}``. The option that owns a key checks
+its value: this module knows no strategy. ``enabled = false`` switches a rule
+off without deleting it.
 
 Precedence (DESIGN.md section 4): a registry override, then the consumer's own
 setting, then the provider's published setting, then the default. Among rules,
@@ -25,54 +28,42 @@ an ``address``-scoped rule beats an ``application``-scoped one, which beats a
 general one; equal scopes apply in rule-name order. A rule that does not parse
 is refused with a ``RuleError`` naming the position; a watcher that receives
 one keeps that rule's last good version and logs why.
+
+``ReferenceConfig`` holds one reference's effective settings (its consumer URL
+with the rules applied, and each method's view) and tells its subscribers
+(the reference's timeouts, its cluster, its directory) when they change.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import re
 import threading
 from types import MappingProxyType
 from typing import Callable, Mapping, Sequence
 
 from govrpc.exceptions import ConfigurationError, RuleError
-from govrpc.extension import extension_names
+from govrpc.options import PROVIDER_OPTIONS, known_options, split_method_key
 from govrpc.url import URL
 
 __all__ = [
-    "CLUSTER_KEYS",
     "Configurator",
     "ConfiguratorWatcher",
+    "ReferenceConfig",
     "configure_consumer",
     "configure_provider",
     "parse_configurator",
+    "split_method_key",
 ]
 
 log = logging.getLogger("govrpc.configurator")
 
 CONFIGURATORS = "configurators"
-PROVIDER_KEYS = frozenset({"weight", "disabled"})
-CLUSTER_KEYS = frozenset({
-    "cluster", "loadbalance", "retries", "idempotent", "forks", "hash.arguments", "hash.nodes",
-    "broadcast.fail.percent", "failback.codes", "failback.default", "failsafe.default",
-    "failcache.period", "failcache.retries", "failcache.size", "failcache.timeout",
-    "retry.backoff", "retry.backoff.max", "shortestresponse.reprobe", "timeout",
-})
-"""Options of a reference's cluster and balancer, settable per method as ``{method}.{key}``."""
+PROVIDER_KEYS = frozenset(o.name for o in PROVIDER_OPTIONS)
+SCOPE_KEYS = ("address", "application", "enabled")
 _LINE = re.compile(r"\s*([A-Za-z_][\w.\-]*)\s*=\s*(.*?)\s*$")
 _ADDRESS = re.compile(r"^[\w.\-\[\]:]+:\d{1,5}$")
-
-
-def split_method_key(key: str) -> tuple[str | None, str]:
-    """``"find.loadbalance"`` -> ``("find", "loadbalance")``; ``"retries"`` -> ``(None, "retries")``."""
-    if key in CLUSTER_KEYS:
-        return None, key
-    method, _, rest = key.partition(".")
-    if rest in CLUSTER_KEYS and method.isidentifier():
-        return method, rest
-    return None, key
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,62 +91,20 @@ def _bool(value: str, key: str, text: str, position: int) -> str:
     return lowered
 
 
-_SECONDS = frozenset({"timeout", "failcache.period", "failcache.timeout", "retry.backoff", "retry.backoff.max",
-                      "shortestresponse.reprobe"})
-
-
-def _number_in(value: str, low: float | None, high: float | None) -> bool:
-    """Is ``value`` a finite number, > 0 when ``low`` is None, else within [low, high]?"""
-    try:
-        number = float(value)
-    except ValueError:
-        return False
-    if not math.isfinite(number):
-        return False
-    if low is None:
-        return number > 0
-    return number >= low and (high is None or number <= high)
-
-
 def _check(key: str, value: str, text: str, position: int, key_position: int) -> str:
-    method, base = split_method_key(key)
-    if base == "weight":
-        if not value.lstrip("-").isdigit() or int(value) <= 0:
-            raise RuleError(f"weight must be a positive integer (use disabled = true to stop traffic), "
-                            f"not {value!r}", rule=text, position=position)
-    elif base in _SECONDS:
-        low = 0.0 if base.startswith("retry.backoff") else None  # a backoff may be 0; the others must be > 0
-        if not _number_in(value, low, None):
-            what = "a number of seconds >= 0" if low is not None else "a positive number of seconds"
-            raise RuleError(f"{key} must be {what}, not {value!r}", rule=text, position=position)
-    elif base == "broadcast.fail.percent":
-        if not _number_in(value, 0.0, 100.0):
-            raise RuleError(f"{key} must be a percentage from 0 to 100, not {value!r}", rule=text,
-                            position=position)
-    elif base == "hash.arguments":
-        from govrpc.cluster.consistenthash import parse_hash_arguments
-
-        try:
-            parse_hash_arguments(value)
-        except ConfigurationError as exc:
-            raise RuleError(str(exc), rule=text, position=position) from None
-    elif base in ("disabled", "idempotent"):
-        return _bool(value, key, text, position)
-    elif base in ("cluster", "loadbalance"):
-        group = f"govrpc.{base}"
-        names = extension_names(group)
-        if value not in names:
-            raise RuleError(f"{key}: no {group} extension named {value!r}; installed: {', '.join(names)}",
-                            rule=text, position=position)
-    elif base in ("retries", "forks", "hash.nodes", "failcache.retries", "failcache.size"):
-        if not value.isdigit() or (base != "retries" and int(value) == 0):
-            minimum = 0 if base == "retries" else 1
-            raise RuleError(f"{key} must be an integer >= {minimum}, not {value!r}", rule=text, position=position)
-    elif base not in CLUSTER_KEYS:
-        known = ", ".join(sorted(PROVIDER_KEYS | CLUSTER_KEYS | {"address", "application", "enabled"}))
-        raise RuleError(f"unknown key {key!r}; keys: {known} (cluster keys also as method.key)",
+    """``value`` checked by the option that owns ``key`` (an extension's or a core one)."""
+    options = known_options()
+    _method, base = split_method_key(key, options)
+    option = options.get(base)
+    if option is None:
+        known = ", ".join(sorted({*options, *SCOPE_KEYS}))
+        per_method = ", ".join(name for name, o in options.items() if o.per_method)
+        raise RuleError(f"unknown key {key!r}; keys: {known}; also per method as method.key: {per_method}",
                         rule=text, position=key_position)
-    return value
+    try:
+        return option.text(value, key)
+    except ConfigurationError as exc:
+        raise RuleError(str(exc), rule=text, position=position) from None
 
 
 def parse_configurator(text: str, name: str = "") -> Configurator:
@@ -306,3 +255,97 @@ class ConfiguratorWatcher:
             self._started = False
             self.registry.unwatch_rules(self.service, CONFIGURATORS, self.update)  # type: ignore[attr-defined]
         self._listeners.clear()
+
+
+Subscriber = Callable[["ReferenceConfig"], None]
+
+
+class ReferenceConfig:
+    """The effective settings of one reference, kept current from the registry's configurators.
+
+    ``url`` is the consumer's own URL with the rules applied (precedence in the
+    module docstring); ``view(method)`` is the URL a method sees (its
+    ``{method}.key`` settings as ``key``); ``method_params`` holds each method's
+    own settings. ``subscribe(callback)`` calls ``callback(config)`` after every
+    change of the rules, in subscription order. A subscriber that refuses the
+    new settings (``ConfigurationError``) is logged and every subscriber gets
+    the last good settings again. Without a watcher (``url=`` references, tests)
+    the settings never change.
+    """
+
+    def __init__(self, url: URL, watcher: ConfiguratorWatcher | None = None) -> None:
+        self.base = url
+        self.watcher = watcher
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.RLock()
+        self._set(url)
+        if watcher is not None:
+            watcher.add_listener(self._changed)
+
+    @classmethod
+    def watching(cls, registry: object, url: URL) -> ReferenceConfig:
+        """The settings of the consumer ``url``, configured by ``registry``'s rules once ``start`` runs."""
+        return cls(url, ConfiguratorWatcher(registry, url.path, url.params.get("application", "")))
+
+    def _set(self, url: URL) -> None:
+        per: dict[str, dict[str, str]] = {}
+        for key, value in url.params.items():
+            method, base = split_method_key(key)
+            if method is not None:
+                per.setdefault(method, {})[base] = value
+        # swapped whole: readers see the old settings or the new ones, never a mix
+        self.method_params: Mapping[str, Mapping[str, str]] = MappingProxyType(per)
+        self.views: Mapping[str, URL] = MappingProxyType(
+            {method: url.with_params(**options) for method, options in per.items()})
+        self.url = url
+
+    def view(self, method: str) -> URL:
+        """The URL ``method``'s calls are configured by."""
+        return self.views.get(method, self.url)
+
+    def provider(self, url: URL) -> URL | None:
+        """The provider ``url`` as this consumer should see it (None: disabled)."""
+        return self.watcher.provider(url) if self.watcher is not None else url
+
+    def subscribe(self, callback: Subscriber) -> None:
+        with self._lock:
+            self._subscribers.append(callback)
+
+    def unsubscribe(self, callback: Subscriber) -> None:
+        with self._lock:
+            if callback in self._subscribers:
+                self._subscribers.remove(callback)
+
+    def start(self) -> None:
+        if self.watcher is not None:
+            self.watcher.start()
+
+    def _changed(self, watcher: ConfiguratorWatcher) -> None:
+        with self._lock:
+            previous = self.url
+            self._set(watcher.consumer(self.base))
+            try:
+                self._notify(raising=True)
+            except ConfigurationError as exc:
+                log.error("configurators of %s give settings that do not work (%s); keeping the previous ones",
+                          self.base.path, exc)
+                self._set(previous)
+                self._notify(raising=False)
+
+    def _notify(self, raising: bool) -> None:
+        for callback in list(self._subscribers):
+            try:
+                callback(self)
+            except ConfigurationError:
+                if raising:
+                    raise
+                log.exception("configuration subscriber %r failed", callback)
+            except Exception:  # noqa: BLE001 - one subscriber's bug must not stop the others
+                log.exception("configuration subscriber %r failed", callback)
+
+    def close(self) -> None:
+        if self.watcher is not None:
+            self.watcher.remove_listener(self._changed)
+            self.watcher.close()
+        with self._lock:
+            self._subscribers.clear()

@@ -7,23 +7,26 @@ refuse new calls and drain in-flight ones, then stop.
 
 from __future__ import annotations
 
+import enum
 import logging
 import os
+import signal
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Mapping
 
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
+from govrpc.options import MAX_MESSAGE_SIZE, check_int
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.router.local import export_local, withdraw_local
-from govrpc.rpc.server import ExportedService, GrpcServer
+from govrpc.rpc.executor import WorkerPool
+from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
 from govrpc.service import ServiceSpec, describe
 from govrpc.url import URL, ServiceKey
 
-__all__ = ["ProviderInvoker", "Server"]
+__all__ = ["ProviderInvoker", "Server", "ServerState"]
 
 log = logging.getLogger("govrpc.server")
 
@@ -45,6 +48,18 @@ class ProviderInvoker(Invoker):
                 f"service {self.spec.key} has no method {invocation.method!r}; "
                 f"its methods: {', '.join(sorted(self.methods))}", invocation=invocation)
         return method(*invocation.args, **invocation.kwargs)
+
+
+class ServerState(str, enum.Enum):
+    """A ``Server``'s life: new -> started -> stopping -> stopped (a failed start goes straight to stopped)."""
+
+    NEW = "new"
+    STARTED = "started"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 class Server:
@@ -69,10 +84,17 @@ class Server:
                  application: str = "", warmup: int = 600, serializer: str = "msgpack",
                  max_message_size: int = 4 * 1024 * 1024, filters: Iterable[Filter | str] = (),
                  advertise: str | None = None) -> None:
-        if not isinstance(weight, int) or weight <= 0:
-            raise ConfigurationError(f"weight must be a positive integer, not {weight!r}")
-        if max_workers <= 0:
-            raise ConfigurationError(f"max_workers must be positive, not {max_workers!r}")
+        port = check_int("port", port, minimum=0, maximum=65535)
+        max_workers = check_int("max_workers", max_workers, minimum=1)
+        weight = check_int("weight", weight, minimum=1)
+        warmup = check_int("warmup", warmup, minimum=0)
+        # grpc takes -1 as "unlimited" and cannot go past a signed 32-bit length
+        max_message_size = check_int("max_message_size", max_message_size, minimum=1, maximum=MAX_MESSAGE_SIZE)
+        for option, text in (("host", host), ("application", application), ("serializer", serializer)):
+            if not isinstance(text, str):
+                raise ConfigurationError(f"{option} must be a string, not {text!r}")
+        if not host:
+            raise ConfigurationError("host must name an address to bind, not ''")
         self._registry_address = registry
         self.registry: Registry | None = None
         self.host = host
@@ -87,11 +109,11 @@ class Server:
         self.max_message_size = max_message_size
         self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size)
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
-        self._local_workers = ThreadPoolExecutor(max_workers, thread_name_prefix="govrpc-inprocess")
+        self._local_workers = WorkerPool(max_workers, "govrpc-inprocess")
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
         self.urls: list[URL] = []
         self.invokers: dict[ServiceKey, Invoker] = {}
-        self._state = "new"
+        self._state: str = ServerState.NEW  # a str Enum: plain strings compare equal
         self._lock = threading.Lock()
 
     # -- configuration ------------------------------------------------------------
@@ -162,22 +184,40 @@ class Server:
         params.update(self.tags)
         return URL("grpc", self.advertise, self.port, spec.key.service, params)
 
+    @property
+    def state(self) -> ServerState:
+        """Where the server is in its life: new, started, stopping or stopped (a failed start ends stopped)."""
+        return ServerState(self._state)
+
     def start(self) -> Server:
-        """Bind, serve, then register every service added so far. Returns the server."""
+        """Bind, serve, then register every service added so far. Returns the server.
+
+        A start that fails (the port is taken, the registry refuses a service...) leaves
+        nothing behind: the services it registered are deregistered, the port is released,
+        the server is ``STOPPED`` and ``stop()`` does nothing.
+        """
         with self._lock:
-            if self._state != "new":
+            if self._state != ServerState.NEW:
                 raise ConfigurationError(f"server already {self._state}")
             self.registry = acquire_registry(self._registry_address, provider=True)
             try:
                 self._grpc.start()
-            except Exception:
+            except BaseException:
                 release_registry(self.registry)
-                self._state = "stopped"
+                self._local_workers.shutdown(wait=False)
+                self._state = ServerState.STOPPED
                 raise
-            self._state = "started"
+            self._state = ServerState.STARTED
             services = list(self._services.values())
-        for instance, spec in services:
-            self._export(instance, spec)
+        try:
+            for instance, spec in services:
+                self._export(instance, spec)
+        except BaseException:
+            log.warning("start of %s:%d failed: deregistering and stopping", self.host, self.port)
+            for _, spec in services:  # the one that failed may be published in-process already
+                withdraw_local(self._provider_url(spec))
+            self.stop(grace=0)
+            raise
         log.info("serving %s on %s:%d", ", ".join(str(k) for k in self._services) or "nothing yet",
                  self.host, self.port)
         return self
@@ -186,6 +226,39 @@ class Server:
         """Block until the server stops (or ``timeout`` passes); True if it stopped."""
         return self._grpc.wait(timeout)
 
+    def serve(self, grace: float = 5.0,
+              signals: Iterable[signal.Signals] = (signal.SIGTERM, signal.SIGINT)) -> None:
+        """Serve until one of ``signals`` arrives, then deregister, drain and stop: a provider's main loop.
+
+        A rolling deploy's SIGTERM (or Ctrl-C) thus means deregister, drain in-flight calls
+        for up to ``grace`` seconds, stop; ``serve`` returns at most ``STOP_BOUND`` seconds
+        after the grace even when a provider method is still running, and nothing waits for
+        that method, so the process can exit. Starts the server if it is new; returns too when
+        ``stop()`` is called elsewhere; puts the previous signal handlers back on return.
+
+        Raises:
+            ConfigurationError: a bad grace, or not on the main thread (only it gets signals).
+        """
+        if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < float("inf"):
+            raise ConfigurationError(f"grace must be a non-negative number of seconds, not {grace!r}")
+        if threading.current_thread() is not threading.main_thread():
+            raise ConfigurationError("serve() handles signals, so it runs on the main thread; "
+                                     "elsewhere use start(), wait() and stop()")
+        requested = threading.Event()
+        previous = {sig: signal.signal(sig, lambda *_: requested.set()) for sig in signals}
+        try:
+            if self._state == ServerState.NEW:
+                self.start()
+            while self._state == ServerState.STARTED and not requested.wait(0.2):
+                pass
+        finally:
+            try:
+                self.stop(grace)
+                self.wait(grace + STOP_BOUND)  # a stop begun elsewhere
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+
     def stop(self, grace: float = 5.0) -> None:
         """Deregister, let consumers notice, drain in-flight calls for up to ``grace`` s, stop."""
         with self._lock:
@@ -193,6 +266,7 @@ class Server:
                 self._state = "stopped"
                 return
             self._state = "stopping"
+        deadline = time.monotonic() + (grace or 0)  # the whole stop fits in the grace (+ STOP_BOUND)
         registry = self.registry
         assert registry is not None
         for url in self.urls:
@@ -207,7 +281,7 @@ class Server:
             time.sleep(min(delay, grace))
         for url in self.urls:
             withdraw_local(url)
-        self._grpc.stop(grace)
+        self._grpc.stop(max(0.0, deadline - time.monotonic()))
         self._local_workers.shutdown(wait=False)  # in-process calls still running finish on their own
         release_registry(registry)
         self._state = "stopped"

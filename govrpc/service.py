@@ -127,11 +127,25 @@ def _method_spec(cls: type, name: str, fn: Callable[..., Any], default_idempoten
     return MethodSpec(name, idempotent, arity=arity)
 
 
-def describe(obj: Any) -> ServiceSpec:
+def _check_sync(cls: type, key: ServiceKey, name: str, fn: Callable[..., Any]) -> None:
+    """Refuse ``async def`` and async generator methods: threads cannot await them."""
+    for candidate in (fn, inspect.unwrap(fn)):
+        if inspect.iscoroutinefunction(candidate) or inspect.isasyncgenfunction(candidate):
+            kind = "an async generator" if inspect.isasyncgenfunction(candidate) else "an async def method"
+            raise ConfigurationError(
+                f"service {key}: {cls.__qualname__}.{name} is {kind}, which govrpc.Server cannot call "
+                f"(it runs methods on worker threads and cannot await them); host the class on "
+                f"govrpc.AsyncServer, or make the method a plain def")
+
+
+def describe(obj: Any, *, allow_async: bool = False) -> ServiceSpec:
     """The service spec of a marked instance or class, with its methods collected.
 
+    Args:
+        allow_async: accept ``async def`` methods (an asyncio server describing its class).
     Raises:
-        ConfigurationError: the object's class is not marked, or has no public method.
+        ConfigurationError: the object's class is not marked, has no public method, or
+            (unless ``allow_async``) has an ``async def`` or async generator method.
     """
     cls = obj if inspect.isclass(obj) else type(obj)
     spec = getattr(cls, _MARK, None)
@@ -141,6 +155,8 @@ def describe(obj: Any) -> ServiceSpec:
     for name, fn in inspect.getmembers(cls, inspect.isfunction):
         if name.startswith("_"):
             continue
+        if not allow_async:
+            _check_sync(cls, spec.key, name, fn)
         methods.append(_method_spec(cls, name, fn, spec.idempotent, spec.key.service))
     if not methods:
         raise ConfigurationError(f"service {spec.key} ({cls.__qualname__}) has no public method")

@@ -12,6 +12,7 @@ from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.stats import stats_of
 from govrpc.exceptions import CallTimeoutError, CancelledError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker
+from govrpc.options import Option
 from govrpc.url import URL
 
 __all__ = ["ClusterInvoker"]
@@ -25,8 +26,12 @@ class ClusterInvoker(Invoker):
     ones, raises ``NoProviderError`` when none is left, and otherwise hands them
     to ``do_invoke`` with the load balancer. Strategies call providers through
     ``call``, which records the statistics balancers and ejection read.
-    Options are read from the consumer ``url`` and checked in ``__init__``.
+    Options are read from the consumer ``url`` in ``__init__``, each through the
+    ``Option`` the class declares in ``options`` (``govrpc.options``), which is
+    also how a configurator checks them; the outlier options come with every strategy.
     """
+
+    options: ClassVar[tuple[Option, ...]] = OutlierDetector.options
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         self.directory = directory

@@ -5,10 +5,11 @@ consumer filters. It builds one cluster invoker (with its own load balancer)
 per distinct configuration: the reference's settings, and each method's
 ``{method}.{key}`` settings (``methods={"find": {"loadbalance": "consistenthash"}}``
 on the proxy). Every option is checked when the reference is made, so a bad
-name or value fails at proxy creation, never at call time. When a registry
-configurator changes the options, the table is rebuilt and swapped whole; an
-override that does not build (say, an unknown balancer) is logged and the
-last good table kept. Outlier ejection and the retry budget are shared by
+name or value fails at proxy creation, never at call time (each option is
+checked by the extension that declares it, ``govrpc.options``). It subscribes
+to the reference's ``ReferenceConfig``: when a registry configurator changes
+the options, the table is rebuilt and swapped whole; an override that does not
+build (say, an unknown balancer) is refused, logged, and the last good table kept. Outlier ejection and the retry budget are shared by
 every method of the reference.
 """
 
@@ -19,11 +20,13 @@ from typing import Any, Mapping
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
+from govrpc.cluster.failover import RetryBudget
 from govrpc.cluster.outlier import OutlierDetector
-from govrpc.configurator import CLUSTER_KEYS, ConfiguratorWatcher, split_method_key
+from govrpc.configurator import ReferenceConfig
 from govrpc.exceptions import ConfigurationError
 from govrpc.extension import get_extension
 from govrpc.invocation import Invocation, Invoker
+from govrpc.options import CLUSTER, LOADBALANCE, check_options, declared_options, known_options
 from govrpc.url import URL
 
 __all__ = ["ConfiguredClusterInvoker", "method_options"]
@@ -31,75 +34,77 @@ __all__ = ["ConfiguredClusterInvoker", "method_options"]
 log = logging.getLogger("govrpc.cluster")
 
 Routes = tuple[dict[str, ClusterInvoker], ClusterInvoker]
+_SHARED = frozenset(o.name for o in OutlierDetector.options)  # one detector per reference, updated in place
 
 
 def method_options(methods: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     """``{"find": {"loadbalance": "x"}}`` -> ``{"find.loadbalance": "x"}`` (consumer URL params).
 
-    Raises ``ConfigurationError`` for a method name that is not an identifier
-    or an option that is not a cluster option.
+    Raises ``ConfigurationError`` for a method name that is not an identifier,
+    an option that is not a per-method option, or a value the option refuses.
     """
     if not isinstance(methods, Mapping):
         raise ConfigurationError(f"methods= takes {{method: {{option: value}}}}, not {methods!r}")
-    params: dict[str, str] = {}
-    for method, options in methods.items():
+    options = known_options()
+    per_method = sorted(name for name, option in options.items() if option.per_method)
+    params: dict[str, Any] = {}
+    for method, settings in methods.items():
         if not isinstance(method, str) or not method.isidentifier():
             raise ConfigurationError(f"methods=: {method!r} is not a method name")
-        if not isinstance(options, Mapping):
-            raise ConfigurationError(f"methods=[{method!r}] takes {{option: value}}, not {options!r}")
-        for key, value in options.items():
-            if key not in CLUSTER_KEYS:
+        if not isinstance(settings, Mapping):
+            raise ConfigurationError(f"methods=[{method!r}] takes {{option: value}}, not {settings!r}")
+        for key, value in settings.items():
+            option = options.get(key)
+            if option is None or not option.per_method:
                 raise ConfigurationError(
-                    f"methods=[{method!r}]: {key!r} is not a per-method option; options: {', '.join(sorted(CLUSTER_KEYS))}")
-            params[f"{method}.{key}"] = str(value).lower() if isinstance(value, bool) else str(value)
-    return params
-
-
-def _method_views(url: URL) -> dict[str, URL]:
-    """Each method with its own settings -> the URL it sees (its ``{method}.key`` as ``key``)."""
-    per: dict[str, dict[str, str]] = {}
-    for key, value in url.params.items():
-        method, base = split_method_key(key)
-        if method is not None:
-            per.setdefault(method, {})[base] = value
-    return {method: url.with_params(**options) for method, options in per.items()}
+                    f"methods=[{method!r}]: {key!r} is not a per-method option; options: {', '.join(per_method)}")
+            params[f"{method}.{key}"] = value
+    return check_options(params)
 
 
 class ConfiguredClusterInvoker(Invoker):
-    """Dispatches each call to its method's cluster invoker; rebuilt when configurators change."""
+    """Dispatches each call to its method's cluster invoker; rebuilt when the settings change.
 
-    def __init__(self, directory: Directory, url: URL) -> None:
+    ``settings`` is the reference's ``ReferenceConfig`` (subscribed to: configurator
+    changes rebuild the table), or a plain consumer URL (settings that never change).
+    """
+
+    def __init__(self, directory: Directory, settings: URL | ReferenceConfig) -> None:
+        self.config = settings if isinstance(settings, ReferenceConfig) else ReferenceConfig(settings)
         self.directory = directory
-        self.url = url
-        self.outlier = OutlierDetector.from_url(url)
-        self._made: dict[tuple[tuple[str, str], ...], ClusterInvoker] = {}
-        self._shared: dict[str, Any] = {}
-        self._routes: Routes = self._build(url)[0]
-        self.watcher: ConfiguratorWatcher | None = getattr(directory, "configurators", None)
-        if self.watcher is not None:
-            self.watcher.add_listener(self._reconfigure)
+        self.url = self.config.base
+        self.outlier = OutlierDetector.from_url(self.config.url)
+        self._made: dict[tuple[Any, ...], ClusterInvoker] = {}
+        self._budgets: dict[tuple[float, float], RetryBudget] = {}
+        self._routes: Routes = self._build(self.config)[0]
+        self.config.subscribe(self._reconfigure)
 
-    def _make(self, view: URL, made: dict[tuple[tuple[str, str], ...], ClusterInvoker]) -> ClusterInvoker:
-        key = tuple(sorted((k, v) for k, v in view.params.items() if k in CLUSTER_KEYS))
+    def _make(self, view: URL, made: dict[tuple[Any, ...], ClusterInvoker]) -> ClusterInvoker:
+        cluster_name = view.get("cluster") or CLUSTER.default
+        lb_name = view.get("loadbalance") or LOADBALANCE.default
+        cluster_cls = get_extension("govrpc.cluster", cluster_name)
+        lb_cls = get_extension("govrpc.loadbalance", lb_name)
+        # one invoker per distinct value of the options its strategy and balancer read
+        names = {o.name for o in (*declared_options(cluster_cls), *declared_options(lb_cls))} - _SHARED
+        key = (cluster_name, lb_name, tuple(sorted((n, view.params[n]) for n in names if n in view.params)))
         invoker = made.get(key) or self._made.get(key)
         if invoker is None:
-            cluster_cls = get_extension("govrpc.cluster", view.get("cluster") or "failover")
-            lb_cls = get_extension("govrpc.loadbalance", view.get("loadbalance") or "random")
             invoker = cluster_cls(self.directory, lb_cls(view), view)
             if not isinstance(invoker, ClusterInvoker):
-                raise ConfigurationError(f"cluster {view.get('cluster')!r} ({cluster_cls}) is not a ClusterInvoker")
+                raise ConfigurationError(f"cluster {cluster_name!r} ({cluster_cls}) is not a ClusterInvoker")
             invoker.outlier = self.outlier
             budget = getattr(invoker, "budget", None)
-            if budget is not None:  # one retry budget per reference, as gRPC has one per channel
-                invoker.budget = self._shared.setdefault("budget", budget)  # type: ignore[attr-defined]
+            if isinstance(budget, RetryBudget):  # one retry budget per reference, as gRPC has one per channel
+                shared = self._budgets.setdefault((budget.max_tokens, budget.ratio), budget)
+                invoker.budget = shared  # type: ignore[attr-defined]
         made[key] = invoker
         return invoker
 
-    def _build(self, url: URL) -> tuple[Routes, list[ClusterInvoker]]:
-        """The routes for ``url``, and the invokers they no longer use (for ``_retire``)."""
-        made: dict[tuple[tuple[str, str], ...], ClusterInvoker] = {}
-        default = self._make(url, made)
-        methods = {method: self._make(view, made) for method, view in _method_views(url).items()}
+    def _build(self, config: ReferenceConfig) -> tuple[Routes, list[ClusterInvoker]]:
+        """The routes for ``config``, and the invokers they no longer use (for ``_retire``)."""
+        made: dict[tuple[Any, ...], ClusterInvoker] = {}
+        default = self._make(config.url, made)
+        methods = {method: self._make(view, made) for method, view in config.views.items()}
         retired = [old for key, old in self._made.items() if key not in made]
         self._made = made
         return ({m: i for m, i in methods.items() if i is not default}, default), retired
@@ -111,18 +116,15 @@ class ConfiguredClusterInvoker(Invoker):
             successor = next((i for i in self._made.values() if type(i) is type(old)), None)
             old.stop(successor)
 
-    def _reconfigure(self, watcher: ConfiguratorWatcher) -> None:
-        url = watcher.consumer(self.url)
-        try:
-            routes, retired = self._build(url)
-        except ConfigurationError as exc:
-            log.error("configurators of %s give options that do not work (%s); keeping the previous ones",
-                      self.url.path, exc)
-            return
+    def _reconfigure(self, config: ReferenceConfig) -> None:
+        """Apply new settings; raises ``ConfigurationError`` (nothing changed) when they do not build."""
+        outlier = OutlierDetector.from_url(config.url)
+        routes, retired = self._build(config)
+        self.outlier.configure(outlier)
         self._routes = routes  # new calls take the new routes before the old invokers stop
         self._retire(retired)
-        log.info("%s: cluster options now %s", self.url.path,
-                 {k: v for k, v in url.params.items() if split_method_key(k)[1] in CLUSTER_KEYS})
+        if retired:
+            log.info("%s: cluster options now %s", self.url.path, dict(config.url.params))
 
     def cluster_for(self, method: str) -> ClusterInvoker:
         """The cluster invoker that ``method``'s calls use now."""
@@ -144,8 +146,7 @@ class ConfiguredClusterInvoker(Invoker):
         return any(i.available for i in self.directory.invokers)
 
     def close(self) -> None:
-        if self.watcher is not None:
-            self.watcher.remove_listener(self._reconfigure)
+        self.config.unsubscribe(self._reconfigure)
         for invoker in self._made.values():
             invoker.stop()
         self.directory.close()

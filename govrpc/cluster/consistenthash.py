@@ -4,7 +4,9 @@ Each provider owns ``hash.nodes`` points (default 160) on a ring of 2**32,
 placed by the MD5 of its address, so the ring depends only on who is there:
 when one of N providers leaves, only the keys it owned (about 1/N) move, and
 no other key does. The key of a call is made of the arguments at the indexes
-in ``hash.arguments`` (default ``0``, the first).
+in ``hash.arguments`` (default ``0``, the first). ``hash.nodes`` is at most
+``MAX_NODES`` (10,000): the ring is built on a calling thread, and a huge one
+would stall every call that needs it.
 """
 
 from __future__ import annotations
@@ -16,9 +18,12 @@ from typing import Sequence
 from govrpc.cluster.loadbalance import LoadBalancer, WeightTable, _TableCache
 from govrpc.exceptions import ConfigurationError
 from govrpc.invocation import Invocation, Invoker
+from govrpc.options import Option
 from govrpc.url import URL
 
-__all__ = ["ConsistentHashLoadBalancer", "check_hash_arguments", "parse_hash_arguments"]
+__all__ = ["ConsistentHashLoadBalancer", "MAX_NODES", "check_hash_arguments", "parse_hash_arguments"]
+
+MAX_NODES = 10_000
 
 
 def parse_hash_arguments(text: str) -> tuple[int, ...]:
@@ -96,12 +101,15 @@ class _Ring(WeightTable):
 class ConsistentHashLoadBalancer(LoadBalancer):
     """Ring of virtual nodes keyed on the chosen arguments (``hash.arguments``, ``hash.nodes``)."""
 
+    ARGUMENTS = Option("hash.arguments", parse_hash_arguments, (0,), "indexes of the arguments hashed",
+                       "argument indexes such as 0 or 0,2")
+    NODES = Option.integer("hash.nodes", 160, low=1, high=MAX_NODES, doc="virtual nodes per provider")
+    options = (ARGUMENTS, NODES)
+
     def __init__(self, url: URL | None = None) -> None:
         super().__init__(url)
-        self.arguments = parse_hash_arguments(url.get("hash.arguments") or "0") if url is not None else (0,)
-        nodes = url.get_int("hash.nodes", 160) if url is not None else 160
-        if nodes < 1:
-            raise ConfigurationError(f"hash.nodes must be 1 or more, not {nodes}")
+        self.arguments: tuple[int, ...] = self.ARGUMENTS.read(url)
+        nodes: int = self.NODES.read(url)
         ring_class = type("_Ring", (_Ring,), {"nodes": nodes, "__slots__": ()})
         self._tables: _TableCache[_Ring] = _TableCache(ring_class)
         self._width = max(self.arguments) + 1

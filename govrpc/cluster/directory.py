@@ -18,7 +18,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from govrpc.cluster.stats import ProviderState, stats_of
-from govrpc.configurator import ConfiguratorWatcher
+from govrpc.configurator import ConfiguratorWatcher, ReferenceConfig
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
 from govrpc.registry.base import Registry
 from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
@@ -40,12 +40,13 @@ class Endpoint(Invoker):
     adds no frame to a call. ``in_process`` tells routers a provider of this process.
     """
 
-    def __init__(self, url: URL, state: ProviderState, transport: Invoker, filters: Sequence[Filter] = ()) -> None:
+    def __init__(self, url: URL, state: ProviderState, transport: Invoker, filters: Sequence[Filter] = (),
+                 consumer: URL | None = None) -> None:
         self.url = url
         self.state = state
         self.transport = transport
         self.in_process = bool(getattr(transport, "in_process", False))
-        self.chain = build_filter_chain(filters, transport, url) if filters else transport
+        self.chain = build_filter_chain(filters, transport, bind_url(url, consumer)) if filters else transport
         self.invoke = self.chain.invoke  # type: ignore[method-assign]
         # the transport's non-blocking call, when nothing runs between it and the cluster
         self.start = getattr(transport, "start", None) if self.chain is transport else None
@@ -63,6 +64,19 @@ class Endpoint(Invoker):
 
     def __repr__(self) -> str:
         return f"Endpoint({self.url.address}/{self.url.path})"
+
+
+IDENTITY_KEYS = frozenset({"application", "pid", "timestamp", "version", "group", "methods", "side"})
+
+
+def bind_url(provider: URL, consumer: URL | None) -> URL:
+    """What an invoker-level filter is bound to: the provider's URL with the consumer's own
+    settings over it (DESIGN.md section 4: the consumer's setting beats the provider's
+    published one), leaving out what identifies the consumer (application, pid...)."""
+    if consumer is None:
+        return provider
+    settings = {k: v for k, v in consumer.params.items() if k not in IDENTITY_KEYS}
+    return provider.with_params(**settings) if settings else provider
 
 
 class Directory:
@@ -95,12 +109,13 @@ class StaticDirectory(Directory):
     """
 
     def __init__(self, key: ServiceKey, consumer_url: URL, invokers: Sequence[Invoker],
-                 filters: Sequence[Filter] = ()) -> None:
+                 filters: Sequence[Filter] = (), config: ReferenceConfig | None = None) -> None:
         self.key = key
         self.consumer_url = consumer_url
         self.filters = tuple(filters)
+        consumer = config.url if config is not None else consumer_url
         self.invokers = tuple(i if getattr(i, "state", None) is not None
-                              else Endpoint(i.url, stats_of(i), i, self.filters)
+                              else Endpoint(i.url, stats_of(i), i, self.filters, consumer)
                               for i in invokers)
 
 
@@ -108,7 +123,8 @@ class RegistryDirectory(Directory):
     """Providers of ``key`` as the registry announces them."""
 
     def __init__(self, registry: Registry, key: ServiceKey, consumer_url: URL,
-                 invoker_factory: InvokerFactory, filters: Sequence[Filter] = ()) -> None:
+                 invoker_factory: InvokerFactory, filters: Sequence[Filter] = (),
+                 config: ReferenceConfig | None = None) -> None:
         self.registry = registry
         self.key = key
         self.consumer_url = consumer_url
@@ -122,15 +138,18 @@ class RegistryDirectory(Directory):
         self.urls: tuple[URL, ...] = ()
         self._closed = False
         self._raw: list[URL] = []  # as the registry pushed them, before configurators
-        self.configurators = ConfiguratorWatcher(registry, key.service, consumer_url.params.get("application", ""))
+        self._bound_to: URL | None = None  # the consumer settings the endpoints' filters were bound to
+        # the reference's settings, kept current by the registry's configurators (the directory starts them)
+        self.config = config if config is not None else ReferenceConfig(
+            consumer_url, ConfiguratorWatcher(registry, key.service, consumer_url.params.get("application", "")))
 
-    def _reconfigure(self, _watcher: ConfiguratorWatcher) -> None:
+    def _reconfigure(self, _config: ReferenceConfig) -> None:
         with self._lock:
             self.notify(self._raw)
 
     def start(self) -> None:
-        self.configurators.add_listener(self._reconfigure)
-        self.configurators.start()  # overrides first, so the first list is already configured
+        self.config.subscribe(self._reconfigure)
+        self.config.start()  # overrides first, so the first list is already configured
         if self.router_chain is not None:  # rules first, so the first call is already routed
             self.registry.watch_rules(self.key.service, "routers", self.router_chain.set_registry_rules)
         self.registry.subscribe(self.key.service, self.notify)
@@ -143,6 +162,9 @@ class RegistryDirectory(Directory):
                 return
             self._raw = urls
             old_providers, old_endpoints = self._providers, self._by_url
+            consumer = self.config.url
+            if consumer is not self._bound_to:  # the consumer's settings changed: bind filters again
+                old_endpoints, self._bound_to = {}, consumer
             providers: dict[URL, tuple[Invoker, ProviderState]] = {}
             endpoints: dict[URL, Endpoint] = {}
             for raw in wanted:
@@ -154,13 +176,13 @@ class RegistryDirectory(Directory):
                         log.exception("cannot create an invoker for provider %s of %s", raw, self.key)
                         continue
                 providers[raw] = provider
-                url = self.configurators.provider(raw)
+                url = self.config.provider(raw)
                 if url is None:  # disabled by a configurator: kept (with its state), not listed
                     continue
                 endpoint = old_endpoints.get(url)
                 if endpoint is None or endpoint.transport is not provider[0]:
                     provider[1].configure(url.params)
-                    endpoint = Endpoint(url, provider[1], provider[0], self.filters)
+                    endpoint = Endpoint(url, provider[1], provider[0], self.filters, consumer)
                 endpoints[url] = endpoint
             self._providers, self._by_url = providers, endpoints
             self.urls = tuple(endpoints)
@@ -173,7 +195,7 @@ class RegistryDirectory(Directory):
 
     def close(self) -> None:
         self.registry.unsubscribe(self.key.service, self.notify)
-        self.configurators.close()
+        self.config.close()
         if self.router_chain is not None:
             self.registry.unwatch_rules(self.key.service, "routers", self.router_chain.set_registry_rules)
         with self._lock:

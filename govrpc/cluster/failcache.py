@@ -5,10 +5,12 @@ is queued and the caller gets a ``RetryAccepted`` at once instead of the
 method's return value. A timer thread re-sends queued calls every
 ``failcache.period`` s (default 5), each up to ``failcache.retries`` times
 (default 3), with a fresh deadline of ``failcache.timeout`` s (default: the
-proxy's ``timeout=`` if given, else 1). A call that still fails is logged, counted
+proxy's ``timeout=`` if given, else 1); a re-send that finds no provider listed
+counts as a failed one, so the call waits for providers to come back for
+``failcache.retries`` periods. A call that still fails is logged, counted
 (``FailcacheClusterInvoker.given_up``) and passed to every callback added with
 ``on_give_up``. The queue holds at most ``failcache.size`` calls (default
-1000); when full, the call is refused at once with ``FailcacheFullError``.
+1000, at most 1,000,000); when full, the call is refused at once with ``FailcacheFullError``.
 
 Business exceptions are raised to the caller, never queued. The queue is in
 memory: it survives providers going away and coming back, not the consumer
@@ -29,8 +31,9 @@ from typing import Any, Callable, Sequence
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
-from govrpc.exceptions import ConfigurationError, GovRpcError, RpcError
+from govrpc.exceptions import GovRpcError, NoProviderError, RpcError
 from govrpc.invocation import Invocation, Invoker
+from govrpc.options import TIMEOUT, Option
 from govrpc.url import URL
 
 __all__ = ["FailcacheClusterInvoker", "FailcacheFullError", "RetryAccepted", "on_give_up"]
@@ -40,6 +43,7 @@ log = logging.getLogger("govrpc.cluster")
 GiveUpCallback = Callable[[Invocation, BaseException], None]
 _callbacks: list[GiveUpCallback] = []
 _ids = itertools.count(1)
+MAX_SIZE = 1_000_000  # the queue is memory: bounded by what one process can hold
 
 
 def on_give_up(callback: GiveUpCallback) -> Callable[[], None]:
@@ -85,16 +89,19 @@ class _Pending:
 class FailcacheClusterInvoker(ClusterInvoker):
     """One attempt now; on a provider failure, queue the call and re-send it in the background."""
 
+    PERIOD = Option.seconds("failcache.period", 5.0, doc="seconds between re-sends of the queue")
+    RETRIES = Option.integer("failcache.retries", 3, low=1, doc="re-sends of a queued call before giving up")
+    SIZE = Option.integer("failcache.size", 1000, low=1, high=MAX_SIZE, doc="calls the queue holds at most")
+    RESEND_TIMEOUT = Option.seconds("failcache.timeout", None,
+                                    doc="deadline of a re-send (default: timeout, else 1 s)")
+    options = (PERIOD, RETRIES, SIZE, RESEND_TIMEOUT, TIMEOUT)
+
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
-        self.period = url.get_float("failcache.period", 5.0)
-        self.retries = url.get_int("failcache.retries", 3)
-        self.size = url.get_int("failcache.size", 1000)
-        self.timeout = url.get_float("failcache.timeout", url.get_float("timeout", 1.0))
-        if self.period <= 0 or self.retries < 1 or self.size < 1 or self.timeout <= 0:
-            raise ConfigurationError(
-                f"failcache options must be positive: period={self.period}, retries={self.retries}, "
-                f"size={self.size}, timeout={self.timeout} ({url.path})")
+        self.period: float = self.PERIOD.read(url)
+        self.retries: int = self.RETRIES.read(url)
+        self.size: int = self.SIZE.read(url)
+        self.timeout: float = self.RESEND_TIMEOUT.read(url, TIMEOUT.read(url, 1.0))
         self._queue: collections.deque[_Pending] = collections.deque()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -164,7 +171,8 @@ class FailcacheClusterInvoker(ClusterInvoker):
                 self.call(self.loadbalance.select(self.list(invocation), invocation), invocation)
             except Exception as exc:  # noqa: BLE001 - any failure counts against the call
                 pending.error = exc
-                retryable = isinstance(exc, GovRpcError) and exc.retryable
+                # no provider listed right now: they may come back, as the queue promises to wait for
+                retryable = isinstance(exc, NoProviderError) or (isinstance(exc, GovRpcError) and exc.retryable)
                 if retryable and pending.attempts < self.retries:
                     with self._lock:
                         self._queue.append(pending)

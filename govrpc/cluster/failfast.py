@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from typing import Any, Sequence
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
-from govrpc.exceptions import ConfigurationError
 from govrpc.invocation import Invocation, Invoker
+from govrpc.options import Option
 from govrpc.url import URL
 
 __all__ = ["FailfastClusterInvoker", "FailsafeClusterInvoker"]
@@ -34,12 +33,12 @@ class FailsafeClusterInvoker(ClusterInvoker):
     not disturb the caller: audit logs, statistics, best-effort notifications.
     """
 
+    DEFAULT_VALUE = Option.json("failsafe.default", doc="the value returned instead of any error (JSON)")
+    options = (DEFAULT_VALUE,)
+
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
-        try:
-            self.default = json.loads(url.get("failsafe.default") or "null")
-        except ValueError as exc:
-            raise ConfigurationError(f"failsafe.default={url.get('failsafe.default')!r} is not JSON: {exc}") from None
+        self.default = self.DEFAULT_VALUE.read(url)
 
     def invoke(self, invocation: Invocation) -> Any:
         try:

@@ -17,11 +17,10 @@ Failback lets the status code decide: return a default, raise, or retry as failo
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
-from typing import Any, Sequence
+from typing import Any, ClassVar, Sequence
 
 import tenacity
 
@@ -30,6 +29,7 @@ from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
 from govrpc.exceptions import CallTimeoutError, ConfigurationError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker
+from govrpc.options import IDEMPOTENT, RETRIES, Option
 from govrpc.url import URL
 
 __all__ = ["FailbackClusterInvoker", "FailoverClusterInvoker", "RetryBudget", "STATUS_CODES"]
@@ -51,6 +51,12 @@ class RetryBudget:
     the tokens are left. Shared by every method of a reference.
     """
 
+    MAX_TOKENS = Option.number("retry.budget", 100.0, low=0.0, high=1e6, low_open=True, per_method=False,
+                               doc="tokens of the reference's retry budget")
+    RATIO = Option.number("retry.budget.ratio", 0.1, low=0.0, high=1e6, low_open=True, per_method=False,
+                          doc="tokens a success gives back")
+    options: ClassVar[tuple[Option, ...]] = (MAX_TOKENS, RATIO)
+
     def __init__(self, max_tokens: float = 100.0, ratio: float = 0.1) -> None:
         if max_tokens <= 0 or ratio <= 0:
             raise ConfigurationError(
@@ -62,7 +68,7 @@ class RetryBudget:
 
     @classmethod
     def from_url(cls, url: URL) -> RetryBudget:
-        return cls(url.get_float("retry.budget", 100.0), url.get_float("retry.budget.ratio", 0.1))
+        return cls(cls.MAX_TOKENS.read(url), cls.RATIO.read(url))
 
     def on_success(self) -> None:
         if self.tokens < self.max_tokens:  # full bucket (the usual case): nothing to do, no lock
@@ -87,17 +93,6 @@ class _Attempt:
         self.attempt_number = attempt_number
 
 
-def _flag(text: str | None) -> bool | None:
-    if text is None or text == "":
-        return None
-    lowered = text.lower()
-    if lowered in ("true", "1", "yes"):
-        return True
-    if lowered in ("false", "0", "no"):
-        return False
-    raise ConfigurationError(f"idempotent={text!r} is not true or false")
-
-
 class FailoverClusterInvoker(ClusterInvoker):
     """Up to ``retries`` extra attempts (default 2), each on a provider not tried yet.
 
@@ -109,15 +104,17 @@ class FailoverClusterInvoker(ClusterInvoker):
     every provider tried and why no further attempt was made.
     """
 
+    BACKOFF = Option.seconds("retry.backoff", 0.01, zero=True, doc="base pause between attempts, seconds")
+    BACKOFF_MAX = Option.seconds("retry.backoff.max", 0.2, zero=True, doc="longest pause between attempts")
+    options = (RETRIES, IDEMPOTENT, BACKOFF, BACKOFF_MAX, *RetryBudget.options)
+
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
-        self.retries = url.get_int("retries", 2)
-        if self.retries < 0:
-            raise ConfigurationError(f"retries must be 0 or more, not {self.retries} ({url.path})")
-        self.idempotent = _flag(url.get("idempotent"))
-        backoff = url.get_float("retry.backoff", 0.01)
-        backoff_max = url.get_float("retry.backoff.max", 0.2)
-        if backoff < 0 or backoff_max < backoff:
+        self.retries: int = RETRIES.read(url)
+        self.idempotent: bool | None = IDEMPOTENT.read(url)
+        backoff = self.BACKOFF.read(url)
+        backoff_max = self.BACKOFF_MAX.read(url)
+        if backoff_max < backoff:
             raise ConfigurationError(
                 f"retry.backoff ({backoff}) must be >= 0 and <= retry.backoff.max ({backoff_max})")
         self.wait = tenacity.wait_random_exponential(multiplier=backoff, max=backoff_max)
@@ -243,15 +240,16 @@ class FailbackClusterInvoker(FailoverClusterInvoker):
     When the retries fail too, the last error's code decides again (``retry`` then raises).
     """
 
+    CODES = Option("failback.codes", parse_actions, {}, "CODE:action pairs merged over the defaults",
+                   "CODE:action pairs (retry, raise or default)")
+    DEFAULT_VALUE = Option.json("failback.default", doc="the value returned for a 'default' code (JSON)")
+    options = (CODES, DEFAULT_VALUE)
     one_attempt_first = False
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
-        self.actions = {**DEFAULT_ACTIONS, **parse_actions(url.get("failback.codes") or "")}
-        try:
-            self.default = json.loads(url.get("failback.default") or "null")
-        except ValueError as exc:
-            raise ConfigurationError(f"failback.default={url.get('failback.default')!r} is not JSON: {exc}") from None
+        self.actions = {**DEFAULT_ACTIONS, **self.CODES.read(url)}
+        self.default = self.DEFAULT_VALUE.read(url)
 
     def action(self, exc: BaseException) -> str:
         code = exc.code if isinstance(exc, GovRpcError) else "UNKNOWN"

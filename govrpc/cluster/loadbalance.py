@@ -18,11 +18,11 @@ import operator
 import random
 import threading
 import time
-from typing import Callable, Generic, Sequence, TypeVar
+from typing import Callable, ClassVar, Generic, Sequence, TypeVar
 
 from govrpc.cluster.stats import ProviderState, stats_of
-from govrpc.exceptions import ConfigurationError
 from govrpc.invocation import Invocation, Invoker
+from govrpc.options import Option
 from govrpc.url import URL
 
 __all__ = [
@@ -108,8 +108,12 @@ class LoadBalancer(abc.ABC):
     thread-safe; pure and non-blocking, so the sync and asyncio paths share it;
     ``invokers`` is never empty and is not mutated after it is passed (balancers
     cache per-list tables by identity). Options are read from the consumer
-    ``url`` and checked in ``__init__`` (bad values raise ``ConfigurationError`` there).
+    ``url`` in ``__init__``, each through an ``Option`` the class declares in
+    ``options`` (``govrpc.options``), so configurators can set them too; a bad
+    value raises ``ConfigurationError`` there.
     """
+
+    options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self, url: URL | None = None) -> None:
         self.url = url
@@ -257,11 +261,12 @@ class ShortestResponseLoadBalancer(LoadBalancer):
     is refreshed; otherwise the one with the lower score wins.
     """
 
+    REPROBE = Option.seconds("shortestresponse.reprobe", 10.0, doc="seconds after which a provider is measured again")
+    options = (REPROBE,)
+
     def __init__(self, url: URL | None = None) -> None:
         super().__init__(url)
-        self.reprobe = url.get_float("shortestresponse.reprobe", 10.0) if url is not None else 10.0
-        if self.reprobe <= 0:
-            raise ConfigurationError(f"shortestresponse.reprobe must be positive, not {self.reprobe}")
+        self.reprobe: float = self.REPROBE.read(url)
         self._tables: _TableCache[WeightTable] = _TableCache(WeightTable)
 
     def select(self, invokers: Sequence[Invoker], invocation: Invocation) -> Invoker:

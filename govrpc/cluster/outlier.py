@@ -14,11 +14,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import Sequence
+from typing import ClassVar, Sequence
 
 from govrpc.cluster.stats import ProviderState, stats_of
 from govrpc.exceptions import ConfigurationError
 from govrpc.invocation import Invoker
+from govrpc.options import Option
 from govrpc.url import URL
 
 __all__ = ["OutlierDetector"]
@@ -27,7 +28,21 @@ log = logging.getLogger("govrpc.cluster")
 
 
 class OutlierDetector:
-    """Ejection state of one reference's providers; thread-safe, cheap when nobody is ejected."""
+    """Ejection state of one reference's providers; thread-safe, cheap when nobody is ejected.
+
+    Its options (shared by every method of a reference, so not per method) are
+    declared here and by every cluster invoker, which owns a detector.
+    """
+
+    FAILURES = Option.integer("outlier.failures", 5, low=1, per_method=False,
+                              doc="consecutive provider failures that eject a provider")
+    INTERVAL = Option.seconds("outlier.interval", 30.0, zero=True, per_method=False,
+                              doc="seconds ejected, times the number of ejections")
+    MAX_INTERVAL = Option.seconds("outlier.max_interval", 300.0, zero=True, per_method=False,
+                                  doc="longest ejection, seconds")
+    MAX_SHARE = Option.number("outlier.max_share", 0.5, low=0.0, high=1.0, per_method=False,
+                              doc="largest share of the providers ejected at once")
+    options: ClassVar[tuple[Option, ...]] = (FAILURES, INTERVAL, MAX_INTERVAL, MAX_SHARE)
 
     def __init__(self, failures: int = 5, interval: float = 30.0, max_interval: float = 300.0,
                  max_share: float = 0.5) -> None:
@@ -47,8 +62,13 @@ class OutlierDetector:
 
     @classmethod
     def from_url(cls, url: URL) -> OutlierDetector:
-        return cls(url.get_int("outlier.failures", 5), url.get_float("outlier.interval", 30.0),
-                   url.get_float("outlier.max_interval", 300.0), url.get_float("outlier.max_share", 0.5))
+        return cls(cls.FAILURES.read(url), cls.INTERVAL.read(url), cls.MAX_INTERVAL.read(url),
+                   cls.MAX_SHARE.read(url))
+
+    def configure(self, other: OutlierDetector) -> None:
+        """Take ``other``'s settings (a configurator changed them), keeping who is ejected."""
+        self.failures, self.interval = other.failures, other.interval
+        self.max_interval, self.max_share = other.max_interval, other.max_share
 
     def filter(self, invokers: Sequence[Invoker]) -> Sequence[Invoker]:
         """``invokers`` without the ejected ones; releases those whose time is up."""

@@ -16,8 +16,9 @@ from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
 from govrpc.context import CancelScope, cancel_scope
-from govrpc.exceptions import CallTimeoutError, ConfigurationError, GovRpcError
+from govrpc.exceptions import CallTimeoutError, GovRpcError
 from govrpc.invocation import Invocation, Invoker
+from govrpc.options import Option
 from govrpc.url import URL
 
 __all__ = ["BroadcastClusterInvoker", "ForkingClusterInvoker"]
@@ -65,11 +66,12 @@ class ForkingClusterInvoker(ClusterInvoker):
     naming every provider tried. For reads where latency matters more than load.
     """
 
+    FORKS = Option.integer("forks", 2, low=1, doc="providers called at once")
+    options = (FORKS,)
+
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
-        self.forks = url.get_int("forks", 2)
-        if self.forks < 1:
-            raise ConfigurationError(f"forks must be 1 or more, not {self.forks} ({url.path})")
+        self.forks: int = self.FORKS.read(url)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         chosen: list[Invoker] = []
@@ -121,13 +123,14 @@ class BroadcastClusterInvoker(ClusterInvoker):
     configuration pushes to every instance.
     """
 
+    FAIL_PERCENT = Option.number("broadcast.fail.percent", None, low=0.0, high=100.0, low_open=True,
+                                 expected="a percentage > 0 and <= 100",
+                                 doc="share of failed providers that fails the call (unset: any)")
+    options = (FAIL_PERCENT,)
+
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
-        percent = url.get("broadcast.fail.percent")
-        self.fail_percent = float(percent) if percent not in (None, "") else None
-        if self.fail_percent is not None and not 0 < self.fail_percent <= 100:
-            raise ConfigurationError(
-                f"broadcast.fail.percent must be within (0, 100], not {self.fail_percent} ({url.path})")
+        self.fail_percent: float | None = self.FAIL_PERCENT.read(url)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         pool = _executor()

@@ -18,7 +18,7 @@ import logging
 import socket
 import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeoutError
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
@@ -56,7 +56,7 @@ class LocalExport:
 
     def __init__(self, url: URL, invoker: Invoker, serializer: Serializer | None = None,
                  methods: Iterable[MethodSpec] = (), max_message_size: int = 4 * 1024 * 1024,
-                 executor: ThreadPoolExecutor | None = None) -> None:
+                 executor: Executor | None = None) -> None:
         self.url = url
         self.invoker = invoker
         self.alive = True
@@ -78,7 +78,7 @@ _exports_lock = threading.Lock()
 
 def export_local(url: URL, invoker: Invoker, serializer: Serializer | None = None,
                  methods: Iterable[MethodSpec] = (), max_message_size: int = 4 * 1024 * 1024,
-                 executor: ThreadPoolExecutor | None = None) -> None:
+                 executor: Executor | None = None) -> None:
     """Publish a provider of this process (``Server.start``, before it registers ``url``)."""
     with _exports_lock:
         _exports[_key(url)] = LocalExport(url, invoker, serializer, methods, max_message_size, executor)

@@ -15,18 +15,18 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent import futures
 from typing import Any, Callable, Iterable
 
 import grpc
 
 from govrpc.exceptions import GovRpcError
 from govrpc.invocation import Invocation, Invoker
+from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.serialization import Serializer
 from govrpc.service import MethodSpec
 from govrpc.url import ServiceKey
 
-__all__ = ["EXCEPTION_KEY", "ERROR_KEY", "KEY_KEY", "GrpcServer", "ExportedService"]
+__all__ = ["ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "STOP_BOUND", "ExportedService", "GrpcServer"]
 
 log = logging.getLogger("govrpc.rpc.server")
 
@@ -168,8 +168,15 @@ class _Dispatcher(grpc.GenericRpcHandler):
         return _unimplemented(f"no service {service!r} on this server; it hosts: {hosted}")
 
 
+STOP_BOUND = 5.0  # seconds a stop may last past its grace: grpc's own shutdown once it has cancelled calls
+
+
 class GrpcServer:
-    """A grpc server hosting exported services; knows nothing of registries or routing."""
+    """A grpc server hosting exported services; knows nothing of registries or routing.
+
+    Calls run on a ``WorkerPool``, not a ThreadPoolExecutor: once ``stop`` has given
+    up on a call still running, that call does not hold the process at exit.
+    """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 16,
                  max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = ()) -> None:
@@ -186,6 +193,7 @@ class GrpcServer:
         self._exports: list[ExportedService] = []
         self._export_lock = threading.Lock()
         self._server: grpc.Server | None = None
+        self._executor: WorkerPool | None = None
         self.port = 0
 
     def export(self, exported: ExportedService) -> None:
@@ -221,22 +229,33 @@ class GrpcServer:
         return sum(1 for e in self._exports if e.key.service == service) > 1
 
     def start(self) -> int:
-        """Bind and start serving; returns the bound port."""
-        server = grpc.server(futures.ThreadPoolExecutor(max_workers=self.max_workers,
-                                                        thread_name_prefix="govrpc-server"),
-                             handlers=[self._dispatcher], options=self._options)
+        """Bind and start serving; returns the bound port. A failed bind leaves nothing running."""
+        executor = WorkerPool(self.max_workers, "govrpc-server")
+        server = grpc.server(executor, handlers=[self._dispatcher], options=self._options)
         try:
             self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
         except RuntimeError as exc:
+            server.stop(None)
+            executor.shutdown(wait=False)
             raise OSError(f"cannot bind {self.host}:{self.requested_port}: {exc}") from exc
         server.start()
-        self._server = server
+        self._server, self._executor = server, executor
         return self.port
 
     def stop(self, grace: float | None) -> None:
-        """Refuse new calls, let in-flight ones finish for up to ``grace`` seconds, then stop."""
-        if self._server is not None:
-            self._server.stop(grace).wait(timeout=(grace or 0) + 5)
+        """Refuse new calls, let in-flight ones finish for up to ``grace`` seconds, then stop.
+
+        Returns within ``grace`` + ``STOP_BOUND`` seconds: calls still running then are
+        cancelled for their consumers, and a provider method that goes on running is left
+        behind on its worker thread (it does not keep the process from exiting).
+        """
+        server, executor = self._server, self._executor
+        if server is None or executor is None:
+            return
+        if not server.stop(grace).wait(timeout=(grace or 0) + STOP_BOUND):
+            log.warning("grpc server %s:%d did not stop within %.1f s of its grace", self.host, self.port,
+                        STOP_BOUND)
+        executor.shutdown(wait=False, cancel_futures=True)
 
     def wait(self, timeout: float | None = None) -> bool:
         if self._server is None:

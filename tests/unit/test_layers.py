@@ -61,7 +61,6 @@ def test_transport_never_imports_routing_or_cluster() -> None:
             assert _reaches(module, ("govrpc.cluster", "govrpc.router")) == [], module
 
 
-@pytest.mark.xfail(reason="TEMPORARY while the configuration seam is reworked on its branch; removed at integration")
 def test_configurator_imports_no_strategy() -> None:
     assert _reaches("govrpc.configurator", ("govrpc.cluster", "govrpc.router", "govrpc.flowctl",
                                             "govrpc.degrade", "govrpc.trace")) == []

@@ -127,7 +127,7 @@ def test_methods_choose_their_own_strategy() -> None:
 
 def test_configurators_change_strategy_at_run_time_with_precedence(registry, caplog) -> None:
     directory = directory_for(registry, 1, 2, loadbalance="leastactive", retries="2")
-    cluster = ConfiguredClusterInvoker(directory, directory.consumer_url)
+    cluster = ConfiguredClusterInvoker(directory, directory.config)  # subscribes to its settings
     directory.start()
     try:
         assert isinstance(cluster.cluster_for("find").loadbalance, LeastActiveLoadBalancer)
@@ -159,14 +159,15 @@ def test_configurators_change_strategy_at_run_time_with_precedence(registry, cap
 @pytest.mark.parametrize("options, error, message", [
     ({"cluster": "nope"}, ExtensionNotFoundError, "installed: broadcast, failback, failcache"),
     ({"loadbalance": "nope"}, ExtensionNotFoundError, "installed: consistenthash"),
-    ({"retries": -1}, ConfigurationError, "retries must be 0 or more"),
-    ({"cluster": "forking", "forks": 0}, ConfigurationError, "forks must be 1 or more"),
+    ({"retries": -1}, ConfigurationError, "retries must be an integer >= 0"),
+    ({"cluster": "forking", "forks": 0}, ConfigurationError, "forks must be an integer >= 1"),
     ({"loadbalance": "consistenthash", "hash.arguments": "first"}, ConfigurationError, "not an argument index"),
     ({"methods": {"find": {"loadbalance": "consistenthash", "hash.arguments": "-1"}}}, ConfigurationError,
      "not an argument index"),
     ({"methods": {"find": {"loadbalance": "fastest"}}}, ExtensionNotFoundError, "'fastest'"),
     ({"methods": {"find": {"colour": "red"}}}, ConfigurationError, "'colour' is not a per-method option"),
-    ({"methods": {"find": {"cluster": "forking", "forks": 0}}}, ConfigurationError, "forks must be 1 or more"),
+    ({"methods": {"find": {"cluster": "forking", "forks": 0}}}, ConfigurationError,
+     "find.forks must be an integer >= 1"),
     ({"methods": ["find"]}, ConfigurationError, "methods= takes"),
 ])
 def test_bad_options_fail_when_the_proxy_is_made(options, error, message) -> None:
@@ -192,7 +193,7 @@ def test_per_method_options_through_the_proxy() -> None:
     ("hash.arguments = 1,1", "names an argument twice"),
     ("failcache.period = inf", "positive number of seconds"),
     ("retry.backoff = nan", "number of seconds >= 0"),
-    ("broadcast.fail.percent = 150", "percentage from 0 to 100"),
+    ("broadcast.fail.percent = 150", "percentage > 0 and <= 100"),
     ("find.timeout = 0", "positive number of seconds"),
 ])
 def test_bad_cluster_option_values_are_rule_errors(text: str, message: str) -> None:
