@@ -50,6 +50,7 @@ _LAZY = {
     "UnauthenticatedError": "govrpc.exceptions",
     "attachments": "govrpc.context",
     "safe_exception": "govrpc.exceptions",
+    "serializable": "govrpc.rpc.serialization",
 }
 
 if TYPE_CHECKING:
@@ -78,6 +79,7 @@ if TYPE_CHECKING:
         safe_exception,
     )
     from govrpc.invocation import Filter, Invocation, Invoker, Result
+    from govrpc.rpc.serialization import serializable
     from govrpc.server import Server
     from govrpc.url import URL, ServiceKey
 
@@ -128,5 +130,6 @@ __all__ = [
     "attachments",
     "method",
     "safe_exception",
+    "serializable",
     "service",
 ]

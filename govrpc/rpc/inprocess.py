@@ -214,7 +214,7 @@ class InProcessInvoker(Invoker):
             return dataclasses.replace(invocation, args=(spec.request_type.FromString(data),))  # type: ignore[union-attr]
         assert serializer is not None
         try:
-            data = serializer.dumps((invocation.args, invocation.kwargs))
+            data = serializer.dumps_call(invocation.args, invocation.kwargs)
         except Exception as exc:  # noqa: BLE001 - whatever the serializer raises
             raise SerializationError(f"{invocation}: cannot encode the arguments with {serializer.name}: {exc}",
                                      invocation=invocation) from exc

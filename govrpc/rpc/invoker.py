@@ -169,10 +169,10 @@ class GrpcInvoker(Invoker):
                 encode: Callable[[Invocation], bytes] = _protobuf_request(name, response_type)
                 decode: Callable[[Any], Any] = cls.FromString
             else:
-                dumps = self.serializer.dumps
+                dumps_call = self.serializer.dumps_call
 
                 def encode(invocation: Invocation) -> bytes:
-                    return dumps((invocation.args, invocation.kwargs))
+                    return dumps_call(invocation.args, invocation.kwargs)
 
                 decode = self.serializer.loads
             call = self._channel.unary_unary(f"/{self.url.path}/{name}", _registered_method=True)

@@ -102,16 +102,19 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
             _refuse(context, grpc.StatusCode.DEADLINE_EXCEEDED, "CallTimeoutError",
                     f"{where}: the deadline passed while the call waited in the server's queue")
         try:
-            if from_string is not None:
-                args: tuple[Any, ...] = (from_string(request),)
-                kwargs: dict[str, Any] = {}
-            else:
-                args, kwargs = decode_envelope(loads(request), where)
-        except SerializationError as exc:
-            _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "SerializationError", exc.message)
+            decoded = from_string(request) if from_string is not None else loads(request)
         except Exception as exc:  # noqa: BLE001 - any decoding failure is the caller's
             _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "SerializationError",
                     f"{where}: cannot decode the request: {exc}")
+        args: tuple[Any, ...]
+        kwargs: dict[str, Any]
+        if from_string is not None:
+            args, kwargs = (decoded,), {}
+        else:
+            try:
+                args, kwargs = decode_envelope(decoded, where)
+            except SerializationError as exc:
+                _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "SerializationError", exc.message)
         trailing: list[tuple[str, str | bytes]] = []
         if direct is not None:
             try:

@@ -109,8 +109,9 @@ def test_json_serializer(memory_registry, start_server, client_factory) -> None:
     client = client_factory(memory_registry)
     proxy = client.proxy("test.Echo")
     assert proxy.echo({"k": ["v", 1, 2.5, None]}) == {"k": ["v", 1, 2.5, None]}
+    assert proxy.echo(b"\x00bytes") == b"\x00bytes"  # tagged as base64
     with pytest.raises(govrpc.SerializationError, match="json"):
-        proxy.echo(b"bytes are not JSON")
+        proxy.echo(object())
 
 
 def test_attachments_reach_the_provider(memory_registry, start_server, client_factory) -> None:
