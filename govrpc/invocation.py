@@ -25,7 +25,7 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
 from govrpc.exceptions import ConfigurationError
-from govrpc.extension import get_extension
+from govrpc.extension import extension_names, get_extension
 from govrpc.url import URL, ServiceKey
 
 if TYPE_CHECKING:
@@ -157,6 +157,10 @@ class Filter(abc.ABC):
     side: ClassVar[str] = "both"
     level: ClassVar[str] = "reference"
     order: ClassVar[int] = 0
+    auto: ClassVar[bool] = False
+    """Every ``Client`` / ``Server`` of its side includes it (one instance each): how the built-in
+    stages (limits, breakers, masks, tracing) are always present yet cost nothing until a
+    setting gives them work (``bind`` returns None until then). Others are listed by hand."""
 
     def bind(self, url: URL) -> Filter | None:
         """The filter serving ``url``, or None when it has nothing to do there (no link, no cost).
@@ -205,8 +209,19 @@ def build_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | N
 LEVELS = ("reference", "invoker")
 
 
-def load_filters(filters: Iterable[Filter | str], side: str) -> list[Filter]:
-    """Filter instances from instances or ``govrpc.filter`` names, checked for ``side``.
+def auto_filters(side: str) -> list[Filter]:
+    """One instance of every installed ``govrpc.filter`` whose class is ``auto`` for ``side``."""
+    made = []
+    for name in extension_names("govrpc.filter"):
+        cls = get_extension("govrpc.filter", name)
+        if isinstance(cls, type) and issubclass(cls, Filter) and cls.auto and cls.side in (side, "both"):
+            made.append(cls())
+    return made
+
+
+def load_filters(filters: Iterable[Filter | str], side: str, *, auto: bool = True) -> list[Filter]:
+    """Filter instances from instances or ``govrpc.filter`` names, checked for ``side``, after the
+    installed ``auto`` filters of that side (unless ``auto`` is False or one of their class is given).
 
     Raises ``ConfigurationError`` for an object that is not a ``Filter``, a filter of the
     other side, or an unknown ``level``; ``ExtensionNotFoundError`` for an unknown name.
@@ -223,4 +238,7 @@ def load_filters(filters: Iterable[Filter | str], side: str) -> list[Filter]:
             raise ConfigurationError(f"filter {type(f).__name__}: level must be one of {', '.join(LEVELS)}, "
                                      f"not {f.level!r}")
         loaded.append(f)
+    if auto:
+        given = {type(f) for f in loaded}
+        loaded = [f for f in auto_filters(side) if type(f) not in given] + loaded
     return loaded

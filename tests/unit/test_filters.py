@@ -125,3 +125,32 @@ def test_provider_context_trailing_metadata_is_checked() -> None:
         context.set_trailing("X-Load", "1")
     with pytest.raises(govrpc.ConfigurationError, match="-bin"):
         context.set_trailing("x-load", b"1")
+
+
+def test_auto_filters_of_the_side_come_first_and_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from govrpc import invocation as module
+
+    class Stage(Filter):
+        side = "consumer"
+        auto = True
+
+        def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+            return invoker.invoke(invocation)
+
+    class ProviderStage(Stage):
+        side = "provider"
+
+    class Manual(Stage):
+        auto = False
+
+    installed = {"stage": Stage, "provider-stage": ProviderStage, "manual": Manual}
+    monkeypatch.setattr(module, "extension_names", lambda group: sorted(installed))
+    monkeypatch.setattr(module, "get_extension", lambda group, name: installed[name])
+    log: list[str] = []
+    mine = Tracing("mine", 0, log)
+    loaded = module.load_filters([mine], "consumer")
+    assert [type(f) for f in loaded] == [Stage, Tracing]
+    assert [type(f) for f in module.load_filters([], "provider")] == [ProviderStage]
+    given = Stage()
+    assert module.load_filters([given], "consumer") == [given]  # given by hand: not twice
+    assert module.load_filters([], "consumer", auto=False) == []
