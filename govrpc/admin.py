@@ -11,9 +11,11 @@ from typing import Any, Mapping, Sequence
 
 from govrpc.configurator import parse_configurator
 from govrpc.invocation import Invocation
+from govrpc.monitor.health import HealthSummary, read_summaries
 from govrpc.registry.base import (
     CONFIGURATORS,
     CONSUMERS,
+    MONITORS,
     PROVIDERS,
     ROUTERS,
     Registry,
@@ -92,6 +94,19 @@ class Admin:
                      if u.scheme in PROVIDER_SCHEMES and (key.matches(u) or not (key.version or key.group))]
         invocation = Invocation(key, method, tuple(args), {}, dict(attachments or {}))
         return explain_route(consumer_url, sorted(providers, key=str), self.routes(service), invocation)
+
+    # -- the monitor centre ----------------------------------------------------------------
+    def health(self, service: str | None = None, *, stale: bool = False) -> dict[str, list[HealthSummary]]:
+        """Service -> the health summaries its providers publish (``govrpc.monitor.health``), by
+        address; garbage is left out, and so are stale ones unless ``stale`` is True."""
+        services = [service] if service else self.services()
+        found: dict[str, list[HealthSummary]] = {}
+        for name in services:
+            summaries = read_summaries(self.registry.rules(name, MONITORS), where=f"{name} monitors",
+                                       fresh_only=not stale)
+            if summaries:
+                found[name] = sorted(summaries.values(), key=lambda h: h.address)
+        return found
 
     def delete_rule(self, service: str, category: str, name: str) -> None:
         self.registry.delete_rule(service, category, name)

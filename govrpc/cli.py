@@ -189,6 +189,41 @@ def _listing_parsers(sub: argparse._SubParsersAction) -> None:
         _registry_option(parser)
 
 
+def _cmd_top(args: argparse.Namespace) -> int:
+    import time
+
+    from govrpc.admin import Admin
+
+    header = ("SERVICE", "ADDRESS", "ZONE", "SERVING", "QPS", "P50_MS", "P99_MS", "SUCCESS", "INFLIGHT",
+              "CPU", "RSS_MB", "AGE_S")
+    with Admin(args.registry) as admin:
+        for round_ in range(args.count):
+            if round_:
+                time.sleep(args.interval)
+            now = time.time()
+            rows = []
+            for service, summaries in sorted(admin.health(args.service).items()):
+                for h in summaries:
+                    rows.append((service, h.address, h.zone or "-", "yes" if h.serving else "NO", f"{h.qps:.1f}",
+                                 f"{h.p50_ms:.2f}", f"{h.p99_ms:.2f}", f"{h.success_rate:.1%}", str(h.inflight),
+                                 "-" if h.cpu is None else f"{h.cpu:.0%}", "-" if h.rss_mb is None else f"{h.rss_mb:.0f}",
+                                 f"{now - h.time:.0f}"))
+            if args.count > 1:
+                print(f"-- {time.strftime('%H:%M:%S')}")
+            print(_table(rows, header) if rows else "no health summary (servers publish them with report_interval=)")
+            sys.stdout.flush()
+    return 0
+
+
+def _top_parser(sub: argparse._SubParsersAction) -> None:
+    top = sub.add_parser("top", help="the providers' health summaries (QPS, latency, success, CPU), live")
+    top.add_argument("service", nargs="?", help="one service (default: every service)")
+    top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
+    top.add_argument("--count", type=_at_least(1), default=1, help="tables to print (default 1)")
+    _registry_option(top)
+    top.set_defaults(func=_cmd_top)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="govrpc", description="Governed RPC on gRPC.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -200,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     _route_parser(sub)
     _listing_parsers(sub)
+    _top_parser(sub)
     return parser
 
 

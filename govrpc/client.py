@@ -31,7 +31,11 @@ from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.net import local_address
 from govrpc.router.chain import RouterChain
 from govrpc.rpc.inprocess import InProcessInvoker, find_local
+from govrpc.monitor.board import HealthBoard
+from govrpc.monitor.metrics import MetricsAttemptFilter, MetricsCallFilter, MetricsRecorder, serve_metrics
+from govrpc.registry.multi import MultiRegistry, acquire_multi_registry, registry_states
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
+from govrpc.rpc.server import Keepalive
 from govrpc.url import CONSUMER, URL, ServiceKey
 
 __all__ = ["Client", "MethodProxy", "Reference", "ServiceProxy"]
@@ -66,6 +70,7 @@ class Reference:
         self.timeouts: dict[str, float] = {}
         self._closed = False
         self._cluster = cluster
+        self.health_board: Any = None  # the providers' health summaries, for the healthweighted balancer
         self.reconfigure(self.config)
         self.config.subscribe(self.reconfigure)
 
@@ -105,6 +110,8 @@ class Reference:
         self._closed = True
         self.invoke = _closed  # calls made from now on are refused; those in flight go on
         self.config.unsubscribe(self.reconfigure)
+        if self.health_board is not None:
+            self.health_board.close()
         self.invoker.close()
 
 
@@ -208,13 +215,37 @@ class Client:
             in-process, without the network, through the same provider filters
             (default True; False makes every call cross gRPC).
         prefer_same_host: among remote providers, prefer those on this host.
+        metrics_port, metrics_registry, metrics: Prometheus metrics of the calls, as on ``Server``.
+        keepalive_time, keepalive_timeout: HTTP/2 pings to providers (``govrpc.rpc.server.Keepalive``):
+            a provider that does not answer is left out of the candidates until it does.
+        zone, region, zone_force, zone_threshold: this consumer's locality; it prefers providers of
+            its zone and spills over to others only as that zone's healthy share falls below
+            ``zone_threshold`` (``govrpc.router.zone``); ``zone_force`` keeps it in its zone.
+        A list of registries (``registry=[url1, url2]``) is read as one: the union of their
+        providers, the first one preferred for rules and registration (``govrpc.registry.multi``).
     """
 
-    def __init__(self, registry: str | Registry | None = None, *, application: str = "govrpc-consumer",
+    def __init__(self, registry: str | Registry | Sequence[str] | None = None, *,
+                 application: str = "govrpc-consumer",
                  timeout: float = DEFAULT_TIMEOUT, filters: Iterable[Filter | str] = (),
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
-                 local_first: bool = True, prefer_same_host: bool = False) -> None:
+                 local_first: bool = True, prefer_same_host: bool = False, metrics_port: int | None = None,
+                 metrics_registry: Any = None, metrics: bool = False, keepalive_time: float = 10.0,
+                 keepalive_timeout: float = 2.0, zone: str = "", region: str = "", zone_force: bool = False,
+                 zone_threshold: float = 0.7) -> None:
         timeout = check_seconds(timeout, "timeout")
+        for option, flag in (("metrics", metrics), ("zone_force", zone_force)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
+        for option, text in (("zone", zone), ("region", region)):
+            if not isinstance(text, str) or any(c in text for c in "&=,/ "):
+                raise ConfigurationError(f"{option} must be a plain name, not {text!r}")
+        if isinstance(zone_threshold, bool) or not isinstance(zone_threshold, (int, float)) \
+                or not 0.0 < zone_threshold <= 1.0:
+            raise ConfigurationError(f"zone_threshold must be a share above 0 and at most 1, not {zone_threshold!r}")
+        if metrics_port is not None:
+            metrics_port = check_int("metrics_port", metrics_port, minimum=0, maximum=65535)
+        keepalive = Keepalive(keepalive_time, keepalive_timeout)
         max_message_size = check_int("max_message_size", max_message_size, minimum=1, maximum=MAX_MESSAGE_SIZE)
         max_workers = check_int("max_workers", max_workers, minimum=1)
         if not isinstance(application, str) or not application:
@@ -222,11 +253,27 @@ class Client:
         for option, flag in (("local_first", local_first), ("prefer_same_host", prefer_same_host)):
             if not isinstance(flag, bool):
                 raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
-        self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
         self.filters = load_filters(filters, "consumer")
-        self.pool = ChannelPool(max_message_size=max_message_size)
+        recorder = MetricsRecorder.on(metrics_registry) \
+            if metrics or metrics_port is not None or metrics_registry is not None else None
+        self.metrics_port = serve_metrics(recorder, metrics_port) \
+            if recorder is not None and metrics_port is not None else None
+        self.registry = acquire_registry(registry) if isinstance(registry, (str, Registry)) or registry is None \
+            else acquire_multi_registry(registry)
+        if recorder is not None:
+            for f in self.filters:
+                if isinstance(f, (MetricsCallFilter, MetricsAttemptFilter)):
+                    f.recorder = recorder
+            recorder.watch(self)
+        self.locality = {k: v for k, v in (("zone", zone), ("region", region)) if v}
+        if zone_force:
+            self.locality["zone_force"] = "true"
+        if self.locality and zone_threshold != 0.7:
+            self.locality["zone_threshold"] = str(zone_threshold)
+        self.pool = ChannelPool(max_message_size=max_message_size, keepalive=keepalive)
+        self.pool.listeners.append(self._links_changed)
         self.max_message_size = max_message_size
         self.host = socket.gethostname()
         self.local_first = local_first
@@ -237,6 +284,28 @@ class Client:
         self._references: dict[tuple[Any, ...], Reference] = {}
         self._closed = False
 
+    def _links_changed(self) -> None:
+        """A provider's link went down or came back: every reference lists its providers again."""
+        with self._lock:
+            directories = [r.directory for r in self._references.values()]
+        for directory in directories:
+            refresh = getattr(directory, "refresh", None)
+            if refresh is not None:
+                refresh()
+
+    def directory_sizes(self) -> dict[str, int]:
+        """Service -> providers listed, over this client's references (metrics)."""
+        with self._lock:
+            references = list(self._references.values())
+        sizes: dict[str, int] = {}
+        for reference in references:
+            sizes[reference.key.service] = sizes.get(reference.key.service, 0) + len(reference.directory.invokers)
+        return sizes
+
+    def registry_states(self) -> dict[str, bool]:
+        """Registry -> whether its session is up (metrics)."""
+        return registry_states(self.registry)
+
     # -- references ------------------------------------------------------------
     def _consumer_url(self, key: ServiceKey, options: Mapping[str, Any]) -> URL:
         params = {"application": self.application, "pid": os.getpid(), "timestamp": int(time.time() * 1000)}
@@ -244,6 +313,7 @@ class Client:
             params["version"] = key.version
         if key.group:
             params["group"] = key.group
+        params.update(self.locality)
         params.update({k: v for k, v in options.items() if v is not None})
         # the consumer's own address, so host-based route rules ("host = 10.20.* => ...") can match it
         return URL(CONSUMER, local_address(), 0, key.service, params)
@@ -308,6 +378,9 @@ class Client:
                 reference.close()
                 raise
             self.registry.register(consumer_url)
+            if consumer_url.params.get("loadbalance") == "healthweighted" or any(
+                    k.endswith(".loadbalance") and v == "healthweighted" for k, v in consumer_url.params.items()):
+                reference.health_board = HealthBoard(self.registry, directory)
         return reference
 
     def _invoker_for(self, url: URL) -> Invoker:
@@ -387,6 +460,8 @@ class Client:
             time.sleep(0.01)
         self.pool.close()
         release_registry(self.registry)
+        if isinstance(self.registry, MultiRegistry):  # not shared: it releases its members
+            self.registry.close()
 
     def __enter__(self) -> Client:
         return self

@@ -18,10 +18,12 @@ from typing import Any, Iterable, Mapping
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
-from govrpc.options import MAX_MESSAGE_SIZE, check_int
+from govrpc.monitor.health import MONITORS, CallWindow, HealthReporter
+from govrpc.monitor.metrics import MetricsProviderFilter, MetricsRecorder, serve_metrics
+from govrpc.options import MAX_MESSAGE_SIZE, check_int, check_seconds
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.rpc.inprocess import LocalWorkers, export_local, withdraw_local
-from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
+from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer, Keepalive
 from govrpc.service import ServiceSpec, describe
 from govrpc.url import URL, ServiceKey
 
@@ -76,14 +78,36 @@ class Server:
         serializer: name of the serializer for non-protobuf methods.
         max_message_size: bytes; larger requests or responses are refused.
         filters: provider filters (instances or ``govrpc.filter`` names).
+        metrics_port: serve Prometheus metrics over HTTP on this port of ``host`` (0: a free
+            one, see ``metrics_port`` after start); None (default) serves none.
+        metrics_registry: a prometheus_client ``CollectorRegistry`` to record metrics on
+            (default: the process's ``REGISTRY`` once metrics are on).
+        metrics: record Prometheus metrics even without ``metrics_port`` (the user scrapes
+            the registry); implied by ``metrics_port`` and ``metrics_registry``.
+        health: serve ``grpc.health.v1.Health`` (per service and "" for the server), NOT_SERVING
+            from the moment ``stop`` begins (default True).
+        reflection: serve gRPC server reflection (default False).
+        report_interval: publish a health summary of each service into the registry every
+            so many seconds (``govrpc.monitor.health``); None (default): no summaries.
+        keepalive_time, keepalive_timeout: HTTP/2 pings to consumers (``govrpc.rpc.server.Keepalive``).
     """
 
     def __init__(self, registry: str | Registry | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  max_workers: int = 16, weight: int = 100, tags: Mapping[str, str] | None = None,
                  application: str = "", warmup: int = 600, serializer: str = "msgpack",
                  max_message_size: int = 4 * 1024 * 1024, filters: Iterable[Filter | str] = (),
-                 advertise: str | None = None) -> None:
+                 advertise: str | None = None, metrics_port: int | None = None, metrics_registry: Any = None,
+                 metrics: bool = False, health: bool = True, reflection: bool = False,
+                 report_interval: float | None = None, keepalive_time: float = 10.0,
+                 keepalive_timeout: float = 2.0) -> None:
         port = check_int("port", port, minimum=0, maximum=65535)
+        for option, flag in (("metrics", metrics), ("health", health), ("reflection", reflection)):
+            if not isinstance(flag, bool):
+                raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
+        if metrics_port is not None:
+            metrics_port = check_int("metrics_port", metrics_port, minimum=0, maximum=65535)
+        if report_interval is not None:
+            report_interval = check_seconds(report_interval, "report_interval")
         max_workers = check_int("max_workers", max_workers, minimum=1)
         weight = check_int("weight", weight, minimum=1)
         warmup = check_int("warmup", warmup, minimum=0)
@@ -106,7 +130,21 @@ class Server:
         self._serializer = get_extension("govrpc.serializer", serializer)()
         self.filters = load_filters(filters, "provider")
         self.max_message_size = max_message_size
-        self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size)
+        self.metrics_port = metrics_port
+        self.report_interval = report_interval
+        self._windows: dict[str, CallWindow] = {}
+        self._recorder = MetricsRecorder.on(metrics_registry) \
+            if metrics or metrics_port is not None or metrics_registry is not None else None
+        for f in self.filters:
+            if isinstance(f, MetricsProviderFilter):
+                if self._recorder is not None:
+                    f.recorder = self._recorder
+                if report_interval is not None:
+                    f.windows = self._windows
+        self._reporter: HealthReporter | None = None
+        self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size,
+                                keepalive=Keepalive(keepalive_time, keepalive_timeout), health=health,
+                                reflection=reflection)
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
         self._local_workers = LocalWorkers(max_workers)
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
@@ -139,6 +177,8 @@ class Server:
     def _export(self, instance: Any, spec: ServiceSpec) -> None:
         """Serve one service, then register it; its filters are bound to the URL it is published with."""
         url = self._provider_url(spec)
+        if self.report_interval is not None:
+            self._windows.setdefault(spec.key.service, CallWindow())  # versions of a service share one
         provider = ProviderInvoker(instance, spec, url)
         invoker = build_filter_chain(self.filters, provider, url)
         self.invokers[spec.key] = invoker
@@ -210,8 +250,12 @@ class Server:
             self._state = ServerState.STARTED
             services = list(self._services.values())
         try:
+            if self._recorder is not None and self.metrics_port is not None:
+                self.metrics_port = serve_metrics(self._recorder, self.metrics_port, self.host)
             for instance, spec in services:
                 self._export(instance, spec)
+            if self.report_interval is not None:
+                self._start_reports()
         except BaseException:
             log.warning("start of %s:%d failed: deregistering and stopping", self.host, self.port)
             for _, spec in services:  # the one that failed may be published in-process already
@@ -221,6 +265,18 @@ class Server:
         log.info("serving %s on %s:%d", ", ".join(str(k) for k in self._services) or "nothing yet",
                  self.host, self.port)
         return self
+
+    def _start_reports(self) -> None:
+        registry = self.registry
+        assert registry is not None and self.report_interval is not None
+
+        self._reporter = HealthReporter(
+            self.report_interval, address=f"{self.advertise}:{self.port}", application=self.application,
+            zone=str(self.tags.get("zone", "")), services=lambda: dict(self._windows),
+            serving=lambda: self._state == ServerState.STARTED,
+            put=lambda service, name, text: registry.put_rule(service, MONITORS, name, text),
+            delete=lambda service, name: registry.delete_rule(service, MONITORS, name))
+        self._reporter.start()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (or ``timeout`` passes); True if it stopped."""
@@ -267,8 +323,11 @@ class Server:
                 return
             self._state = "stopping"
         deadline = time.monotonic() + (grace or 0)  # the whole stop fits in the grace (+ STOP_BOUND)
+        self._grpc.enter_graceful_shutdown()  # health checks say NOT_SERVING before anything else changes
         registry = self.registry
         assert registry is not None
+        if self._reporter is not None:
+            self._reporter.stop()
         for url in self.urls:
             try:
                 registry.unregister(url)

@@ -186,12 +186,21 @@ class RegistryDirectory(Directory):
                 endpoints[url] = endpoint
             self._providers, self._by_url = providers, endpoints
             self.urls = tuple(endpoints)
-            self.invokers = tuple(endpoints.values())
+            # a provider whose link is down (keepalive unanswered) is left out while another one is up
+            listed = tuple(endpoints.values())
+            live = tuple(e for e in listed if e.available)
+            self.invokers = live if live or not listed else listed
             gone = [(transport, state) for raw, (transport, state) in old_providers.items() if raw not in providers]
         for transport, state in gone:
             state.retire(transport.close)
         if gone or len(endpoints) != len(old_endpoints):
             log.info("%s: %d provider(s)", self.key, len(endpoints))
+
+    def refresh(self) -> None:
+        """List the providers again (a provider's link went down or came back)."""
+        with self._lock:
+            if not self._closed:
+                self.notify(self._raw)
 
     def close(self) -> None:
         self.registry.unsubscribe(self.key.service, self.notify)

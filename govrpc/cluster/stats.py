@@ -43,7 +43,7 @@ class ProviderState:
     """
 
     __slots__ = ("inflight", "ewma", "last_pick", "consecutive_failures", "ejected_until",
-                 "times_ejected", "weight", "timestamp", "warmup", "breaker", "permits",
+                 "times_ejected", "weight", "timestamp", "warmup", "breaker", "permits", "health",
                  "lock", "retiring", "_on_idle", "__weakref__")
 
     def __init__(self, params: Any = None) -> None:
@@ -55,6 +55,7 @@ class ProviderState:
         self.times_ejected = 0
         self.breaker: Any = None
         self.permits: Any = None
+        self.health: Any = None  # the provider's own health summary (govrpc.monitor), when watched
         self.lock = threading.Lock()
         self.retiring = False
         self._on_idle: Callable[[], None] | None = None

@@ -28,6 +28,7 @@ from govrpc.url import CONSUMER, PROVIDER_SCHEMES, URL
 
 __all__ = [
     "CATEGORIES",
+    "MONITORS",
     "RULE_CATEGORIES",
     "NotifyListener",
     "Registry",
@@ -42,8 +43,9 @@ __all__ = [
 log = logging.getLogger("govrpc.registry")
 
 PROVIDERS, CONSUMERS, CONFIGURATORS, ROUTERS = "providers", "consumers", "configurators", "routers"
+MONITORS = "monitors"  # health summaries providers publish (govrpc.monitor.health): rules of their own kind
 CATEGORIES = (PROVIDERS, CONSUMERS, CONFIGURATORS, ROUTERS)
-RULE_CATEGORIES = (CONFIGURATORS, ROUTERS)
+RULE_CATEGORIES = (CONFIGURATORS, ROUTERS, MONITORS)
 
 NotifyListener = Callable[[list[URL]], None]
 """Receives the whole current list of provider URLs of a service, after every change."""

@@ -26,6 +26,7 @@ from govrpc.extension import extension_names, get_extension
 from govrpc.invocation import Invocation, Invoker
 from govrpc.router.base import FORCE_KEY, TAG_KEY, Reads, RouteFailed, Router, argument_text, arguments_key
 from govrpc.router.local import LocalFirstRouter
+from govrpc.router.zone import ZoneRouter
 from govrpc.router.rule import RouteRule, parse_rule
 from govrpc.router.tag import TagRouter
 from govrpc.url import URL
@@ -230,6 +231,8 @@ class RouterChain:
         if tag_rules or self.consumer.params.get("tag") or any(i.url.params.get("tag") for i in invokers):
             routers.append(TagRouter(tag_rules))
         routers.extend(ordered)
+        if self.consumer.params.get("zone") or self.consumer.params.get("region"):
+            routers.append(ZoneRouter.from_url(self.consumer))
         if (self.local_first and any(getattr(i, "in_process", False) for i in invokers)) or self.prefer_same_host:
             routers.append(LocalFirstRouter(prefer_same_host=self.prefer_same_host))
         return tuple(routers)

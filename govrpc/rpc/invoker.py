@@ -20,6 +20,7 @@ from govrpc.context import _CANCEL_SCOPE
 from govrpc.extension import get_extension
 from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
+from govrpc.rpc.server import Keepalive
 from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, rebuild_exception
 from govrpc.url import URL
 
@@ -36,24 +37,72 @@ _REFUSED = ("connection refused", "failed to connect", "connect failed")
 
 
 class ChannelPool:
-    """One grpc channel per provider address, shared by every service on it."""
+    """One grpc channel per provider address, shared by every service on it.
 
-    def __init__(self, *, max_message_size: int = 4 * 1024 * 1024) -> None:
+    Link liveness: channels ping their provider (``Keepalive``, default every 10 s with
+    2 s to answer) and their connectivity is watched. An address whose connection was
+    lost (keepalive unanswered, connection cut) or cannot be made is ``down`` until it
+    is READY again; the channel keeps trying to reconnect meanwhile, and every change
+    of ``down`` is told to the ``on_change`` listeners (the client re-lists its
+    providers, leaving those that are down out while any other is up).
+    """
+
+    def __init__(self, *, max_message_size: int = 4 * 1024 * 1024, keepalive: Keepalive | None = None) -> None:
+        self.keepalive = keepalive if keepalive is not None else Keepalive()
         self._options = [
             ("grpc.max_receive_message_length", max_message_size),
             ("grpc.max_send_message_length", max_message_size),
             ("grpc.enable_retries", 0),  # the cluster invoker retries, with its own rules
+            *self.keepalive.client_options(),
         ]
         self._lock = threading.Lock()
         self._channels: dict[str, tuple[grpc.Channel, int]] = {}
+        self._watchers: dict[str, Callable[[grpc.ChannelConnectivity], None]] = {}
+        self.down: frozenset[str] = frozenset()  # swapped whole: readers never lock
+        self._ready: set[str] = set()
+        self.listeners: list[Callable[[], None]] = []
 
     def acquire(self, address: str) -> grpc.Channel:
         with self._lock:
             channel, count = self._channels.get(address, (None, 0))
             if channel is None:
                 channel = grpc.insecure_channel(address, options=self._options)
+                if self.keepalive.time:
+                    watcher = self._watcher(address)
+                    self._watchers[address] = watcher
+                    channel.subscribe(watcher, try_to_connect=True)  # reconnects by itself after a loss
             self._channels[address] = (channel, count + 1)
             return channel
+
+    def _watcher(self, address: str) -> Callable[[grpc.ChannelConnectivity], None]:
+        def changed(state: grpc.ChannelConnectivity) -> None:
+            with self._lock:
+                if address not in self._channels:
+                    return
+                if state is grpc.ChannelConnectivity.READY:
+                    self._ready.add(address)
+                    down = self.down - {address}
+                elif state is grpc.ChannelConnectivity.TRANSIENT_FAILURE or address in self._ready \
+                        or state is grpc.ChannelConnectivity.SHUTDOWN:
+                    # lost after it was up (keepalive, cut link), or cannot connect at all
+                    self._ready.discard(address)
+                    down = self.down | {address}
+                else:
+                    return
+                changed_ = down != self.down
+                self.down = down
+            if changed_:
+                log.info("provider link %s is %s", address, "down" if address in down else "up again")
+                for listener in list(self.listeners):
+                    try:
+                        listener()
+                    except Exception:  # noqa: BLE001 - one listener must not stop the others
+                        log.exception("link listener failed")
+
+        return changed
+
+    def is_down(self, address: str) -> bool:
+        return address in self.down
 
     def release(self, address: str) -> None:
         with self._lock:
@@ -64,6 +113,11 @@ class ChannelPool:
                 self._channels[address] = (channel, count - 1)
                 return
             del self._channels[address]
+            watcher = self._watchers.pop(address, None)
+            self._ready.discard(address)
+            self.down = self.down - {address}
+        if watcher is not None:
+            channel.unsubscribe(watcher)
         channel.close()
 
     def addresses(self) -> list[str]:
@@ -72,9 +126,12 @@ class ChannelPool:
 
     def close(self) -> None:
         with self._lock:
-            channels = [c for c, _ in self._channels.values()]
+            channels = [(c, self._watchers.pop(a, None)) for a, (c, _) in self._channels.items()]
             self._channels.clear()
-        for channel in channels:
+            self.down = frozenset()
+        for channel, watcher in channels:
+            if watcher is not None:
+                channel.unsubscribe(watcher)
             channel.close()
 
 
@@ -287,7 +344,8 @@ class GrpcInvoker(Invoker):
 
     @property
     def available(self) -> bool:
-        return not self._closed
+        """Not closed, and its link is not down (``ChannelPool``: keepalive unanswered, connection lost)."""
+        return not self._closed and self.address not in self._pool.down
 
     def close(self) -> None:
         """Calls after this fail; the channel goes back to the pool (the cluster calls this once

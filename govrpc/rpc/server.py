@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 
 import grpc
 
-from govrpc.exceptions import GovRpcError, SerializationError
+from govrpc.exceptions import ConfigurationError, GovRpcError, SerializationError
 from govrpc.invocation import Invocation, Invoker, ProviderContext
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.serialization import Serializer
@@ -41,7 +41,8 @@ from govrpc.rpc.wire import (
 from govrpc.service import MethodSpec
 from govrpc.url import ServiceKey
 
-__all__ = ["ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "STOP_BOUND", "ExportedService", "GrpcServer"]
+__all__ = ["ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "STOP_BOUND", "ExportedService", "GrpcServer",
+           "Keepalive"]
 
 log = logging.getLogger("govrpc.rpc.server")
 
@@ -207,6 +208,76 @@ class _Dispatcher(grpc.GenericRpcHandler):
         return _unimplemented(f"no service {service!r} on this server; it hosts: {hosted}")
 
 
+_STANDARD_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
+
+
+def _health_servicer() -> Any:
+    try:
+        from grpc_health.v1 import health
+    except ImportError:
+        raise ConfigurationError("the grpc.health.v1 service needs grpcio-health-checking: "
+                                 "pip install 'govrpc[monitor]', or Server(health=False)") from None
+    # Watch streams are answered from a callback, not by parking one of the server's workers each
+    return health.HealthServicer(experimental_non_blocking=True)
+
+
+def _reflection_servicer() -> Any:
+    try:
+        from grpc_reflection.v1alpha import reflection
+    except ImportError:
+        raise ConfigurationError("server reflection needs grpcio-reflection: pip install 'govrpc[monitor]'") from None
+    return reflection.ReflectionServicer(_STANDARD_SERVICES)
+
+
+class Keepalive:
+    """HTTP/2 keepalive of one side: ping every ``time`` s, a peer silent ``timeout`` s more is gone.
+
+    Defaults: a ping every 10 s, 2 s to answer, so a frozen (SIGSTOP) or cut-off peer is
+    noticed within about 12 s; pings also while no call is in flight. Both gRPC keys
+    are set: ``grpc.keepalive_timeout_ms`` alone does not notice a stopped peer (the
+    HTTP/2 ping timeout, ``grpc.http2.ping_timeout_ms``, stays at 60 s). A server accepts
+    pings as often as every ``min_ping_interval`` s (default 1 s); a client pinging more
+    often is told to go away (gRPC's rule). ``time=0`` switches keepalive off.
+    """
+
+    __slots__ = ("time", "timeout", "min_ping_interval")
+
+    def __init__(self, time: float = 10.0, timeout: float = 2.0, min_ping_interval: float = 1.0) -> None:
+        for name, value, low in (("keepalive_time", time, 0.0), ("keepalive_timeout", timeout, 0.001),
+                                 ("keepalive_min_ping_interval", min_ping_interval, 0.0)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= 86400:
+                raise ConfigurationError(f"{name} must be a number of seconds from {low:g} to 86400, not {value!r}")
+        if time and time < min_ping_interval:
+            raise ConfigurationError(f"keepalive_time ({time} s) must be at least the servers' "
+                                     f"keepalive_min_ping_interval ({min_ping_interval} s)")
+        self.time = float(time)
+        self.timeout = float(timeout)
+        self.min_ping_interval = float(min_ping_interval)
+
+    def _pings(self) -> list[tuple[str, int]]:
+        if not self.time:
+            return [("grpc.keepalive_time_ms", 2**31 - 1)]
+        timeout_ms = max(1, int(self.timeout * 1000))
+        return [("grpc.keepalive_time_ms", max(1, int(self.time * 1000))),
+                ("grpc.keepalive_timeout_ms", timeout_ms),
+                ("grpc.http2.ping_timeout_ms", timeout_ms),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.max_pings_without_data", 0)]
+
+    def client_options(self) -> list[tuple[str, int]]:
+        return self._pings()
+
+    def server_options(self) -> list[tuple[str, int]]:
+        interval_ms = int(self.min_ping_interval * 1000)
+        return [*self._pings(),
+                ("grpc.http2.min_recv_ping_interval_without_data_ms", interval_ms),
+                ("grpc.http2.min_ping_interval_without_data_ms", interval_ms),
+                ("grpc.http2.max_ping_strikes", 0 if not interval_ms else 2)]
+
+    def __repr__(self) -> str:
+        return f"Keepalive(time={self.time}, timeout={self.timeout})"
+
+
 STOP_BOUND = 5.0  # seconds a stop may last past its grace: grpc's own shutdown once it has cancelled calls
 
 
@@ -218,16 +289,22 @@ class GrpcServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 16,
-                 max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = ()) -> None:
+                 max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = (),
+                 keepalive: Keepalive | None = None, health: bool = True, reflection: bool = False) -> None:
         self.host = host
         self.requested_port = port
         self.max_workers = max_workers
+        self.keepalive = keepalive if keepalive is not None else Keepalive()
         self._options = [
             ("grpc.max_receive_message_length", max_message_size),
             ("grpc.max_send_message_length", max_message_size),
             ("grpc.so_reuseport", 0),
+            *self.keepalive.server_options(),
             *options,
         ]
+        # grpc.health.v1 (grpcio-health-checking): per service and overall ("")
+        self.health = _health_servicer() if health else None
+        self._reflection: Any = _reflection_servicer() if reflection else None
         self._dispatcher = _Dispatcher()
         self._exports: list[ExportedService] = []
         self._export_lock = threading.Lock()
@@ -262,6 +339,22 @@ class GrpcServer:
             paths[path] = current
         # readers (grpc's threads) see either the old tables or the new ones, never a half-built one
         dispatcher.services, dispatcher.paths = services, paths
+        self.set_serving(exported.key.service, True)
+        if self._reflection is not None:  # the servicer keeps a sorted tuple of names: give it the new one
+            self._reflection._service_names = tuple(sorted({*services, *_STANDARD_SERVICES}))
+
+    def set_serving(self, service: str, serving: bool) -> None:
+        """Report ``service`` ("" for the whole server) SERVING or NOT_SERVING on grpc.health.v1."""
+        if self.health is not None:
+            from grpc_health.v1 import health_pb2
+
+            status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+            self.health.set(service, status)
+
+    def enter_graceful_shutdown(self) -> None:
+        """Every service, and the server, NOT_SERVING from now on (a stop has begun)."""
+        if self.health is not None:
+            self.health.enter_graceful_shutdown()
 
     def hosts(self, service: str) -> int:
         """How many versions/groups of ``service`` this server hosts."""
@@ -270,7 +363,17 @@ class GrpcServer:
     def start(self) -> int:
         """Bind and start serving; returns the bound port. A failed bind leaves nothing running."""
         executor = WorkerPool(self.max_workers, "govrpc-server")
-        server = grpc.server(executor, handlers=[self._dispatcher], options=self._options)
+        server = grpc.server(executor, options=self._options)
+        # the standard services first: the dispatcher answers every other path (UNIMPLEMENTED included)
+        if self.health is not None:
+            from grpc_health.v1 import health_pb2_grpc
+
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        if self._reflection is not None:
+            from grpc_reflection.v1alpha import reflection_pb2_grpc
+
+            reflection_pb2_grpc.add_ServerReflectionServicer_to_server(self._reflection, server)
+        server.add_generic_rpc_handlers((self._dispatcher,))
         try:
             self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
         except RuntimeError as exc:

@@ -1,0 +1,87 @@
+"""``healthweighted``: weighted random whose weights follow each provider's health.
+
+A provider's weight (after warm-up) is multiplied by a health factor, recomputed at
+most every ``healthweighted.refresh`` seconds (default 0.5) from what the consumer
+measures and what the provider reports of itself (``ProviderState.health``, its
+registry summary, when the reference watches them):
+
+- its own verdict: a provider reporting NOT_SERVING gets the floor at once;
+- its reported success rate, squared (a provider failing half its calls: 0.25);
+- this consumer's failure streak against it: 1 / (1 + failures);
+- its latency: sqrt(best EWMA among the providers / its EWMA) (ten times slower: 0.32).
+
+The factor never goes below ``healthweighted.floor`` (default 0.05): a sick provider
+keeps a trickle of calls, so it can show it has recovered and climb back.
+A stale or garbage summary counts as no summary.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+from govrpc.cluster.loadbalance import LoadBalancer, WeightTable, _TableCache
+from govrpc.invocation import Invocation, Invoker
+from govrpc.options import Option
+from govrpc.url import URL
+
+__all__ = ["HealthWeightedLoadBalancer", "health_factor"]
+
+
+def health_factor(state: object, best_ewma: float, now_wall: float, floor: float) -> float:
+    """The factor (floor..1) of one provider's weight; see the module."""
+    factor = 1.0
+    health = getattr(state, "health", None)
+    if health is not None and health.fresh(now_wall):
+        if not health.serving:
+            return floor
+        factor *= health.success_rate ** 2
+    factor /= 1 + getattr(state, "consecutive_failures", 0)
+    ewma = getattr(state, "ewma", 0.0)
+    if ewma and best_ewma:
+        factor *= min(1.0, best_ewma / ewma) ** 0.5
+    return max(floor, min(1.0, factor))
+
+
+class _HealthTable(WeightTable):
+    __slots__ = ("factors",)
+
+    def __init__(self, invokers: Sequence[Invoker], floor: float, refresh: float) -> None:
+        super().__init__(invokers)
+        now = time.time()
+        samples = [s.ewma for s in self.stats if s.ewma]
+        best = min(samples) if samples else 0.0
+        self.factors = [health_factor(s, best, now, floor) for s in self.stats]
+        self.weights = [max(1, int(w * f)) if w > 0 else 0 for w, f in zip(self.weights, self.factors)]
+        self.total = sum(self.weights)
+        self.uniform = self.total <= 0 or len(set(self.weights)) == 1
+        self.cumulative = []
+        running = 0
+        for w in self.weights:
+            running += w
+            self.cumulative.append(running)
+        self.expires = min(self.expires, now + refresh)
+
+
+class HealthWeightedLoadBalancer(LoadBalancer):
+    """Weighted random over weights lowered for sick providers and raised back as they recover."""
+
+    FLOOR = Option.number("healthweighted.floor", 0.05, low=0.001, high=1.0, per_method=False,
+                          doc="smallest share of its weight a sick provider keeps")
+    REFRESH = Option.seconds("healthweighted.refresh", 0.5, per_method=False,
+                             doc="seconds between recomputations of the health factors")
+    options = (FLOOR, REFRESH)
+
+    def __init__(self, url: URL | None = None) -> None:
+        super().__init__(url)
+        floor, refresh = self.FLOOR.read(url), self.REFRESH.read(url)
+        self._tables: _TableCache[_HealthTable] = _TableCache(lambda i: _HealthTable(i, floor, refresh))
+
+    def select(self, invokers: Sequence[Invoker], invocation: Invocation) -> Invoker:
+        if len(invokers) == 1:
+            return invokers[0]
+        return invokers[self._tables.get(invokers).random_index()]
+
+    def factors(self, invokers: Sequence[Invoker]) -> list[float]:
+        """The current health factor of each of ``invokers`` (for operators and tests)."""
+        return list(self._tables.get(invokers).factors)
