@@ -42,10 +42,14 @@ class ChannelPool:
     Link liveness: channels ping their provider (``Keepalive``, default every 10 s with
     2 s to answer) and their connectivity is watched. An address whose connection was
     lost (keepalive unanswered, connection cut) or cannot be made is ``down`` until it
-    is READY again; the channel keeps trying to reconnect meanwhile, and every change
-    of ``down`` is told to the ``on_change`` listeners (the client re-lists its
-    providers, leaving those that are down out while any other is up).
+    is READY again; meanwhile a prober sends it a health check every ``PROBE_EVERY``
+    seconds, which makes the channel reconnect (a frozen provider's handshake hangs
+    until it answers again). Every change of ``down`` is told to the ``listeners``
+    (the client lists its providers again, leaving out those that are down while any
+    other is up).
     """
+
+    PROBE_EVERY = 1.0
 
     def __init__(self, *, max_message_size: int = 4 * 1024 * 1024, keepalive: Keepalive | None = None) -> None:
         self.keepalive = keepalive if keepalive is not None else Keepalive()
@@ -61,6 +65,8 @@ class ChannelPool:
         self.down: frozenset[str] = frozenset()  # swapped whole: readers never lock
         self._ready: set[str] = set()
         self.listeners: list[Callable[[], None]] = []
+        self._prober: threading.Thread | None = None
+        self._closed = threading.Event()
 
     def acquire(self, address: str) -> grpc.Channel:
         with self._lock:
@@ -70,7 +76,7 @@ class ChannelPool:
                 if self.keepalive.time:
                     watcher = self._watcher(address)
                     self._watchers[address] = watcher
-                    channel.subscribe(watcher, try_to_connect=True)  # reconnects by itself after a loss
+                    channel.subscribe(watcher)
             self._channels[address] = (channel, count + 1)
             return channel
 
@@ -82,16 +88,18 @@ class ChannelPool:
                 if state is grpc.ChannelConnectivity.READY:
                     self._ready.add(address)
                     down = self.down - {address}
-                elif state is grpc.ChannelConnectivity.TRANSIENT_FAILURE or address in self._ready \
-                        or state is grpc.ChannelConnectivity.SHUTDOWN:
+                elif state is grpc.ChannelConnectivity.TRANSIENT_FAILURE or address in self._ready:
                     # lost after it was up (keepalive, cut link), or cannot connect at all
                     self._ready.discard(address)
                     down = self.down | {address}
                 else:
                     return
-                changed_ = down != self.down
+                moved = down != self.down
                 self.down = down
-            if changed_:
+                if down and self._prober is None and not self._closed.is_set():
+                    self._prober = threading.Thread(target=self._probe, name="govrpc-link-probe", daemon=True)
+                    self._prober.start()
+            if moved:
                 log.info("provider link %s is %s", address, "down" if address in down else "up again")
                 for listener in list(self.listeners):
                     try:
@@ -100,6 +108,21 @@ class ChannelPool:
                         log.exception("link listener failed")
 
         return changed
+
+    def _probe(self) -> None:
+        """While some link is down: ask each such provider for its health, which reconnects the channel."""
+        timeout = max(self.keepalive.timeout, 0.5)
+        while not self._closed.wait(self.PROBE_EVERY):
+            with self._lock:
+                targets = [self._channels[a][0] for a in self.down if a in self._channels]
+                if not targets:
+                    self._prober = None
+                    return
+            for channel in targets:
+                try:
+                    channel.unary_unary(_HEALTH_CHECK).future(b"", timeout=timeout, wait_for_ready=True)
+                except ValueError:  # closed under us: released meanwhile
+                    pass
 
     def is_down(self, address: str) -> bool:
         return address in self.down
@@ -116,22 +139,57 @@ class ChannelPool:
             watcher = self._watchers.pop(address, None)
             self._ready.discard(address)
             self.down = self.down - {address}
-        if watcher is not None:
-            channel.unsubscribe(watcher)
-        channel.close()
+        _close_channel(channel, watcher)
 
     def addresses(self) -> list[str]:
         with self._lock:
             return sorted(self._channels)
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             channels = [(c, self._watchers.pop(a, None)) for a, (c, _) in self._channels.items()]
             self._channels.clear()
             self.down = frozenset()
         for channel, watcher in channels:
-            if watcher is not None:
-                channel.unsubscribe(watcher)
+            _close_channel(channel, watcher)
+
+
+_HEALTH_CHECK = "/grpc.health.v1.Health/Check"  # an empty request asks for the whole server
+_REAP_AFTER = 0.5  # grpc's connectivity poller notices an unsubscribe within 0.2 s
+_reaping: list[tuple[float, grpc.Channel]] = []
+_reap_lock = threading.Lock()
+_reaper: threading.Thread | None = None
+
+
+def _close_channel(channel: grpc.Channel, watcher: Callable[..., None] | None) -> None:
+    """Close ``channel``; one that was watched is closed a moment later, on a daemon thread: grpc's
+    connectivity poller raises if the channel closes while it still watches (it stops within 0.2 s
+    of the unsubscribe)."""
+    global _reaper
+    if watcher is None:
+        channel.close()
+        return
+    channel.unsubscribe(watcher)
+    with _reap_lock:
+        _reaping.append((time.monotonic() + _REAP_AFTER, channel))
+        if _reaper is None:
+            _reaper = threading.Thread(target=_reap, name="govrpc-channel-reaper", daemon=True)
+            _reaper.start()
+
+
+def _reap() -> None:
+    global _reaper
+    while True:
+        time.sleep(_REAP_AFTER / 2)
+        now = time.monotonic()
+        with _reap_lock:
+            due = [c for t, c in _reaping if t <= now]
+            _reaping[:] = [(t, c) for t, c in _reaping if t > now]
+            if not due and not _reaping:
+                _reaper = None
+                return
+        for channel in due:
             channel.close()
 
 

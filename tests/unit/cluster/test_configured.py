@@ -36,7 +36,7 @@ def test_a_configurator_parses_scope_and_overrides() -> None:
 @pytest.mark.parametrize("text, message, position", [
     ("weight = 0", "weight must be a positive integer", 9),
     ("retries = 1\nweight = -5", "weight must be a positive integer", 21),
-    ("loadbalance = fastest", "installed: consistenthash, leastactive, random", 14),
+    ("loadbalance = fastest", "installed: consistenthash, healthweighted, leastactive, random", 14),
     ("cluster = nope", "no govrpc.cluster extension named 'nope'", 10),
     ("retries = -1", "retries must be an integer >= 0", 10),
     ("forks = 0", "forks must be an integer >= 1", 8),

@@ -1,0 +1,84 @@
+"""Link liveness: a provider frozen with SIGSTOP is routed around within the keepalive window."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+import govrpc
+from tests.helpers import wait_until
+from tests.integration.monitor.providers import spawn, stop
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSTOP"), reason="needs SIGSTOP")
+def test_a_frozen_provider_is_left_out_without_a_failed_call_and_used_again_after_sigcont(
+        file_registry, client_factory) -> None:
+    procs = []
+    try:
+        for name in ("p0", "p1", "p2"):
+            procs.append(spawn(file_registry, name))
+        frozen, frozen_port = procs[0]
+        address = f"127.0.0.1:{frozen_port}"
+        client = client_factory(file_registry, keepalive_time=1.0, keepalive_timeout=1.0, timeout=8.0)
+        echo = client.proxy("mon.Echo", loadbalance="roundrobin")
+        wait_until(lambda: len(client.reference("mon.Echo", loadbalance="roundrobin").directory.invokers) == 3,
+                   what="three providers listed")
+        answers: list[tuple[float, str]] = []
+        failures: list[BaseException] = []
+        stop_load = threading.Event()
+
+        def load() -> None:
+            for _ in range(5000):  # bounded in count and in time
+                if stop_load.is_set():
+                    return
+                try:
+                    answers.append((time.monotonic(), echo.whoami()))
+                except Exception as exc:  # noqa: BLE001 - every failure is reported by the test
+                    failures.append(exc)
+                time.sleep(0.005)
+
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(lambda: any(n == "p0" for _, n in answers), what="p0 answering")
+            os.kill(frozen.pid, signal.SIGSTOP)
+            stopped = time.monotonic()
+            wait_until(lambda: address in client.pool.down, timeout=10, what="the frozen link noticed")
+            noticed = time.monotonic()
+            reference = client.reference("mon.Echo", loadbalance="roundrobin")
+            assert [e.url.address for e in reference.directory.invokers if e.url.address == address] == []
+            count = len(answers)
+            wait_until(lambda: len(answers) > count + 30, what="calls going on without p0")
+            os.kill(frozen.pid, signal.SIGCONT)
+            resumed = time.monotonic()
+            wait_until(lambda: any(n == "p0" and t > resumed for t, n in answers), timeout=10,
+                       what="p0 used again after SIGCONT")
+        finally:
+            stop_load.set()
+            for t in threads:
+                t.join(timeout=20)
+        assert failures == []
+        assert noticed - stopped < 10
+        # between the link being found down and SIGCONT, nobody got an answer from p0
+        assert not any(n == "p0" and noticed + 0.1 < t < resumed for t, n in answers)
+    finally:
+        for proc, _ in procs:
+            try:
+                os.kill(proc.pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        stop([p for p, _ in procs])
+
+
+def test_bad_keepalive_settings_are_refused() -> None:
+    with pytest.raises(govrpc.ConfigurationError, match="keepalive_time"):
+        govrpc.Client("memory://", keepalive_time=-1)
+    with pytest.raises(govrpc.ConfigurationError, match="keepalive_timeout"):
+        govrpc.Server("memory://", keepalive_timeout=0)
+    with pytest.raises(govrpc.ConfigurationError, match="keepalive_time"):
+        govrpc.Client("memory://", keepalive_time=0.5)  # more often than servers accept pings
