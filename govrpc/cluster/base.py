@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from concurrent.futures import Future
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -17,6 +18,8 @@ from govrpc.options import Option
 from govrpc.url import URL
 
 __all__ = ["ClusterInvoker"]
+
+_monotonic = time.monotonic  # bound once: read on every call
 
 
 class ClusterInvoker(Invoker):
@@ -116,7 +119,7 @@ class ClusterInvoker(Invoker):
 
     def call(self, invoker: Invoker, invocation: Invocation) -> Any:
         """``invoker.invoke(invocation)``, recording in-flight count, latency and failures."""
-        if invocation.remaining() <= 0:  # our own lateness (a queued branch) is no provider failure
+        if invocation.deadline <= _monotonic():  # our own lateness (a queued branch) is no provider failure
             raise CallTimeoutError(f"{invocation}: deadline passed before calling {invoker.url.address}",
                                    invocation=invocation)
         stats = getattr(invoker, "state", None) or stats_of(invoker)  # a directory's endpoint has one
