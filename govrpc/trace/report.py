@@ -255,29 +255,28 @@ def _finish_trace(report: Report, rows: list[SpanRow]) -> None:
     # call paths: root to each leaf, hops named service/method, a client and its server span one hop
     roots = [r for r in rows if r.parent_id not in by_id]
     for root in roots:
-        stack: list[tuple[SpanRow, tuple[str, ...], tuple[tuple[str, float], ...]]] = []
-        stack.append((root, (), ()))
+        # (span, hop labels, self ms per hop); a client span and its server span make one hop
+        stack: list[tuple[SpanRow, tuple[str, ...], tuple[float, ...]]] = [(root, (), ())]
         while stack:
             span, hops, selfs = stack.pop()
             kids = children.get(span.span_id, [])
-            own = (span.end - span.start) - sum(k.end - k.start for k in kids)  # a client's own: the wire
+            if span.attempt >= 2 and not kids:
+                continue  # a retry that reached no provider: counted as a retry of its call
+            own = ((span.end - span.start) - sum(k.end - k.start for k in kids)) / 1e6  # a client's own: the wire
             label = span.label
             if label and (not hops or hops[-1] != label):
-                caller = span.caller if not hops and span.caller else ""
-                hops = hops + ((f"{caller} > " if caller else "") + label,)
-                selfs = selfs + ((label, own / 1e6),)
+                hops, selfs = hops + (label,), selfs + (own,)
             elif label and selfs:
-                selfs = selfs[:-1] + ((label, selfs[-1][1] + own / 1e6),)
-            if not kids:
-                if hops:
-                    key = " > ".join(hops)
-                    _stats(report.paths, key).add((root.end - root.start) / 1e6, root.error)
-                    necks = report.bottlenecks.setdefault(key, {})
-                    for hop, ms in selfs:
-                        necks[hop] = necks.get(hop, 0.0) + max(ms, 0.0)
+                selfs = selfs[:-1] + (selfs[-1] + own,)
+            if kids:
+                stack.extend((kid, hops, selfs) for kid in kids)
                 continue
-            for kid in kids:
-                stack.append((kid, hops, selfs))
+            if hops:
+                key = " > ".join(((root.caller,) if root.caller else ()) + hops)
+                _stats(report.paths, key).add((root.end - root.start) / 1e6, root.error)
+                necks = report.bottlenecks.setdefault(key, {})
+                for hop, ms in zip(hops, selfs):
+                    necks[hop] = necks.get(hop, 0.0) + max(ms, 0.0)
 
 
 def analyse(paths: Iterable[str], *, window: int = WINDOW) -> Report:
