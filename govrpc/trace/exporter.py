@@ -66,7 +66,7 @@ def span_record(span: Any) -> dict[str, Any]:
     }
 
 
-class JsonLinesSpanExporter(SpanExporter):  # type: ignore[misc]
+class JsonLinesSpanExporter(SpanExporter):
     """An OpenTelemetry ``SpanExporter`` writing one JSON span per line to ``path``, rotated.
 
     Args:

@@ -104,7 +104,7 @@ class _ConsumerTrace(Filter):
             finally:
                 _CURRENT.reset(token)
         span, recorder, ctx = self._start(tracer, invocation)
-        token = otel.otel_context.attach(ctx)
+        otoken = otel.otel_context.attach(ctx)
         rtoken = _RECORDER.set(recorder)
         exc: BaseException | None = None
         try:
@@ -114,7 +114,7 @@ class _ConsumerTrace(Filter):
             raise
         finally:
             _RECORDER.reset(rtoken)
-            otel.otel_context.detach(token)
+            otel.otel_context.detach(otoken)
             if recorder is not None:
                 recorder.close(exc)
             otel.finish(span, exc)
@@ -143,7 +143,7 @@ class _ConsumerTrace(Filter):
             finally:
                 _CURRENT.reset(token)
         span, recorder, ctx = self._start(tracer, invocation)
-        token = otel.otel_context.attach(ctx)
+        otoken = otel.otel_context.attach(ctx)
         rtoken = _RECORDER.set(recorder)
         try:
             started = _start_future(invoker, invocation, run)
@@ -154,7 +154,7 @@ class _ConsumerTrace(Filter):
             raise
         finally:
             _RECORDER.reset(rtoken)
-            otel.otel_context.detach(token)
+            otel.otel_context.detach(otoken)
 
         def done(result: Future[Any]) -> None:
             exc = result.exception()
@@ -218,7 +218,7 @@ class _ProviderTrace(Filter):
             span.set_attribute("net.peer.ip", host.strip("[]"))
             if port.isdigit():
                 span.set_attribute("net.peer.port", int(port))
-        token = otel.otel_context.attach(otel.otel_trace.set_span_in_context(span, parent_ctx))
+        otoken = otel.otel_context.attach(otel.otel_trace.set_span_in_context(span, parent_ctx))
         exc: BaseException | None = None
         try:
             return invoker.invoke(invocation)
@@ -226,5 +226,5 @@ class _ProviderTrace(Filter):
             exc = error
             raise
         finally:
-            otel.otel_context.detach(token)
+            otel.otel_context.detach(otoken)
             otel.finish(span, exc)

@@ -154,7 +154,7 @@ class SpanRecorder(CallRecorder):
             inject(self.child.get_span_context(), parent, invocation.attachments)
 
     def event(self, name: str, attributes: dict[str, object]) -> None:
-        self.span.add_event(name, attributes)  # type: ignore[arg-type]
+        self.span.add_event(name, attributes)
 
     def close(self, exc: BaseException | None) -> None:
         if self.child is not None:

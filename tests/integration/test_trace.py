@@ -325,3 +325,40 @@ def test_in_process_calls_carry_the_trace(memory_registry: str, sdk: Any) -> Non
     assert f"{server_span.context.trace_id:032x}" == trace_id
     assert server_span.parent.span_id == spans[otel_trace.SpanKind.CLIENT].context.span_id
     assert spans[otel_trace.SpanKind.CLIENT].attributes["govrpc.provider"]
+
+
+def test_a_retry_is_a_child_span_of_the_call_with_the_reason(memory_registry: str, sdk: Any) -> None:
+    import socket
+
+    _, exporter = sdk
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nothing listens there: connection refused, surely not sent, so retried
+    with govrpc.Server(memory_registry, port=0) as server, \
+            govrpc.Client(memory_registry, local_first=False, timeout=5.0) as client:
+        server.add(Ids())
+        proxy = client.proxy("trace.Ids", url=[f"grpc://127.0.0.1:{dead_port}", f"grpc://127.0.0.1:{server.port}"],
+                             loadbalance="roundrobin")
+        retried = None
+        for _ in range(4):
+            exporter.clear()
+            proxy.ids()
+            calls = [s for s in exporter.get_finished_spans()
+                     if s.kind is otel_trace.SpanKind.CLIENT and s.parent is None]
+            if calls[0].attributes["govrpc.attempts"] == 2:
+                retried = calls[0]
+                break
+    assert retried is not None
+    spans = exporter.get_finished_spans()
+    child = [s for s in spans if s.parent is not None and s.parent.span_id == retried.context.span_id
+             and s.kind is otel_trace.SpanKind.CLIENT]
+    assert len(child) == 1 and child[0].attributes["govrpc.attempt"] == 2
+    assert child[0].attributes["govrpc.provider"] == f"127.0.0.1:{server.port}"
+    server_span = [s for s in spans if s.kind is otel_trace.SpanKind.SERVER][0]
+    assert server_span.parent.span_id == child[0].context.span_id
+    retry = [e for e in retried.events if e.name == "govrpc.retry"][0]
+    assert retry.attributes["govrpc.failed_provider"] == f"127.0.0.1:{dead_port}"
+    assert retry.attributes["govrpc.error"] == "ConnectionRefusedByProviderError"
+    assert retried.attributes["govrpc.loadbalance"] == "RoundRobinLoadBalancer"
+    assert retried.attributes["govrpc.providers.routed"] == 2
