@@ -142,6 +142,7 @@ class Server:
                 if report_interval is not None:
                     f.windows = self._windows
         self._reporter: HealthReporter | None = None
+        self._not_serving: set[str] = set()  # services the provider itself reports NOT_SERVING
         self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size,
                                 keepalive=Keepalive(keepalive_time, keepalive_timeout), health=health,
                                 reflection=reflection)
@@ -266,6 +267,24 @@ class Server:
                  self.host, self.port)
         return self
 
+    def set_serving(self, serving: bool, service: str = "") -> None:
+        """The provider's own verdict on its health: False reports ``service`` ("" : every service)
+        NOT_SERVING on grpc.health.v1 and in its next health summary, published at once, so
+        consumers balancing by health (``healthweighted``) leave it within moments; True undoes it."""
+        if not isinstance(serving, bool):
+            raise ConfigurationError(f"serving must be True or False, not {serving!r}")
+        services = [service] if service else sorted({k.service for k in self._services})
+        with self._lock:
+            for name in services:
+                if serving:
+                    self._not_serving.discard(name)
+                else:
+                    self._not_serving.add(name)
+        for name in services if service else ["", *services]:
+            self._grpc.set_serving(name, serving)
+        if self._reporter is not None and self._state == ServerState.STARTED:
+            self._reporter.report()
+
     def _start_reports(self) -> None:
         registry = self.registry
         assert registry is not None and self.report_interval is not None
@@ -273,7 +292,7 @@ class Server:
         self._reporter = HealthReporter(
             self.report_interval, address=f"{self.advertise}:{self.port}", application=self.application,
             zone=str(self.tags.get("zone", "")), services=lambda: dict(self._windows),
-            serving=lambda: self._state == ServerState.STARTED,
+            serving=lambda service: self._state == ServerState.STARTED and service not in self._not_serving,
             put=lambda service, name, text: registry.put_rule(service, MONITORS, name, text),
             delete=lambda service, name: registry.delete_rule(service, MONITORS, name))
         self._reporter.start()

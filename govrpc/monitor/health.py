@@ -227,12 +227,12 @@ class HealthReporter:
     """Publishes a provider's summaries every ``interval`` seconds on a daemon thread.
 
     ``put(service, name, text)`` / ``delete(service, name)`` write the registry;
-    ``services()`` gives service name -> its ``CallWindow``; ``serving()`` the
+    ``services()`` gives service name -> its ``CallWindow``; ``serving(service)`` the
     server's own verdict (False from the moment it stops).
     """
 
     def __init__(self, interval: float, *, address: str, application: str, zone: str,
-                 services: Callable[[], Mapping[str, CallWindow]], serving: Callable[[], bool],
+                 services: Callable[[], Mapping[str, CallWindow]], serving: Callable[[str], bool],
                  put: Callable[[str, str, str], None], delete: Callable[[str, str], None]) -> None:
         self.interval = interval
         self.address = address
@@ -263,7 +263,7 @@ class HealthReporter:
         made = []
         for service, window in self._services().items():
             summary = summarize(window, self.interval, address=self.address, application=self.application,
-                                serving=self._serving(), zone=self.zone, cpu=cpu, rss_mb=rss, now=now)
+                                serving=self._serving(service), zone=self.zone, cpu=cpu, rss_mb=rss, now=now)
             self._put(service, self.name, summary.text())
             self._published.add(service)
             made.append(summary)
