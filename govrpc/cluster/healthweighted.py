@@ -52,7 +52,8 @@ class _HealthTable(WeightTable):
         samples = [s.ewma for s in self.stats if s.ewma]
         best = min(samples) if samples else 0.0
         self.factors = [health_factor(s, best, now, floor) for s in self.stats]
-        self.weights = [max(1, int(w * f)) if w > 0 else 0 for w, f in zip(self.weights, self.factors)]
+        # floats: a provider warming up (weight 1 of 100) keeps its health factor too
+        self.weights = [w * f if w > 0 else 0 for w, f in zip(self.weights, self.factors)]  # type: ignore[misc]
         self.total = sum(self.weights)
         self.uniform = self.total <= 0 or len(set(self.weights)) == 1
         self.cumulative = []
