@@ -8,8 +8,8 @@ its zone while their share of that zone's providers is at least
 other way); below it, a matching part of the calls (share / threshold) stays in
 the zone and the rest spills over to the other zones, those of the consumer's
 region first. With ``zone_force`` nothing ever leaves the zone (an empty zone
-means no provider). Healthy: its link is up, it is not ejected, has no
-unanswered failure streak, and does not report itself NOT_SERVING.
+means no provider). Healthy: its link is up, outlier detection has not ejected it
+(``outlier.*``), and it does not report itself NOT_SERVING.
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ DEFAULT_THRESHOLD = 0.7
 
 
 def healthy(invoker: Invoker, now: float) -> bool:
-    """Fit for traffic as far as the consumer knows (link up, not ejected nor failing, serving)."""
+    """Fit for traffic as far as the consumer knows (link up, not ejected, serving)."""
     if not invoker.available:
         return False
     state = getattr(invoker, "state", None)
     if state is None:
         return True
-    if state.consecutive_failures or state.ejected_until > now:
+    if state.ejected_until > now:  # a failure streak alone is not enough: it must be called to end one
         return False
     health = state.health
     return health is None or health.serving or not health.fresh()
