@@ -12,7 +12,9 @@ failures, ejection, breaker and permit slots) is one ``ProviderState``
 Strategy families, one file each: ``failover.py`` (failover, failback),
 ``failfast.py`` (failfast, failsafe), ``failcache.py``, ``parallel.py``
 (forking, broadcast); balancers in ``loadbalance.py`` (random, roundrobin,
-leastactive, shortestresponse, sticky) and ``consistenthash.py``.
+leastactive, shortestresponse, sticky), ``consistenthash.py`` and
+``healthweighted.py`` (weights lowered for sick providers, from the consumer's
+statistics and the providers' health summaries).
 Entry-point groups: ``govrpc.cluster`` (default ``failover``) and
 ``govrpc.loadbalance`` (default ``random``).
 """
@@ -24,6 +26,7 @@ from govrpc.cluster.directory import Directory, Endpoint, RegistryDirectory, Sta
 from govrpc.cluster.failcache import FailcacheClusterInvoker, FailcacheFullError, RetryAccepted, on_give_up
 from govrpc.cluster.failfast import FailfastClusterInvoker, FailsafeClusterInvoker
 from govrpc.cluster.failover import FailbackClusterInvoker, FailoverClusterInvoker, RetryBudget
+from govrpc.cluster.healthweighted import HealthWeightedLoadBalancer
 from govrpc.cluster.loadbalance import (
     LeastActiveLoadBalancer,
     LoadBalancer,
@@ -50,6 +53,7 @@ __all__ = [
     "FailoverClusterInvoker",
     "FailsafeClusterInvoker",
     "ForkingClusterInvoker",
+    "HealthWeightedLoadBalancer",
     "LeastActiveLoadBalancer",
     "LoadBalancer",
     "OutlierDetector",

@@ -12,7 +12,10 @@ built-in shares: listeners, ordered delivery, own entries, rule decoding),
 ``dispatch`` (the ordered delivery thread), ``memory``, ``file``,
 ``zookeeper`` (the kazoo backend) with ``zkaddress`` (address, options, ACLs)
 and ``zkrepair`` (re-registration and re-reads after a failure),
-``protection`` (the empty-push guard), ``snapshot`` (provider lists on disk).
+``protection`` (the empty-push guard), ``snapshot`` (provider lists on disk),
+``multi`` (several registries read as one: ``Client(registry=[url1, url2])``).
+Rule categories: ``configurators``, ``routers`` and ``monitors`` (providers'
+health summaries, ``govrpc.monitor.health``).
 The registry knows nothing of clusters or routing.
 """
 

@@ -6,8 +6,9 @@ names a ``Router`` class: ``condition``, ``script``, ``tag`` built in).
 
 Layered one way: ``base.py`` holds the ``Router`` contract and the helpers routers
 share; the routers build on it: ``condition.py`` (Dubbo's grammar), ``script.py``
-(CEL), ``tag.py`` (grey releases) and ``local.py`` (prefer in-process and same-host
-providers); ``chain.py`` orders them (tag, then rules by priority, then local-first)
+(CEL), ``tag.py`` (grey releases), ``zone.py`` (locality: the consumer's zone first,
+spill-over as it sickens) and ``local.py`` (prefer in-process and same-host
+providers); ``chain.py`` orders them (tag, then rules by priority, then zone, then local-first)
 and caches results per provider list and rule set. Rule documents (``rule.py``) live
 in the registry under ``{service}/routers/{name}``.
 """
@@ -19,6 +20,7 @@ from govrpc.router.local import LocalFirstRouter
 from govrpc.router.rule import RouteRule, parse_rule
 from govrpc.router.script import ScriptRouter
 from govrpc.router.tag import TagPassOnFilter, TagRouter
+from govrpc.router.zone import ZoneRouter
 
 __all__ = [
     "ConditionRouter",
@@ -33,6 +35,7 @@ __all__ = [
     "ScriptRouter",
     "TagPassOnFilter",
     "TagRouter",
+    "ZoneRouter",
     "compile_rule",
     "explain_route",
     "parse_condition",

@@ -1,0 +1,104 @@
+"""Units of the monitor package: summaries, health factors, the zone router, keepalive settings."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from govrpc.cluster.healthweighted import health_factor
+from govrpc.cluster.stats import ProviderState
+from govrpc.exceptions import ConfigurationError
+from govrpc.invocation import Invocation, Invoker
+from govrpc.monitor.health import CallWindow, HealthSummary, parse_summary, read_summaries, summarize
+from govrpc.router.zone import ZoneRouter
+from govrpc.rpc.server import Keepalive
+from govrpc.url import URL, ServiceKey
+
+
+def summary(**fields: object) -> str:
+    return json.dumps({"v": 1, "address": "10.0.0.1:5", "time": time.time(), "interval": 5, **fields})
+
+
+def test_a_summary_round_trips_and_garbage_is_refused_naming_the_field() -> None:
+    h = HealthSummary(address="10.0.0.1:5", time=time.time(), interval=5, qps=3.5, success_rate=0.9, cpu=0.2)
+    assert parse_summary(h.text()) == h
+    for text, field in ((summary(success_rate=2), "success_rate"), (summary(qps="fast"), "qps"),
+                        (summary(serving=1), "serving"), (summary(time=float("inf")), "not JSON|time"),
+                        (summary(side="router"), "side"), ('{"v": 2}', "version")):
+        with pytest.raises(ValueError, match=field):
+            parse_summary(text)
+
+
+def test_stale_summaries_are_left_out_and_garbage_logged_not_raised() -> None:
+    texts = {"old": summary(time=time.time() - 100), "new": summary(address="h:2"), "junk": "]["}
+    assert list(read_summaries(texts, where="unit")) == ["h:2"]
+    assert set(read_summaries(texts, where="unit", fresh_only=False)) == {"10.0.0.1:5", "h:2"}
+
+
+def test_a_window_summarises_counts_percentiles_and_success() -> None:
+    window = CallWindow()
+    for i in range(100):
+        window.record((i + 1) / 1000, ok=i % 10 != 0)
+    h = summarize(window, 2.0, address="a:1", application="x", serving=True, zone="z", cpu=None, rss_mb=None,
+                  now=1.0)
+    assert (h.calls, h.qps, h.success_rate) == (100, 50.0, 0.9)
+    assert h.p50_ms == pytest.approx(51, abs=1) and h.p99_ms == pytest.approx(100, abs=1)
+    assert window.drain() == (0, 0, [])
+
+
+def test_health_factor_has_a_floor_and_follows_every_signal() -> None:
+    now = time.time()
+    state = ProviderState()
+    assert health_factor(state, 0.0, now, 0.05) == 1.0
+    state.ewma = 0.1
+    assert health_factor(state, 0.001, now, 0.05) == pytest.approx(0.1)
+    state.ewma, state.consecutive_failures = 0.0, 3
+    assert health_factor(state, 0.0, now, 0.05) == 0.25
+    state.consecutive_failures = 1000
+    assert health_factor(state, 0.0, now, 0.05) == 0.05
+    state.consecutive_failures = 0
+    state.health = HealthSummary(address="a:1", time=now, interval=5, serving=False)
+    assert health_factor(state, 0.0, now, 0.05) == 0.05
+    state.health = HealthSummary(address="a:1", time=now - 3600, interval=5, serving=False)  # stale: ignored
+    assert health_factor(state, 0.0, now, 0.05) == 1.0
+    state.health = HealthSummary(address="a:1", time=now, interval=5, success_rate=0.5)
+    assert health_factor(state, 0.0, now, 0.05) == 0.25
+
+
+class Fake(Invoker):
+    def __init__(self, name: str, zone: str, region: str = "") -> None:
+        self.url = URL("grpc", name, 1, "s", {"zone": zone, "region": region})
+        self.state = ProviderState()
+
+    def invoke(self, invocation: Invocation) -> None:
+        return None
+
+
+def test_zone_router_prefers_the_zone_then_spills_by_share_then_region() -> None:
+    a1, a2, b1, c1 = Fake("a1", "a", "east"), Fake("a2", "a", "east"), Fake("b1", "b", "east"), Fake("c1", "c")
+    providers = (a1, a2, b1, c1)
+    call = Invocation(ServiceKey("s"), "m")
+    consumer = URL("consumer", "h", 0, "s", {"zone": "a", "region": "east"})
+    router = ZoneRouter.from_url(consumer)
+    assert router.route(providers, call, consumer)[0] == [a1, a2]
+    a1.state.ejected_until = time.monotonic() + 60  # half the zone healthy: 0.5 / 0.7 of calls stay
+    kept = [tuple(router.route(providers, call, consumer)[0]) for _ in range(2000)]
+    local = kept.count((a2,)) / len(kept)
+    assert 0.6 < local < 0.85 and kept.count((b1,)) == len(kept) - kept.count((a2,))  # same region first
+    forced = ZoneRouter("a", force=True)
+    assert all(tuple(forced.route(providers, call, consumer)[0]) == (a2,) for _ in range(100))
+    a2.state.ejected_until = time.monotonic() + 60
+    assert forced.route(providers, call, consumer)[0] == [a1, a2]  # none healthy: the zone as it is, never another
+    assert router.route(providers, call, consumer)[0] == [b1]
+
+
+def test_bad_keepalive_values_are_refused_and_good_ones_set_both_grpc_timeouts() -> None:
+    for args in ((-1, 2), (10, 0), ("10", 2), (True, 2), (0.5, 2)):
+        with pytest.raises(ConfigurationError, match="keepalive"):
+            Keepalive(*args)  # type: ignore[arg-type]
+    options = dict(Keepalive(3, 1.5).client_options())
+    assert options["grpc.keepalive_time_ms"] == 3000
+    assert options["grpc.keepalive_timeout_ms"] == options["grpc.http2.ping_timeout_ms"] == 1500
+    assert dict(Keepalive(3, 1.5).server_options())["grpc.http2.min_recv_ping_interval_without_data_ms"] == 1000
