@@ -177,23 +177,22 @@ def main() -> int:
         client = govrpc.Client(registry, application="bench", timeout=5.0)
         proxy = client.proxy("bench.Echo")
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                proxy.echo(payload)
-                break
-            except govrpc.NoProviderError:
-                time.sleep(0.05)
+        def ready(call: Callable[[bytes], Any]) -> None:
+            """Call until the provider is listed (the file registry takes a moment)."""
+            while time.monotonic() < deadline:
+                try:
+                    call(payload)
+                    return
+                except govrpc.NoProviderError:
+                    time.sleep(0.05)
+
+        ready(proxy.echo)
         gov = proxy.echo
         assert gov(payload) == payload and raw() == payload
         untraced = client.proxy("bench.Echo", trace=False).echo
         variants = {"raw grpcio": raw, "govrpc": lambda: gov(payload), "govrpc trace=off": lambda: untraced(payload)}
         metered = client.proxy("bench.Echo", group="metrics", metrics=True).echo  # Prometheus on both sides
-        while time.monotonic() < deadline:
-            try:
-                metered(payload)
-                break
-            except govrpc.NoProviderError:
-                time.sleep(0.05)
+        ready(metered)
         variants["govrpc metrics"] = lambda: metered(payload)
         sdk_rounds: Any = None
         if traced is not None:
@@ -201,12 +200,7 @@ def main() -> int:
 
             client_sdk = sdk_provider()
             traced_echo = client.proxy("bench.Echo", group="sdk").echo
-            while time.monotonic() < deadline:
-                try:
-                    traced_echo(payload)
-                    break
-                except govrpc.NoProviderError:
-                    time.sleep(0.05)
+            ready(traced_echo)
             variants["govrpc+otel sdk"] = lambda: traced_echo(payload)
 
             def sdk_rounds(on: bool) -> None:  # the SDK records in this process only during its rounds

@@ -90,11 +90,6 @@ def main() -> int:
         client.close()
         return 1 if failures else 0
     finally:
-        for proc, _ in procs:
-            try:
-                os.kill(proc.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
         stop([p for p, _ in procs])
 
 

@@ -8,7 +8,8 @@ registry summary, when the reference watches them):
 - its own verdict: a provider reporting NOT_SERVING gets the floor at once;
 - its reported success rate, squared (a provider failing half its calls: 0.25);
 - this consumer's failure streak against it: 1 / (1 + failures);
-- its latency: sqrt(best EWMA among the providers / its EWMA) (ten times slower: 0.32).
+- its latency: 2 x best EWMA among the providers / its EWMA, at most 1 (up to twice the
+  best is jitter; ten times slower: 0.2).
 
 The factor never goes below ``healthweighted.floor`` (default 0.05): a sick provider
 keeps a trickle of calls, so it can show it has recovered and climb back.
@@ -25,7 +26,9 @@ from govrpc.invocation import Invocation, Invoker
 from govrpc.options import Option
 from govrpc.url import URL
 
-__all__ = ["HealthWeightedLoadBalancer", "health_factor"]
+__all__ = ["HealthWeightedLoadBalancer", "LATENCY_TOLERANCE", "health_factor"]
+
+LATENCY_TOLERANCE = 2.0
 
 
 def health_factor(state: object, best_ewma: float, now_wall: float, floor: float) -> float:
@@ -38,8 +41,8 @@ def health_factor(state: object, best_ewma: float, now_wall: float, floor: float
         factor *= health.success_rate ** 2
     factor /= 1 + getattr(state, "consecutive_failures", 0)
     ewma = getattr(state, "ewma", 0.0)
-    if ewma and best_ewma:
-        factor *= min(1.0, best_ewma / ewma) ** 0.5
+    if ewma and best_ewma:  # up to twice the best is jitter, not sickness
+        factor *= min(1.0, LATENCY_TOLERANCE * best_ewma / ewma)
     return max(floor, min(1.0, factor))
 
 

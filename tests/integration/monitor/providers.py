@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -37,6 +39,12 @@ def spawn(registry: str, name: str, **options: Any) -> tuple[subprocess.Popen[st
 
 
 def stop(procs: list[subprocess.Popen[str]]) -> None:
+    """Kill the providers (a frozen one is woken first, so it can die)."""
+    for proc in procs:
+        try:
+            os.kill(proc.pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
     for proc in procs:
         proc.kill()
         proc.wait(timeout=10)

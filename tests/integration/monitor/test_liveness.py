@@ -67,11 +67,6 @@ def test_a_frozen_provider_is_left_out_without_a_failed_call_and_used_again_afte
         # between the link being found down and SIGCONT, nobody got an answer from p0
         assert not any(n == "p0" and noticed + 0.1 < t < resumed for t, n in answers)
     finally:
-        for proc, _ in procs:
-            try:
-                os.kill(proc.pid, signal.SIGCONT)
-            except ProcessLookupError:
-                pass
         stop([p for p, _ in procs])
 
 

@@ -88,10 +88,10 @@ def test_a_slow_provider_loses_traffic_under_healthweighted_and_regains_it(memor
     start_server(memory_registry, slow)
     client = client_factory(memory_registry, timeout=5.0)
     work = client.proxy("mon.Work", loadbalance="healthweighted", **{"healthweighted.refresh": 0.05})
-    assert 0.3 < share_of(work, "slow", 200) < 0.7
-    slow.slow = 0.03
+    assert 0.2 < share_of(work, "slow", 200) < 0.8
+    slow.slow = 0.05
     share_of(work, "slow", 100)  # the consumer measures it
-    assert share_of(work, "slow", 200) < 0.25
+    assert share_of(work, "slow", 200) < 0.2
     slow.slow = 0.0
     share_of(work, "slow", 300)  # its trickle of calls shows it has recovered
     assert share_of(work, "slow", 300) > 0.3
@@ -107,7 +107,7 @@ def test_a_provider_that_reports_itself_unhealthy_is_deprioritised(file_registry
     reference = client.reference("mon.Work", loadbalance="healthweighted", **{"healthweighted.refresh": 0.05})
     wait_until(lambda: all(e.state.health is not None for e in reference.directory.invokers) and
                len(reference.directory.invokers) == 2, what="both summaries seen")
-    assert share_of(work, "sick", 200) > 0.3
+    assert share_of(work, "sick", 200) > 0.2
     sick_server.set_serving(False)
     wait_until(lambda: any(e.state.health and not e.state.health.serving for e in reference.directory.invokers),
                timeout=10, what="the NOT_SERVING summary seen")
@@ -115,7 +115,7 @@ def test_a_provider_that_reports_itself_unhealthy_is_deprioritised(file_registry
     sick_server.set_serving(True)
     wait_until(lambda: all(e.state.health and e.state.health.serving for e in reference.directory.invokers),
                timeout=10, what="SERVING again")
-    assert share_of(work, "sick", 200) > 0.3
+    assert share_of(work, "sick", 200) > 0.2
 
 
 def test_a_failing_provider_loses_traffic_by_its_reported_success_rate(file_registry, start_server,

@@ -52,8 +52,9 @@ def test_health_factor_has_a_floor_and_follows_every_signal() -> None:
     now = time.time()
     state = ProviderState()
     assert health_factor(state, 0.0, now, 0.05) == 1.0
-    state.ewma = 0.1
-    assert health_factor(state, 0.001, now, 0.05) == pytest.approx(0.1)
+    state.ewma = 0.01
+    assert health_factor(state, 0.001, now, 0.05) == pytest.approx(0.2)
+    assert health_factor(state, 0.006, now, 0.05) == 1.0  # within twice the best: jitter
     state.ewma, state.consecutive_failures = 0.0, 3
     assert health_factor(state, 0.0, now, 0.05) == 0.25
     state.consecutive_failures = 1000
