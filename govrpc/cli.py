@@ -202,7 +202,7 @@ def _cmd_console(args: argparse.Namespace) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"govrpc: warning: the console listens on {args.host}, not only this host", file=sys.stderr)
     try:
-        server = ConsoleServer(args.registry, login, host=args.host, port=args.port)
+        server = ConsoleServer(args.registry, login, host=args.host, port=args.port, spans=tuple(args.spans or ()))
     except OSError as exc:
         raise ConfigurationError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
     print(f"govrpc console on {server.url} (registry {args.registry})", flush=True)
@@ -224,6 +224,8 @@ def _console_parser(sub: argparse._SubParsersAction) -> None:
                          help="file holding the password hash (default $GOVRPC_CONSOLE_PASSWORD_FILE)")
     console.add_argument("--hash-password", action="store_true",
                          help="read a password (stdin or prompt), print its hash for --password-file, exit")
+    console.add_argument("--spans", action="append", metavar="FILE",
+                         help="span file for the dependency page, as `govrpc trace report` reads (repeat)")
     _registry_option(console)
     console.set_defaults(func=_cmd_console)
 

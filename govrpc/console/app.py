@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, quote, urlencode
 from govrpc.admin import Admin
 from govrpc.configurator import Configurator, configure_provider, parse_configurator
 from govrpc.console.auth import Login, Session
+from govrpc.console.graph import dependency_svg
 from govrpc.console.history import RuleHistory
 from govrpc.exceptions import GovRpcError, RuleError
 from govrpc.registry.base import CONFIGURATORS, ROUTERS
@@ -176,8 +177,10 @@ def _uptime(url: URL, now: float) -> str:
 class ConsoleApp:
     """The WSGI application over one ``Admin``."""
 
-    def __init__(self, admin: Admin, login: Login, *, cache_seconds: float = CACHE_SECONDS) -> None:
+    def __init__(self, admin: Admin, login: Login, *, cache_seconds: float = CACHE_SECONDS,
+                 spans: tuple[str, ...] = ()) -> None:
         self.admin = admin
+        self.spans = spans  # span files for the dependency page (govrpc trace report's input)
         self.login = login
         self.history = RuleHistory(admin)
         self.cache = _Cache(cache_seconds)
@@ -190,6 +193,7 @@ class ConsoleApp:
             ("GET", "/service"): self.service_page,
             ("GET", "/rules"): self.rules_page,
             ("GET", "/history"): self.history_page,
+            ("GET", "/dependencies"): self.dependencies_page,
             ("POST", "/api/check"): self.check_api,
             ("POST", "/api/explain"): self.explain_api,
             ("POST", "/api/rule"): self.rule_post,
@@ -262,7 +266,7 @@ class ConsoleApp:
     def _layout(self, title: str, body: str, session: Session | None) -> str:
         nav = ""
         if session is not None:
-            nav = (f'<nav><a href="/services">Services</a> <a href="/rules">Rules</a>'
+            nav = (f'<nav><a href="/services">Services</a> <a href="/rules">Rules</a> <a href="/dependencies">Dependencies</a>'
                    f'<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" '
                    f'value="{e(session.csrf)}"><span class="user">{e(session.user)}</span> '
                    f'<button type="submit" id="logout">Log out</button></form></nav>')
@@ -561,6 +565,24 @@ class ConsoleApp:
         if request.json:
             return Response.json({"ok": True})
         return Response.redirect("/history?" + urlencode({"service": service, "category": category, "name": name}))
+
+
+    # -- dependencies ------------------------------------------------------------------------
+    def dependencies_page(self, request: Request) -> Response:
+        if not self.spans:
+            body = ('<p class="empty">no span files: start the console with <code>--spans FILE</code> '
+                    '(the files <code>govrpc trace report</code> reads)</p>')
+            return self._page("Dependencies", body, request)
+        from govrpc.trace.report import analyse
+
+        data = analyse(self.spans).as_dict()
+        rows = "".join(f'<tr><td>{e(r["caller"])}</td><td>{e(r["service"])}</td><td>{e(r["method"])}</td>'
+                       f'<td>{r["calls"]}</td><td>{r["errors"]}</td><td>{r["qps"]:.1f}</td><td>{r["p99_ms"]:.1f}</td>'
+                       f'</tr>' for r in data["dependencies"])
+        table = ('<table id="dependency-table"><thead><tr><th>Caller</th><th>Service</th><th>Method</th><th>Calls</th>'
+                 '<th>Errors</th><th>Calls/s</th><th>p99 ms</th></tr></thead><tbody>' + rows + '</tbody></table>')
+        summary = f'<p>{data["spans"]} spans, {data["traces"]} traces over {data["seconds"]} s</p>'
+        return self._page("Dependencies", summary + dependency_svg(data) + table, request)
 
 
 def _check_category(category: str) -> None:

@@ -32,9 +32,9 @@ class ConsoleServer:
     """``ConsoleServer(registry, login, port=8080).start()``; ``url`` once started; ``stop()``."""
 
     def __init__(self, registry: str | Registry | None, login: Login, *, host: str = "127.0.0.1",
-                 port: int = 8080) -> None:
+                 port: int = 8080, spans: tuple[str, ...] = ()) -> None:
         self.admin = Admin(registry)
-        self.app = ConsoleApp(self.admin, login)
+        self.app = ConsoleApp(self.admin, login, spans=tuple(spans))
         try:
             self._server = make_server(host, port, self.app, server_class=_ThreadingWSGIServer,
                                        handler_class=_QuietHandler)

@@ -183,3 +183,41 @@ def test_pages_without_login_are_refused(browser: Any, console: Any, memory_regi
         _shot(page, "login")
     finally:
         page.close()
+
+
+def _span(trace: str, span: str, parent: str, kind: str, service: str, method: str, start: int,
+          **attrs: Any) -> dict[str, Any]:
+    return {"trace_id": trace, "span_id": span, "parent_span_id": parent, "name": f"/{service}/{method}",
+            "kind": kind, "start_time_unix_nano": start, "end_time_unix_nano": start + 5_000_000, "status": "UNSET",
+            "attributes": {"rpc.system": "grpc", "rpc.service": service, "rpc.method": method,
+                           "rpc.grpc.status_code": 0, **attrs}}
+
+
+def test_dependency_picture_of_the_trace_report(browser: Any, console: Any, memory_registry: str,
+                                                tmp_path: pathlib.Path) -> None:
+    import json
+
+    rows = []
+    for i in range(20):
+        start, trace = 1_700_000_000 * 10**9 + i * 10**8, f"{i + 1:032x}"
+        rows.append(_span(trace, f"{4 * i + 1:016x}", "", "CLIENT", "demo.Orders", "place", start,
+                          **{"govrpc.application": "web"}))
+        rows.append(_span(trace, f"{4 * i + 2:016x}", f"{4 * i + 1:016x}", "SERVER", "demo.Orders", "place", start))
+        rows.append(_span(trace, f"{4 * i + 3:016x}", f"{4 * i + 2:016x}", "CLIENT", "demo.Stock", "take", start,
+                          **{"govrpc.application": "orders"}))
+    spans = tmp_path / "spans.jsonl"
+    spans.write_text("".join(json.dumps(r) + "\n" for r in sorted(rows, key=lambda r: r["end_time_unix_nano"])))
+    server = ConsoleServer(memory_registry, Login(hash_password(PASSWORD, iterations=1000)), port=0,
+                           spans=(str(spans),)).start()
+    page = browser.new_page()
+    try:
+        _log_in(page, server.url, "/dependencies")
+        page.wait_for_selector("svg#dependencies")
+        edges = {(g.get_attribute("data-caller"), g.get_attribute("data-service"))
+                 for g in page.query_selector_all("svg#dependencies g.edge")}
+        assert edges == {("web", "demo.Orders"), ("orders", "demo.Stock")}
+        assert page.locator("#dependency-table tbody tr").count() == 2
+        _shot(page, "dependencies")
+    finally:
+        page.close()
+        server.stop()
