@@ -307,16 +307,16 @@ class ConsoleApp:
 
     # -- services --------------------------------------------------------------------------
     def _services(self) -> list[str]:
-        return self.cache.get("services", self.admin.services)  # type: ignore[no-any-return]
+        return self.cache.get("services", self.admin.services)
 
     def _providers(self, service: str) -> list[URL]:
-        return self.cache.get(("providers", service), lambda: self.admin.providers(service))  # type: ignore[no-any-return]
+        return self.cache.get(("providers", service), lambda: self.admin.providers(service))
 
     def _consumers(self, service: str) -> list[URL]:
-        return self.cache.get(("consumers", service), lambda: self.admin.consumers(service))  # type: ignore[no-any-return]
+        return self.cache.get(("consumers", service), lambda: self.admin.consumers(service))
 
     def _rules(self, service: str, category: str) -> dict[str, str]:
-        return self.cache.get((category, service), lambda: self.admin.rules(service, category))  # type: ignore[no-any-return]
+        return self.cache.get((category, service), lambda: self.admin.rules(service, category))
 
     def services_page(self, request: Request) -> Response:
         query = request.query.get("q", "").strip()

@@ -62,9 +62,9 @@ def dependency_svg(report: Mapping[str, Any]) -> str:
         qps = sum(float(r.get("qps", 0.0)) for r in rows)
         p99 = max(float(r.get("p99_ms", 0.0)) for r in rows)
         (x1, y1), (x2, y2) = place[caller], place[service]
-        sx, sy, tx, ty = x1 + _W, y1 + _H / 2, x2, y2 + _H / 2
+        sx, sy, tx, ty = float(x1 + _W), y1 + _H / 2, float(x2), y2 + _H / 2
         if x2 <= x1:  # a call back to an earlier column: route below the boxes
-            sx, sy, tx, ty = x1 + _W / 2, y1 + _H, x2 + _W / 2, y2 + _H
+            sx, sy, tx, ty = x1 + _W / 2, float(y1 + _H), x2 + _W / 2, float(y2 + _H)
         color = "#c0392b" if calls and errors / calls > 0.01 else "#555"
         stroke = 1 + min(4.0, math.log10(calls + 1))
         label = html.escape(f"{qps:.1f}/s, p99 {p99:.1f} ms" + (f", {errors} errors" if errors else ""))
