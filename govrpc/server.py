@@ -13,13 +13,14 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
 from govrpc.monitor.health import MONITORS, CallWindow, HealthReporter
 from govrpc.monitor.metrics import MetricsProviderFilter, MetricsRecorder, serve_metrics
+from govrpc.monitor.orca import OrcaFilter
 from govrpc.options import MAX_MESSAGE_SIZE, check_int, check_seconds
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.rpc.inprocess import LocalWorkers, export_local, withdraw_local
@@ -90,6 +91,8 @@ class Server:
         report_interval: publish a health summary of each service into the registry every
             so many seconds (``govrpc.monitor.health``); None (default): no summaries.
         keepalive_time, keepalive_timeout: HTTP/2 pings to consumers (``govrpc.rpc.server.Keepalive``).
+        orca: True: every answer carries an ORCA load report of this process (gRFC A51,
+            ``govrpc.monitor.orca``); a callable: the report it returns (the application's load).
     """
 
     def __init__(self, registry: str | Registry | None = None, *, host: str = "127.0.0.1", port: int = 0,
@@ -99,7 +102,8 @@ class Server:
                  advertise: str | None = None, metrics_port: int | None = None, metrics_registry: Any = None,
                  metrics: bool = False, health: bool = True, reflection: bool = False,
                  report_interval: float | None = None, keepalive_time: float = 10.0,
-                 keepalive_timeout: float = 2.0) -> None:
+                 keepalive_timeout: float = 2.0,
+                 orca: bool | Callable[[], Mapping[str, float]] = False) -> None:
         port = check_int("port", port, minimum=0, maximum=65535)
         for option, flag in (("metrics", metrics), ("health", health), ("reflection", reflection)):
             if not isinstance(flag, bool):
@@ -141,6 +145,13 @@ class Server:
                     f.recorder = self._recorder
                 if report_interval is not None:
                     f.windows = self._windows
+        if not isinstance(orca, bool) and not callable(orca):
+            raise ConfigurationError(f"orca must be True, False or a callable returning load figures, not {orca!r}")
+        if orca is not False:
+            self.tags.setdefault("orca", "true")
+            for f in self.filters:
+                if isinstance(f, OrcaFilter) and callable(orca):
+                    f.source = orca
         self._reporter: HealthReporter | None = None
         self._not_serving: set[str] = set()  # services the provider itself reports NOT_SERVING
         self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size,

@@ -8,8 +8,8 @@ registry summary, when the reference watches them):
 - its own verdict: a provider reporting NOT_SERVING gets the floor at once;
 - its reported success rate, squared (a provider failing half its calls: 0.25);
 - this consumer's failure streak against it: 1 / (1 + failures);
-- its latency: 2 x best EWMA among the providers / its EWMA, at most 1 (up to twice the
-  best is jitter; ten times slower: 0.2).
+- its latency: (2 x the best EWMA among the providers + 5 ms) / its EWMA, at most 1 (up to
+  twice the best plus a few milliseconds is jitter; 50 ms against 1 ms: 0.14).
 
 The factor never goes below ``healthweighted.floor`` (default 0.05): a sick provider
 keeps a trickle of calls, so it can show it has recovered and climb back.
@@ -26,9 +26,10 @@ from govrpc.invocation import Invocation, Invoker
 from govrpc.options import Option
 from govrpc.url import URL
 
-__all__ = ["HealthWeightedLoadBalancer", "LATENCY_TOLERANCE", "health_factor"]
+__all__ = ["HealthWeightedLoadBalancer", "LATENCY_SLACK", "LATENCY_TOLERANCE", "health_factor"]
 
 LATENCY_TOLERANCE = 2.0
+LATENCY_SLACK = 0.005  # seconds: sub-millisecond calls on a busy machine vary by more than 2x
 
 
 def health_factor(state: object, best_ewma: float, now_wall: float, floor: float) -> float:
@@ -41,9 +42,14 @@ def health_factor(state: object, best_ewma: float, now_wall: float, floor: float
         factor *= health.success_rate ** 2
     factor /= 1 + getattr(state, "consecutive_failures", 0)
     ewma = getattr(state, "ewma", 0.0)
-    if ewma and best_ewma:  # up to twice the best is jitter, not sickness
-        factor *= min(1.0, LATENCY_TOLERANCE * best_ewma / ewma)
+    if ewma and best_ewma:  # up to twice the best, plus a few ms, is jitter, not sickness
+        factor *= min(1.0, (LATENCY_TOLERANCE * best_ewma + LATENCY_SLACK) / ewma)
     return max(floor, min(1.0, factor))
+
+
+def _not_serving(state: object, now_wall: float) -> bool:
+    health = getattr(state, "health", None)
+    return health is not None and not health.serving and health.fresh(now_wall)
 
 
 class _HealthTable(WeightTable):
@@ -52,7 +58,8 @@ class _HealthTable(WeightTable):
     def __init__(self, invokers: Sequence[Invoker], floor: float, refresh: float) -> None:
         super().__init__(invokers)
         now = time.time()
-        samples = [s.ewma for s in self.stats if s.ewma]
+        # the best latency among those not reporting NOT_SERVING: a drained provider's old figure sets no bar
+        samples = [s.ewma for s in self.stats if s.ewma and not _not_serving(s, now)]
         best = min(samples) if samples else 0.0
         self.factors = [health_factor(s, best, now, floor) for s in self.stats]
         # floats: a provider warming up (weight 1 of 100) keeps its health factor too

@@ -244,6 +244,7 @@ class HealthReporter:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._published: set[str] = set()
+        self._report_lock = threading.Lock()  # one report at a time: a verdict changed now is published last
 
     def start(self) -> None:
         self.report()  # the first summary at once: consumers see the provider is reporting
@@ -258,6 +259,10 @@ class HealthReporter:
                 log.warning("cannot publish the health summary of %s", self.address, exc_info=True)
 
     def report(self) -> list[HealthSummary]:
+        with self._report_lock:
+            return self._report()
+
+    def _report(self) -> list[HealthSummary]:
         cpu, rss = self._sampler.sample()
         now = time.time()
         made = []

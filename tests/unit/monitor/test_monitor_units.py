@@ -52,9 +52,11 @@ def test_health_factor_has_a_floor_and_follows_every_signal() -> None:
     now = time.time()
     state = ProviderState()
     assert health_factor(state, 0.0, now, 0.05) == 1.0
-    state.ewma = 0.01
-    assert health_factor(state, 0.001, now, 0.05) == pytest.approx(0.2)
-    assert health_factor(state, 0.006, now, 0.05) == 1.0  # within twice the best: jitter
+    state.ewma = 0.05
+    assert health_factor(state, 0.001, now, 0.05) == pytest.approx(0.14)
+    assert health_factor(state, 0.023, now, 0.05) == 1.0  # within twice the best plus 5 ms: jitter
+    state.ewma = 0.004
+    assert health_factor(state, 0.0001, now, 0.05) == 1.0  # sub-millisecond noise
     state.ewma, state.consecutive_failures = 0.0, 3
     assert health_factor(state, 0.0, now, 0.05) == 0.25
     state.consecutive_failures = 1000
