@@ -1,8 +1,10 @@
-"""The cluster invoker's frame: list, drop ejected providers, fail if empty, apply the strategy."""
+"""The cluster invoker's frame: list, drop ejected providers and open circuits, fail if empty, apply
+the strategy."""
 
 from __future__ import annotations
 
 import abc
+import time
 from concurrent.futures import Future
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -10,10 +12,13 @@ from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
 from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.stats import stats_of
-from govrpc.exceptions import CallTimeoutError, CancelledError, GovRpcError, NoProviderError
+from govrpc.degrade.breaker import BREAKER_OPTIONS
+from govrpc.exceptions import CallTimeoutError, CancelledError, CircuitOpenError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.options import Option
 from govrpc.url import URL
+
+_monotonic = time.monotonic
 
 __all__ = ["ClusterInvoker"]
 
@@ -28,29 +33,48 @@ class ClusterInvoker(Invoker):
     ``call``, which records the statistics balancers and ejection read.
     Options are read from the consumer ``url`` in ``__init__``, each through the
     ``Option`` the class declares in ``options`` (``govrpc.options``), which is
-    also how a configurator checks them; the outlier options come with every strategy.
+    also how a configurator checks them; the outlier options come with every strategy, and the
+    breaker options too (a method with its own breaker settings gets its own invoker, which
+    leaves providers whose circuit is open for that method out of ``list``).
     """
 
-    options: ClassVar[tuple[Option, ...]] = OutlierDetector.options
+    options: ClassVar[tuple[Option, ...]] = (*OutlierDetector.options, *BREAKER_OPTIONS)
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         self.directory = directory
         self.loadbalance = loadbalance
         self.url = url
         self.outlier = OutlierDetector.from_url(url)
+        # circuit breakers configured for these calls: only then does ``list`` look at them
+        self.breaking = url.params.get("breaker", "").lower() != "off" and any(
+            k.startswith("breaker.") or k == "breaker" for k in url.params)
 
     def invoke(self, invocation: Invocation) -> Any:
         return self.do_invoke(invocation, self.list(invocation))
 
     def list(self, invocation: Invocation) -> Sequence[Invoker]:
-        """The routed invokers, without ejected ones; raises ``NoProviderError`` if empty."""
+        """The routed invokers, without ejected ones and those whose circuit breaker for the method
+        is open; raises ``NoProviderError`` if none is listed, ``CircuitOpenError`` if all are open."""
         invokers = self.directory.list(invocation)
         if self.outlier.ejected:
             invokers = self.outlier.filter(invokers)
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)
+        if self.breaking:
+            invokers = self._closed_circuits(invocation, invokers)
         return invokers
+
+    def _closed_circuits(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Sequence[Invoker]:
+        method, now = invocation.method, _monotonic()
+        kept = [i for i in invokers
+                if (table := getattr(getattr(i, "state", None), "breaker", None)) is None
+                or not table.blocks(method, now)]
+        if not kept:
+            addresses = ", ".join(i.url.address for i in invokers)
+            raise CircuitOpenError(f"{invocation}: the circuit breaker is open on every provider [{addresses}]",
+                                   invocation=invocation)
+        return kept if len(kept) != len(invokers) else invokers
 
     @abc.abstractmethod
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:

@@ -6,6 +6,8 @@ Layout shared by every registry (DESIGN.md section 4)::
     {service}/consumers/{encoded consumer URL}    live consumers
     {service}/configurators/{name}                overrides, persistent text
     {service}/routers/{name}                      route rules, persistent text
+    {service}/breakers/{consumer}                 a consumer's open breakers (govrpc.degrade.publish)
+    govrpc.switches/switches/{name}               business switches (govrpc.degrade.switches)
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ log = logging.getLogger("govrpc.registry")
 
 PROVIDERS, CONSUMERS, CONFIGURATORS, ROUTERS = "providers", "consumers", "configurators", "routers"
 CATEGORIES = (PROVIDERS, CONSUMERS, CONFIGURATORS, ROUTERS)
-RULE_CATEGORIES = (CONFIGURATORS, ROUTERS)
+SWITCHES, BREAKERS = "switches", "breakers"  # govrpc.degrade: business switches, published breaker states
+RULE_CATEGORIES = (CONFIGURATORS, ROUTERS, SWITCHES, BREAKERS)
 
 NotifyListener = Callable[[list[URL]], None]
 """Receives the whole current list of provider URLs of a service, after every change."""
