@@ -147,6 +147,7 @@ def test_failover_never_spends_an_attempt_on_an_open_provider(memory_registry, s
     assert breaker_of(client, f"127.0.0.1:{bad_server.port}").current_state == "open"
     assert [proxy.get() for _ in range(10)] == ["good"] * 10
     assert bad.hits == 1 and good.hits == 14
+    assert breaker_of(client, f"127.0.0.1:{bad_server.port}").rejected == 0  # never even picked
 
 
 @pytest.mark.parametrize("loadbalance", ["random", "roundrobin", "leastactive", "shortestresponse",
