@@ -182,28 +182,28 @@ class _Window:
 
     ``record`` takes a lock only when it starts a new bucket (once per bucket width)."""
 
-    __slots__ = ("width", "stamps", "calls", "failures", "slows", "lock")
+    __slots__ = ("rate", "width", "stamps", "calls", "failures", "slows", "lock")
 
-    def __init__(self, seconds: float, lock: threading.Lock) -> None:
+    def __init__(self, seconds: float) -> None:
         self.width = seconds / BUCKETS
+        self.rate = BUCKETS / seconds  # buckets per second: a multiplication on the hot path
         self.stamps = [-1] * BUCKETS
         self.calls = [0] * BUCKETS
         self.failures = [0] * BUCKETS
         self.slows = [0] * BUCKETS
-        self.lock = lock
+        self.lock = threading.Lock()
 
-    def _slot(self, now: float) -> int:
-        tick = int(now / self.width)
-        slot = tick % BUCKETS
-        if self.stamps[slot] != tick:
-            with self.lock:
-                if self.stamps[slot] != tick:
-                    self.calls[slot] = self.failures[slot] = self.slows[slot] = 0
-                    self.stamps[slot] = tick
-        return slot
+    def roll(self, slot: int, tick: int) -> None:
+        with self.lock:
+            if self.stamps[slot] != tick:
+                self.calls[slot] = self.failures[slot] = self.slows[slot] = 0
+                self.stamps[slot] = tick
 
     def record(self, now: float, failed: bool, slow: bool) -> None:
-        slot = self._slot(now)
+        tick = int(now * self.rate)
+        slot = tick % BUCKETS
+        if self.stamps[slot] != tick:
+            self.roll(slot, tick)
         self.calls[slot] += 1
         if failed:
             self.failures[slot] += 1
@@ -211,7 +211,7 @@ class _Window:
             self.slows[slot] += 1
 
     def totals(self, now: float) -> tuple[int, int, int]:
-        oldest = int(now / self.width) - BUCKETS + 1
+        oldest = int(now * self.rate) - BUCKETS + 1
         calls = failures = slows = 0
         for slot in range(BUCKETS):
             if self.stamps[slot] >= oldest:
@@ -225,6 +225,7 @@ class BreakerState:
     """One period of a breaker's life; the breaker's ``state`` is replaced whole on a change."""
 
     name: ClassVar[str] = ""
+    closed: ClassVar[bool] = False
     since: float = 0.0
 
     def admits(self, breaker: CircuitBreaker, now: float) -> bool:
@@ -249,24 +250,32 @@ class ClosedState(BreakerState):
     """Calls go through; failures and slow calls are counted."""
 
     name = CLOSED
-    __slots__ = ("since", "consecutive", "window")
+    closed = True
+    __slots__ = ("since", "consecutive", "window", "slow")
 
     def __init__(self, breaker: CircuitBreaker, now: float) -> None:
         self.since = now
         self.consecutive = 0
-        self.window = _Window(breaker.settings.window, threading.Lock()) if breaker.settings.windowed else None
+        self.window = _Window(breaker.settings.window) if breaker.settings.windowed else None
+        self.slow = breaker.settings.slow
 
     def on_success(self, breaker: CircuitBreaker, elapsed: float, now: float) -> None:
+        # the hot path: plain writes and increments, no lock (see the module docstring)
         if self.consecutive:
             self.consecutive = 0
         window = self.window
-        if window is not None:
-            slow_after = breaker.settings.slow
-            slow = slow_after is not None and elapsed > slow_after
-            window.record(now, False, slow)
-            if slow:
-                with breaker.lock:
-                    self._check(breaker, now)
+        if window is None:
+            return
+        tick = int(now * window.rate)
+        slot = tick % BUCKETS
+        if window.stamps[slot] != tick:
+            window.roll(slot, tick)
+        window.calls[slot] += 1
+        slow = self.slow
+        if slow is not None and elapsed > slow:
+            window.slows[slot] += 1
+            with breaker.lock:
+                self._check(breaker, now)
 
     def on_failure(self, breaker: CircuitBreaker, now: float) -> None:
         breaker.sync_from_storage(now)
@@ -404,19 +413,23 @@ class CircuitBreaker:
     def acquire(self) -> BreakerState | None:
         """The state that admitted a call, or None when the breaker refuses it."""
         state = self.state
+        if state.closed:
+            return state
         if state.acquire(self, self.clock()):
             return self.state if state.name == OPEN else state
         return None
 
-    def record(self, state: BreakerState, failed: bool | None, elapsed: float) -> None:
-        """The outcome of a call ``state`` admitted: failed, answered (False) or neither (None)."""
-        now = self.clock()
-        if failed is None:
-            state.on_ignore(self)
-        elif failed:
-            state.on_failure(self, now)
-        else:
+    def record(self, state: BreakerState, failed: bool | None, elapsed: float, now: float | None = None) -> None:
+        """The outcome of a call ``state`` admitted: failed, answered (False) or neither (None);
+        ``now`` is when it ended (read from ``clock`` when not given)."""
+        if now is None:
+            now = self.clock()
+        if failed is False:
             state.on_success(self, elapsed, now)
+        elif failed is None:
+            state.on_ignore(self)
+        else:
+            state.on_failure(self, now)
         if self._pending:
             self._flush()
 

@@ -125,9 +125,11 @@ class _BoundBreaker(Filter):
         try:
             result = invoker.invoke(invocation)
         except BaseException as exc:
-            breaker.record(admitted, breaker_outcome(exc, breaker.settings.business), _monotonic() - started)
+            ended = _monotonic()
+            breaker.record(admitted, breaker_outcome(exc, breaker.settings.business), ended - started, ended)
             raise
-        breaker.record(admitted, False, _monotonic() - started)
+        ended = _monotonic()
+        breaker.record(admitted, False, ended - started, ended)
         return result
 
 
