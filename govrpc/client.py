@@ -30,8 +30,9 @@ from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
 from govrpc.options import MAX_MESSAGE_SIZE, TIMEOUT, check_int, check_options, check_seconds
 from govrpc.registry.base import Registry, acquire_registry, release_registry
+from govrpc.net import local_address
 from govrpc.router.chain import RouterChain
-from govrpc.router.local import InProcessInvoker, find_local, local_address
+from govrpc.rpc.inprocess import InProcessInvoker, find_local
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
 from govrpc.url import CONSUMER, URL, ServiceKey
 
@@ -318,8 +319,8 @@ class Client:
         if self.local_first:
             export = find_local(url)
             if export is not None:
-                return InProcessInvoker(export, url, self.max_message_size)
-        return GrpcInvoker(url, self.pool)
+                return InProcessInvoker(export, url, self.max_message_size, application=self.application)
+        return GrpcInvoker(url, self.pool, application=self.application)
 
     def proxy(self, service: str, **options: Any) -> ServiceProxy:
         """A proxy whose methods call ``service`` through governance.

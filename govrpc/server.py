@@ -20,8 +20,7 @@ from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
 from govrpc.options import MAX_MESSAGE_SIZE, check_int
 from govrpc.registry.base import Registry, acquire_registry, release_registry
-from govrpc.router.local import export_local, withdraw_local
-from govrpc.rpc.executor import WorkerPool
+from govrpc.rpc.inprocess import LocalWorkers, export_local, withdraw_local
 from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
 from govrpc.service import ServiceSpec, describe
 from govrpc.url import URL, ServiceKey
@@ -109,7 +108,7 @@ class Server:
         self.max_message_size = max_message_size
         self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size)
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
-        self._local_workers = WorkerPool(max_workers, "govrpc-inprocess")
+        self._local_workers = LocalWorkers(max_workers)
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
         self.urls: list[URL] = []
         self.invokers: dict[ServiceKey, Invoker] = {}
@@ -138,17 +137,18 @@ class Server:
         return self
 
     def _export(self, instance: Any, spec: ServiceSpec) -> None:
-        """Serve one service, then register it."""
-        invoker = build_filter_chain(self.filters, ProviderInvoker(instance, spec, URL("grpc", self.host, 0,
-                                                                                         spec.key.service)))
-        self.invokers[spec.key] = invoker
-        provider = invoker if isinstance(invoker, ProviderInvoker) else None  # no filter wraps it
-        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
-                                          direct=provider.methods if provider is not None else None))
+        """Serve one service, then register it; its filters are bound to the URL it is published with."""
         url = self._provider_url(spec)
+        provider = ProviderInvoker(instance, spec, url)
+        invoker = build_filter_chain(self.filters, provider, url)
+        self.invokers[spec.key] = invoker
+        filtered = invoker is not provider  # else nothing reads the Invocation: calls skip building one
+        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
+                                          direct=None if filtered else provider.methods))
         assert self.registry is not None
         # before registering: a consumer in this process may call it in-process
-        export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers)
+        export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers,
+                     filtered=filtered)
         self.registry.register(url)
         self.urls.append(url)
 
@@ -179,7 +179,7 @@ class Server:
                 params[f"{m.name}.idempotent"] = "true"
             if m.arity is not None:  # lets consumers check hash.arguments when they are configured
                 params[f"{m.name}.args"] = m.arity
-        if self._grpc.hosts_several(spec.key.service):
+        if self._grpc.hosts(spec.key.service):  # another version/group is served already: calls name theirs
             params["dispatch"] = "key"
         params.update(self.tags)
         return URL("grpc", self.advertise, self.port, spec.key.service, params)
@@ -280,9 +280,13 @@ class Server:
         if grace:
             time.sleep(min(delay, grace))
         for url in self.urls:
-            withdraw_local(url)
+            withdraw_local(url)  # new in-process calls fail over from here
         self._grpc.stop(max(0.0, deadline - time.monotonic()))
-        self._local_workers.shutdown(wait=False)  # in-process calls still running finish on their own
+        # in-process calls drain within the same grace as gRPC ones; those still queued after it are
+        # cancelled (their callers fail over), those running are left behind on their worker threads
+        if not self._local_workers.drain(deadline - time.monotonic()):
+            log.warning("in-process calls still running after the %s s grace", grace)
+        self._local_workers.shutdown(wait=False)
         release_registry(registry)
         self._state = "stopped"
         log.info("stopped %s:%d", self.host, self.port)

@@ -22,6 +22,8 @@ _monotonic = time.monotonic
 
 __all__ = ["ClusterInvoker"]
 
+_monotonic = time.monotonic  # bound once: read on every call
+
 
 class ClusterInvoker(Invoker):
     """Makes many providers look like one (group ``govrpc.cluster``, default ``failover``).
@@ -131,7 +133,7 @@ class ClusterInvoker(Invoker):
 
     def call(self, invoker: Invoker, invocation: Invocation) -> Any:
         """``invoker.invoke(invocation)``, recording in-flight count, latency and failures."""
-        if invocation.remaining() <= 0:  # our own lateness (a queued branch) is no provider failure
+        if invocation.deadline <= _monotonic():  # our own lateness (a queued branch) is no provider failure
             raise CallTimeoutError(f"{invocation}: deadline passed before calling {invoker.url.address}",
                                    invocation=invocation)
         stats = getattr(invoker, "state", None) or stats_of(invoker)  # a directory's endpoint has one
