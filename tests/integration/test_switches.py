@@ -77,3 +77,15 @@ def test_cli_switch(file_registry, client_factory, capsys) -> None:
     wait_until(lambda: govrpc.switch(name).value == {"strategy": "b"}, timeout=1.0)
     assert main(["switch", name, "--delete", "--registry", file_registry]) == 0
     wait_until(lambda: govrpc.switch(name, "default").value == "default", timeout=1.0)
+
+
+def test_a_provider_process_sees_switches_too(file_registry, start_server) -> None:
+    from tests.integration.degrade_services import Flaky
+
+    name = f"provider-{uuid.uuid4().hex[:8]}"
+    server = start_server(file_registry, Flaky("a"))  # no Client in this registry
+    with govrpc.Admin(file_registry) as admin:
+        admin.set_switch(name, "on-provider")
+        wait_until(lambda: govrpc.switch(name).value == "on-provider", timeout=1.0)
+    server.stop(grace=0)
+    wait_until(lambda: govrpc.switch(name, None).value is None, timeout=1.0, what="the watcher to go")
