@@ -41,6 +41,8 @@ class ClusterInvoker(Invoker):
     """
 
     options: ClassVar[tuple[Option, ...]] = (*OutlierDetector.options, *BREAKER_OPTIONS)
+    breaking: bool = False  # class defaults: a strategy that skips __init__ still lists
+    _kept: tuple[Sequence[Invoker], list[Invoker]] | None = None
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         self.directory = directory
@@ -50,6 +52,7 @@ class ClusterInvoker(Invoker):
         # circuit breakers configured for these calls: only then does ``list`` look at them
         self.breaking = url.params.get("breaker", "").lower() != "off" and any(
             k.startswith("breaker.") or k == "breaker" for k in url.params)
+        self._kept = None
 
     def invoke(self, invocation: Invocation) -> Any:
         return self.do_invoke(invocation, self.list(invocation))
@@ -76,7 +79,13 @@ class ClusterInvoker(Invoker):
             addresses = ", ".join(i.url.address for i in invokers)
             raise CircuitOpenError(f"{invocation}: the circuit breaker is open on every provider [{addresses}]",
                                    invocation=invocation)
-        return kept if len(kept) != len(invokers) else invokers
+        if len(kept) == len(invokers):
+            return invokers
+        last = self._kept
+        if last is not None and last[0] is invokers and last[1] == kept:
+            return last[1]  # the same list object: balancers keep their per-list tables by identity
+        self._kept = (invokers, kept)
+        return kept
 
     @abc.abstractmethod
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
