@@ -296,7 +296,12 @@ class Client:
         except Exception:
             directory.close()
             raise
-        reference = Reference(key, consumer_url, directory, configured, timeout or self.timeout, config, per_call)
+        try:  # binding the reference filters may refuse the settings (a mask naming no mock)
+            reference = Reference(key, consumer_url, directory, configured, timeout or self.timeout, config,
+                                  per_call)
+        except Exception:
+            configured.close()
+            raise
         with self._lock:
             existing = self._references.get(cache_key)
             if existing is not None:

@@ -415,7 +415,10 @@ class CircuitBreaker:
         state = self.state
         if state.closed:
             return state
-        if state.acquire(self, self.clock()):
+        admitted = state.acquire(self, self.clock())
+        if self._pending:  # open -> half-open happened here
+            self._flush()
+        if admitted:
             return self.state if state.name == OPEN else state
         return None
 
