@@ -12,7 +12,7 @@ from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
 from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.stats import stats_of
-from govrpc.degrade.breaker import BREAKER_OPTIONS
+from govrpc.degrade.breaker import BREAKER_OPTIONS, NOT_CLOSED
 from govrpc.exceptions import CallTimeoutError, CancelledError, CircuitOpenError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.options import Option
@@ -66,7 +66,7 @@ class ClusterInvoker(Invoker):
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)
-        if self.breaking:
+        if self.breaking and NOT_CLOSED[0]:  # some breaker of this process is open or half-open
             invokers = self._closed_circuits(invocation, invokers)
         return invokers
 

@@ -43,6 +43,7 @@ from govrpc.url import URL
 
 __all__ = [
     "BREAKER_OPTIONS",
+    "NOT_CLOSED",
     "BreakerSettings",
     "BreakerTable",
     "CircuitBreaker",
@@ -90,6 +91,11 @@ BREAKER_OPTIONS = (SWITCH, FAILURES, RATIO, MIN_CALLS, WINDOW, SLOW, SLOW_RATIO,
                    BUSINESS, SCOPE)
 _NAMES = frozenset(o.name for o in BREAKER_OPTIONS)
 DEFAULT_FAILURES = 5
+NOT_CLOSED = [0]
+"""How many breakers of this process are open or half-open now (one-element list, read without a
+lock): the cluster's ``list`` looks at providers' breakers only while it is not zero. A breaker
+dropped while open leaves it high, which costs that look and nothing else."""
+_count_lock = threading.Lock()
 BUCKETS = 10  # the window is this many buckets: a bucket's worth of history is forgotten at once
 
 
@@ -442,6 +448,9 @@ class CircuitBreaker:
         old = self.state.name
         self.state = state
         self.transitions[state.name] += 1
+        if (old == CLOSED) != (state.name == CLOSED):
+            with _count_lock:
+                NOT_CLOSED[0] += 1 if old == CLOSED else -1
         self._pending.append((old, state.name, reason))
 
     def _flush(self) -> None:
