@@ -222,3 +222,20 @@ def test_what_counts_as_a_failure() -> None:
     assert breaker_outcome(RemoteError("E", "m"), False) is False
     assert breaker_outcome(ValueError("business"), False) is False
     assert breaker_outcome(ValueError("business"), True) is True
+
+
+def test_the_process_count_of_breakers_not_closed_follows_every_transition() -> None:
+    from govrpc.degrade.breaker import NOT_CLOSED
+
+    before = NOT_CLOSED[0]
+    breaker, clock = make(failures=1, open=1.0, probes=1)
+    call(breaker, True)
+    assert NOT_CLOSED[0] == before + 1
+    clock.now += 1.0
+    assert breaker.acquire() is not None  # half-open: still not closed
+    assert NOT_CLOSED[0] == before + 1
+    breaker, clock = make(failures=1, open=1.0, probes=1)
+    call(breaker, True)
+    clock.now += 1.0
+    call(breaker, False)
+    assert NOT_CLOSED[0] == before + 1  # the second one opened and closed again
