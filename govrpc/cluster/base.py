@@ -12,13 +12,12 @@ from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
 from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.stats import stats_of
+from govrpc.context import current_recorder
 from govrpc.degrade.breaker import BREAKER_OPTIONS, NOT_CLOSED
 from govrpc.exceptions import CallTimeoutError, CancelledError, CircuitOpenError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.options import Option
 from govrpc.url import URL
-
-_monotonic = time.monotonic
 
 __all__ = ["ClusterInvoker"]
 
@@ -63,6 +62,11 @@ class ClusterInvoker(Invoker):
         invokers = self.directory.list(invocation)
         if self.outlier.ejected:
             invokers = self.outlier.filter(invokers)
+        recorder = current_recorder()
+        if recorder is not None:  # a span records this call: say what routing left
+            chain = self.directory.router_chain
+            routers = tuple(getattr(r, "name", "") or type(r).__name__ for r in chain.routers) if chain else ()
+            recorder.listed(invocation, len(self.directory.invokers), len(invokers), routers)
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)
@@ -77,10 +81,17 @@ class ClusterInvoker(Invoker):
                 or not table.blocks(method, now)]
         if not kept:
             addresses = ", ".join(i.url.address for i in invokers)
+            recorder = current_recorder()
+            if recorder is not None:
+                recorder.event("govrpc.breaker.open", {"method": method, "skipped": addresses})
             raise CircuitOpenError(f"{invocation}: the circuit breaker is open on every provider [{addresses}]",
                                    invocation=invocation)
         if len(kept) == len(invokers):
             return invokers
+        recorder = current_recorder()
+        if recorder is not None:  # the call's span says why these providers were not candidates
+            recorder.event("govrpc.breaker.open", {"method": method, "skipped": ", ".join(
+                i.url.address for i in invokers if i not in kept)})
         last = self._kept
         if last is not None and last[0] is invokers and last[1] == kept:
             return last[1]  # the same list object: balancers keep their per-list tables by identity
@@ -115,6 +126,9 @@ class ClusterInvoker(Invoker):
         start = getattr(invoker, "start", None)
         if start is None:
             return None
+        recorder = current_recorder()
+        if recorder is not None:
+            recorder.chose(invocation, type(self.loadbalance).__name__, invoker.url.address)
         stats = getattr(invoker, "state", None) or stats_of(invoker)
         result: Future[Any] = Future()
         result.set_running_or_notify_cancel()
@@ -146,6 +160,9 @@ class ClusterInvoker(Invoker):
             raise CallTimeoutError(f"{invocation}: deadline passed before calling {invoker.url.address}",
                                    invocation=invocation)
         stats = getattr(invoker, "state", None) or stats_of(invoker)  # a directory's endpoint has one
+        recorder = current_recorder()
+        if recorder is not None:
+            recorder.chose(invocation, type(self.loadbalance).__name__, invoker.url.address)
         started = stats.begin()
         try:
             result = invoker.invoke(invocation)
