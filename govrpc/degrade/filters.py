@@ -114,13 +114,17 @@ class _BoundBreaker(Filter):
             state.breaker = self.table
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
-        breaker = self.table.get(invocation.method)
+        # CircuitBreaker.acquire / record inlined for a closed breaker: this runs on every attempt
+        table = self.table
+        breaker = table.breakers.get(invocation.method) or table.get(invocation.method)
         if breaker is None:
             return invoker.invoke(invocation)
-        admitted = breaker.acquire()
-        if admitted is None:
-            raise CircuitOpenError(f"{invocation}: the circuit breaker of {invoker.url.address} is "
-                                   f"{breaker.state.name}", invocation=invocation)
+        admitted = breaker.state
+        if not admitted.closed:
+            admitted = breaker.acquire()  # type: ignore[assignment]
+            if admitted is None:
+                raise CircuitOpenError(f"{invocation}: the circuit breaker of {invoker.url.address} is "
+                                       f"{breaker.state.name}", invocation=invocation)
         started = _monotonic()
         try:
             result = invoker.invoke(invocation)
@@ -129,7 +133,9 @@ class _BoundBreaker(Filter):
             breaker.record(admitted, breaker_outcome(exc, breaker.settings.business), ended - started, ended)
             raise
         ended = _monotonic()
-        breaker.record(admitted, False, ended - started, ended)
+        admitted.on_success(breaker, ended - started, ended)
+        if breaker._pending:
+            breaker._flush()
         return result
 
 
