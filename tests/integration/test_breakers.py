@@ -260,6 +260,14 @@ def test_a_configurator_switches_breakers_on_for_a_running_consumer(file_registr
 
 def test_breaker_states_are_published_for_admin_and_the_cli(file_registry, start_server, client_factory,
                                                             capsys: Any) -> None:
+    _published(file_registry, start_server, client_factory, capsys)
+
+
+def test_breaker_states_are_published_on_zookeeper(zk_url, start_server, client_factory, capsys: Any) -> None:
+    _published(zk_url(), start_server, client_factory, capsys)
+
+
+def _published(file_registry: str, start_server: Any, client_factory: Any, capsys: Any) -> None:
     flaky = Flaky("a")
     flaky.mode = "down"
     server = start_server(file_registry, flaky)

@@ -239,3 +239,12 @@ def test_the_process_count_of_breakers_not_closed_follows_every_transition() -> 
     clock.now += 1.0
     call(breaker, False)
     assert NOT_CLOSED[0] == before + 1  # the second one opened and closed again
+
+
+def test_service_scope_shares_one_breaker_between_methods() -> None:
+    table = BreakerTable("S", "h:1", BreakerSettings(failures=1, open=10.0, scope="service"), {})
+    find = table.get("find")
+    assert find is not None and table.get("bye") is find
+    call(find, True)
+    now = find.clock()
+    assert table.blocks("find", now) and table.blocks("bye", now)
