@@ -297,3 +297,33 @@ def _published(file_registry: str, start_server: Any, client_factory: Any, capsy
         wait_until(lambda: admin.breakers("test.Flaky"), timeout=5)
         client.close()  # a closing consumer removes its node
         assert admin.breakers("test.Flaky") == []
+
+
+def test_the_call_recorder_hears_which_providers_were_left_out(memory_registry, start_server,
+                                                               client_factory) -> None:
+    from govrpc.context import _RECORDER, CallRecorder
+
+    class Recorder(CallRecorder):
+        def __init__(self) -> None:
+            self.events: list[tuple[str, dict[str, object]]] = []
+
+        def event(self, name: str, attributes: dict[str, object]) -> None:
+            self.events.append((name, attributes))
+
+    bad, good = Flaky("bad"), Flaky("good")
+    bad.mode = "down"
+    bad_server = start_server(memory_registry, bad)
+    start_server(memory_registry, good)
+    client = client_factory(memory_registry)
+    options = dict(retries=2, loadbalance="roundrobin", breaker={"failures": 1, "open": 30})
+    wait_until(lambda: len(client.reference("test.Flaky", **options).directory.invokers) == 2, timeout=5)
+    proxy = client.proxy("test.Flaky", **options)
+    for _ in range(3):
+        proxy.get()
+    recorder = Recorder()
+    token = _RECORDER.set(recorder)
+    try:
+        assert proxy.get() == "good"
+    finally:
+        _RECORDER.reset(token)
+    assert ("govrpc.breaker.open", {"method": "get", "skipped": f"127.0.0.1:{bad_server.port}"}) in recorder.events
