@@ -87,7 +87,9 @@ class Server:
         metrics: record Prometheus metrics even without ``metrics_port`` (the user scrapes
             the registry); implied by ``metrics_port`` and ``metrics_registry``.
         health: serve ``grpc.health.v1.Health`` (per service and "" for the server), NOT_SERVING
-            from the moment ``stop`` begins (default True).
+            from the moment ``stop`` begins. Default (None): served when grpcio-health-checking
+            is installed (the ``monitor`` extra; a warning says so once when it is not); True
+            requires it (``ConfigurationError`` without it); False: not served.
         reflection: serve gRPC server reflection (default False).
         report_interval: publish a health summary of each service into the registry every
             so many seconds (``govrpc.monitor.health``); None (default): no summaries.
@@ -101,13 +103,13 @@ class Server:
                  application: str = "", warmup: int = 600, serializer: str = "msgpack",
                  max_message_size: int = 4 * 1024 * 1024, filters: Iterable[Filter | str] = (),
                  advertise: str | None = None, metrics_port: int | None = None, metrics_registry: Any = None,
-                 metrics: bool = False, health: bool = True, reflection: bool = False,
+                 metrics: bool = False, health: bool | None = None, reflection: bool = False,
                  report_interval: float | None = None, keepalive_time: float = 10.0,
                  keepalive_timeout: float = 2.0,
                  orca: bool | Callable[[], Mapping[str, float]] = False) -> None:
         port = check_int("port", port, minimum=0, maximum=65535)
         for option, flag in (("metrics", metrics), ("health", health), ("reflection", reflection)):
-            if not isinstance(flag, bool):
+            if not isinstance(flag, bool) and not (option == "health" and flag is None):
                 raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
         if metrics_port is not None:
             metrics_port = check_int("metrics_port", metrics_port, minimum=0, maximum=65535)

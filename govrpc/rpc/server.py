@@ -211,10 +211,21 @@ class _Dispatcher(grpc.GenericRpcHandler):
 _STANDARD_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
 
 
-def _health_servicer() -> Any:
+_health_missing_told = False
+
+
+def _health_servicer(required: bool) -> Any:
+    """The servicer, or None when grpcio-health-checking is missing and ``required`` is False (said once)."""
+    global _health_missing_told
     try:
         from grpc_health.v1 import health
     except ImportError:
+        if not required:
+            if not _health_missing_told:
+                _health_missing_told = True
+                log.warning("grpcio-health-checking is not installed: servers do not serve grpc.health.v1 "
+                            "(pip install 'govrpc[monitor]')")
+            return None
         raise ConfigurationError("the grpc.health.v1 service needs grpcio-health-checking: "
                                  "pip install 'govrpc[monitor]', or Server(health=False)") from None
     # Watch streams are answered from a callback, not by parking one of the server's workers each
@@ -290,7 +301,7 @@ class GrpcServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 16,
                  max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = (),
-                 keepalive: Keepalive | None = None, health: bool = True, reflection: bool = False) -> None:
+                 keepalive: Keepalive | None = None, health: bool | None = None, reflection: bool = False) -> None:
         self.host = host
         self.requested_port = port
         self.max_workers = max_workers
@@ -303,7 +314,7 @@ class GrpcServer:
             *options,
         ]
         # grpc.health.v1 (grpcio-health-checking): per service and overall ("")
-        self.health = _health_servicer() if health else None
+        self.health = _health_servicer(health is True) if health is not False else None
         self._reflection: Any = _reflection_servicer() if reflection else None
         self._dispatcher = _Dispatcher()
         self._exports: list[ExportedService] = []

@@ -105,3 +105,20 @@ def test_bad_keepalive_values_are_refused_and_good_ones_set_both_grpc_timeouts()
     assert options["grpc.keepalive_time_ms"] == 3000
     assert options["grpc.keepalive_timeout_ms"] == options["grpc.http2.ping_timeout_ms"] == 1500
     assert dict(Keepalive(3, 1.5).server_options())["grpc.http2.min_recv_ping_interval_without_data_ms"] == 1000
+
+
+def test_missing_optional_packages_give_a_clear_message_only_where_asked_for(monkeypatch, caplog) -> None:
+    import sys
+
+    from govrpc.monitor.metrics import MetricsRecorder
+    from govrpc.rpc.server import GrpcServer
+
+    for name in ("grpc_health", "grpc_health.v1", "grpc_reflection", "grpc_reflection.v1alpha", "prometheus_client"):
+        monkeypatch.setitem(sys.modules, name, None)  # an import of it fails as if not installed
+    assert GrpcServer(health=None).health is None  # the default: served when installed
+    with pytest.raises(ConfigurationError, match="grpcio-health-checking"):
+        GrpcServer(health=True)
+    with pytest.raises(ConfigurationError, match="grpcio-reflection"):
+        GrpcServer(reflection=True)
+    with pytest.raises(ConfigurationError, match="prometheus-client"):
+        MetricsRecorder.on()
