@@ -134,9 +134,19 @@ def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | No
     span.end()
 
 
+_peers: dict[str, dict[str, Any]] = {}
+
+
 def _peer(address: str) -> dict[str, Any]:
-    host, _, port = address.rpartition(":")
-    return {"net.peer.name": host, "net.peer.port": int(port)} if port.isdigit() else {"net.peer.name": host}
+    """``net.peer.name`` and ``net.peer.port`` of a provider's ``host:port`` (kept: providers are few)."""
+    peer = _peers.get(address)
+    if peer is None:
+        host, _, port = address.rpartition(":")
+        peer = {"net.peer.name": host, "net.peer.port": int(port)} if port.isdigit() else {"net.peer.name": host}
+        if len(_peers) >= 1024:
+            _peers.clear()
+        _peers[address] = peer
+    return peer
 
 
 class SpanRecorder(CallRecorder):
@@ -147,7 +157,8 @@ class SpanRecorder(CallRecorder):
     span per further attempt, which carries that attempt's listing and choice.
     """
 
-    __slots__ = ("span", "tracer", "name", "attributes", "child", "attempt", "decided")
+    __slots__ = ("span", "tracer", "name", "attributes", "child", "attempt", "total", "routed", "routers",
+                 "balancer", "address")
 
     def __init__(self, span: Any, tracer: Any, name: str, attributes: dict[str, Any]) -> None:
         self.span = span
@@ -156,21 +167,24 @@ class SpanRecorder(CallRecorder):
         self.attributes = attributes
         self.child: Any = None
         self.attempt = 1
-        self.decided: dict[str, Any] = {}
+        self.total = -1  # not listed (the call was refused before the cluster)
+        self.routed = 0
+        self.routers: tuple[str, ...] = ()
+        self.balancer = ""  # no provider chosen
+        self.address = ""
 
     def listed(self, invocation: object, total: int, routed: int, routers: tuple[str, ...]) -> None:
-        decided = {"govrpc.providers.total": total, "govrpc.providers.routed": routed, "govrpc.routers": routers}
         if self.child is None:
-            self.decided.update(decided)
+            self.total, self.routed, self.routers = total, routed, routers
         else:
-            self.child.set_attributes(decided)
+            self.child.set_attributes({"govrpc.providers.total": total, "govrpc.providers.routed": routed,
+                                       "govrpc.routers": routers})
 
     def chose(self, invocation: object, balancer: str, address: str) -> None:
-        decided = {"govrpc.loadbalance": balancer, "govrpc.provider": address, **_peer(address)}
         if self.child is None:
-            self.decided.update(decided)
+            self.balancer, self.address = balancer, address
         else:
-            self.child.set_attributes(decided)
+            self.child.set_attributes({"govrpc.loadbalance": balancer, "govrpc.provider": address, **_peer(address)})
 
     def retry(self, invocation: Any, attempt: int, failed: str, error: BaseException) -> None:
         self.span.add_event("govrpc.retry", {"govrpc.attempt": attempt, "govrpc.failed_provider": failed,
@@ -193,6 +207,13 @@ class SpanRecorder(CallRecorder):
         if self.child is not None:
             finish(self.child, exc)
             self.child = None
-        decided = self.decided
-        decided["govrpc.attempts"] = self.attempt
+        decided: dict[str, Any] = {"govrpc.attempts": self.attempt}
+        if self.total >= 0:
+            decided["govrpc.providers.total"] = self.total
+            decided["govrpc.providers.routed"] = self.routed
+            decided["govrpc.routers"] = self.routers
+        if self.address:
+            decided["govrpc.loadbalance"] = self.balancer
+            decided["govrpc.provider"] = self.address
+            decided.update(_peer(self.address))
         finish(self.span, exc, decided)
