@@ -45,6 +45,7 @@ _TRACEPARENT = w3c.TRACEPARENT
 if otel.available:
     _attach = otel.otel_context.attach
     _detach = otel.otel_context.detach
+    _get_current = otel.otel_context.get_current
     _set_span_in_context = otel.otel_trace.set_span_in_context
     _CLIENT = otel.otel_trace.SpanKind.CLIENT
     _SERVER = otel.otel_trace.SpanKind.SERVER
@@ -140,8 +141,9 @@ class _ConsumerTrace(Filter):
         name, attributes = self._name(invocation.method)
         if invocation.oneway:
             attributes = {**attributes, "govrpc.oneway": True}
-        span = tracer.start_span(name, kind=_CLIENT, attributes=attributes)
-        ctx = _set_span_in_context(span)
+        parent = _get_current()  # read once: start_span and its sampler would read it three times
+        span = tracer.start_span(name, context=parent, kind=_CLIENT, attributes=attributes)
+        ctx = _set_span_in_context(span, parent)
         otel.inject(span.get_span_context(), ctx, invocation.attachments)
         # sampled out: the ids still travel, nothing is written on the span
         recorder = otel.SpanRecorder(span, tracer, name, attributes) if span.is_recording() else None
