@@ -219,9 +219,12 @@ class _ProviderTrace(Filter):
                 return invoker.invoke(invocation)
             finally:
                 _CURRENT.reset(token)
-        context = invocation.context
-        peer = getattr(context, "peer", "") if context is not None else ""
-        name, attributes = self._start_of(invocation.method, attachments.get(APPLICATION_KEY) or "", peer)
+        context = invocation.context  # the transport moves the caller's application header there
+        if context is not None:
+            peer, caller = context.peer, context.application
+        else:
+            peer, caller = "", attachments.get(APPLICATION_KEY) or ""
+        name, attributes = self._start_of(invocation.method, caller, peer)
         parent_ctx = otel.extract(attachments)
         span = tracer.start_span(name, context=parent_ctx, kind=_SERVER, attributes=attributes)
         otoken = _attach(_set_span_in_context(span, parent_ctx))
