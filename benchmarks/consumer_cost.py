@@ -10,7 +10,7 @@ reference's, as ``key=value``:
     python benchmarks/consumer_cost.py loadbalance=leastactive
     python benchmarks/consumer_cost.py --sdk           # an SDK records every span (batch, dropped)
     python benchmarks/consumer_cost.py --sdk --side provider   # the provider's trace filter alone
-    python benchmarks/consumer_cost.py --sdk --floor   # the SDK's own start_span/end, same processor
+    python benchmarks/consumer_cost.py --floor [--side provider]   # the SDK's own cost for that span
     python benchmarks/consumer_cost.py --sdk --profile # where one call's time goes (cProfile)
 
 Prints CPU µs per call (this process's CPU time, the span processor's thread included; best of
@@ -93,15 +93,27 @@ def provider_call() -> Callable[[], Any]:
     return call
 
 
-def floor_call(sdk: Any) -> Callable[[], Any]:
-    """What the SDK itself costs for the spans govrpc makes: one span with its attributes at start."""
+def floor_call(sdk: Any, side: str) -> Callable[[], Any]:
+    """What the SDK itself costs for the span govrpc makes on ``side``, with the same attributes
+    (those known at start passed to ``start_span``, the rest in one ``set_attributes``)."""
     from opentelemetry.trace import SpanKind
 
     tracer = sdk.get_tracer("floor")
-    attributes = {"rpc.system": "grpc", "rpc.service": "bench.Echo", "rpc.method": "echo"}
+    start = {"rpc.system": "grpc", "rpc.service": "bench.Echo", "rpc.method": "echo"}
+    if side == "provider":
+        kind, end = SpanKind.SERVER, {"rpc.grpc.status_code": 0}
+        start.update({"govrpc.caller": "web", "net.peer.ip": "127.0.0.1", "net.peer.port": 50123})
+    else:
+        kind, end = SpanKind.CLIENT, {"govrpc.attempts": 1, "govrpc.providers.total": 1, "govrpc.providers.routed": 1,
+                                      "govrpc.routers": ("mock", "tag"), "govrpc.loadbalance": "RandomLoadBalancer",
+                                      "govrpc.provider": "127.0.0.1:1", "net.peer.name": "127.0.0.1",
+                                      "net.peer.port": 1, "rpc.grpc.status_code": 0}
+        start["govrpc.application"] = ""
 
     def call() -> None:
-        tracer.start_span("/bench.Echo/echo", kind=SpanKind.CLIENT, attributes=attributes).end()
+        span = tracer.start_span("/bench.Echo/echo", kind=kind, attributes=start)
+        span.set_attributes(end)
+        span.end()
 
     return call
 
@@ -124,7 +136,7 @@ def main(argv: list[str]) -> int:
         trace.set_tracer_provider(sdk)
     close: Callable[[], None] = lambda: None  # noqa: E731
     if args.floor:
-        call, label = floor_call(sdk), "SDK floor: start_span(attributes=...).end()"
+        call, label = floor_call(sdk, args.side), f"SDK floor for the {args.side} span: start_span, set_attributes, end"
     elif args.side == "provider":
         call, label = provider_call(), "provider trace filter"
     else:
