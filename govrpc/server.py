@@ -8,6 +8,7 @@ refuse new calls and drain in-flight ones, then stop.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import signal
@@ -15,12 +16,14 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
-from govrpc.exceptions import ConfigurationError, MethodNotFoundError
+from govrpc.cluster.configured import method_options
+from govrpc.configurator import ConfiguratorWatcher, configure_server
+from govrpc.exceptions import ConfigurationError, MethodNotFoundError, ProviderUnavailableError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
-from govrpc.options import MAX_MESSAGE_SIZE, check_int
+from govrpc.options import MAX_MESSAGE_SIZE, check_int, check_options, known_options
 from govrpc.registry.base import Registry, acquire_registry, release_registry
-from govrpc.router.local import export_local, withdraw_local
+from govrpc.router.local import export_local, find_local, withdraw_local
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
 from govrpc.service import ServiceSpec, describe
@@ -48,6 +51,47 @@ class ProviderInvoker(Invoker):
                 f"service {self.spec.key} has no method {invocation.method!r}; "
                 f"its methods: {', '.join(sorted(self.methods))}", invocation=invocation)
         return method(*invocation.args, **invocation.kwargs)
+
+
+class _Hosted:
+    """One hosted service: its published URL, the end of its chain, what the transport serves,
+    and the configurators watched for it (``configured``: the URL its filters are bound to)."""
+
+    __slots__ = ("url", "target", "exported", "watcher", "configured")
+
+    def __init__(self, url: URL, target: ProviderInvoker, exported: ExportedService,
+                 watcher: ConfiguratorWatcher) -> None:
+        self.url = url
+        self.target = target
+        self.exported = exported
+        self.watcher = watcher
+        self.configured = url
+
+
+class _NotYet(Invoker):
+    url = URL("grpc", "0.0.0.0", 0, "")
+
+    def invoke(self, invocation: Invocation) -> Any:
+        raise ProviderUnavailableError(f"{invocation}: the service is not exported yet", invocation=invocation)
+
+
+_NOT_YET = _NotYet()  # what a service serves between its export and its chain (not registered yet)
+
+
+def _direct(invoker: Invoker) -> dict[str, Any] | None:
+    """The user's bound methods when no filter wraps them: a call then skips building an Invocation."""
+    return invoker.methods if isinstance(invoker, ProviderInvoker) else None
+
+
+def _provider_options(options: Mapping[str, Any]) -> dict[str, str]:
+    """``Server.add``'s settings as URL text, each checked by the option that owns it."""
+    options = dict(options)
+    methods = method_options(options.pop("methods", None) or {})
+    known = known_options()
+    for key in options:
+        if key not in known:
+            raise ConfigurationError(f"unknown provider option {key!r}; options: {', '.join(known)}")
+    return {**check_options(options), **methods}
 
 
 class ServerState(str, enum.Enum):
@@ -111,17 +155,26 @@ class Server:
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
         self._local_workers = WorkerPool(max_workers, "govrpc-inprocess")
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
+        self._settings: dict[ServiceKey, dict[str, str]] = {}
+        self._hosted: dict[ServiceKey, _Hosted] = {}
         self.urls: list[URL] = []
         self.invokers: dict[ServiceKey, Invoker] = {}
         self._state: str = ServerState.NEW  # a str Enum: plain strings compare equal
         self._lock = threading.Lock()
 
     # -- configuration ------------------------------------------------------------
-    def add(self, instance: Any) -> Server:
+    def add(self, instance: Any, **options: Any) -> Server:
         """Host ``instance``, an object of a class marked with ``@govrpc.service``.
 
         Before ``start`` the service is registered on start; after it, at once.
+        ``options`` are provider settings published on its URL and read by the provider
+        filters, with the names configurators use (``tps=200``, ``concurrency=8``; per
+        method through ``methods={"find": {"tps": 50}}``). Registry configurators override
+        them at run time (see ``govrpc.configurator``): the filter chain is rebound then.
+
+        Raises ``ConfigurationError`` naming an unknown option or a bad value.
         """
+        settings = _provider_options(options)
         spec = describe(instance)
         with self._lock:
             if self._state in ("stopping", "stopped"):
@@ -132,25 +185,68 @@ class Server:
                     f"service {spec.key} is already hosted by this server (class {other}); "
                     f"give {type(instance).__qualname__} another name, version or group")
             self._services[spec.key] = (instance, spec)
+            self._settings[spec.key] = settings
             started = self._state == "started"
         if started:
             self._export(instance, spec)
         return self
 
     def _export(self, instance: Any, spec: ServiceSpec) -> None:
-        """Serve one service, then register it."""
-        invoker = build_filter_chain(self.filters, ProviderInvoker(instance, spec, URL("grpc", self.host, 0,
-                                                                                         spec.key.service)))
-        self.invokers[spec.key] = invoker
-        provider = invoker if isinstance(invoker, ProviderInvoker) else None  # no filter wraps it
-        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
-                                          direct=provider.methods if provider is not None else None))
-        url = self._provider_url(spec)
+        """Serve one service, watch its configurators, then register it."""
         assert self.registry is not None
+        exported = ExportedService(spec.key, spec.methods, _NOT_YET, self._serializer)
+        self._grpc.export(exported)
+        url = self._provider_url(spec)  # after the export: it says whether calls need the service key
+        target = ProviderInvoker(instance, spec, url)
+        invoker = build_filter_chain(self.filters, target, url)
+        self.invokers[spec.key] = invoker
+        exported.direct = _direct(invoker) or {}
+        exported.invoker = invoker
         # before registering: a consumer in this process may call it in-process
         export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers)
+        hosted = _Hosted(url, target, exported, ConfiguratorWatcher(self.registry, spec.key.service, ""))
+        self._hosted[spec.key] = hosted
+        hosted.watcher.add_listener(functools.partial(self._reconfigured, spec.key))
+        hosted.watcher.start()
         self.registry.register(url)
         self.urls.append(url)
+
+    # -- run-time configuration: the provider side's seam ---------------------------
+    def configured_url(self, key: ServiceKey) -> URL:
+        """The URL the provider filters of ``key`` are bound to: its published URL with the
+        provider-side settings of the registry's configurators meant for it applied."""
+        return self._hosted[key].configured
+
+    def _reconfigured(self, key: ServiceKey, watcher: ConfiguratorWatcher) -> None:
+        """Configurators of a hosted service changed: bind the provider filters to the new URL and
+        swap the chain whole (calls in flight finish on the old one). Settings a filter refuses
+        leave the last good chain in force, with a warning."""
+        hosted = self._hosted.get(key)
+        if hosted is None:
+            return
+        url = configure_server(hosted.url, hosted.watcher.rules)
+        if url == hosted.configured:
+            return
+        try:
+            invoker = build_filter_chain(self.filters, hosted.target, url)
+        except ConfigurationError as exc:
+            log.warning("configurators of %s give provider settings that do not work (%s); "
+                        "keeping the previous ones", key, exc)
+            return
+        hosted.configured = url
+        self.invokers[key] = invoker
+        # the direct table first: a call reading the new invoker must not take the old shortcut
+        direct = _direct(invoker)
+        if direct is None:
+            hosted.exported.direct = {}
+            hosted.exported.invoker = invoker
+        else:
+            hosted.exported.invoker = invoker
+            hosted.exported.direct = direct
+        local = find_local(hosted.url)
+        if local is not None:
+            local.invoker = invoker
+        log.info("provider filters of %s rebound to %s", key, url)
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -182,6 +278,7 @@ class Server:
         if self._grpc.hosts_several(spec.key.service):
             params["dispatch"] = "key"
         params.update(self.tags)
+        params.update(self._settings.get(spec.key, {}))
         return URL("grpc", self.advertise, self.port, spec.key.service, params)
 
     @property
@@ -269,6 +366,8 @@ class Server:
         deadline = time.monotonic() + (grace or 0)  # the whole stop fits in the grace (+ STOP_BOUND)
         registry = self.registry
         assert registry is not None
+        for hosted in self._hosted.values():
+            hosted.watcher.close()
         for url in self.urls:
             try:
                 registry.unregister(url)

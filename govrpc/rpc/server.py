@@ -19,14 +19,14 @@ from typing import Any, Callable, Iterable
 
 import grpc
 
-from govrpc.exceptions import GovRpcError
+from govrpc.exceptions import GovRpcError, RateLimitedError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.serialization import Serializer
 from govrpc.service import MethodSpec
 from govrpc.url import ServiceKey
 
-__all__ = ["ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "STOP_BOUND", "ExportedService", "GrpcServer"]
+__all__ = ["ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "PUSHBACK_KEY", "STOP_BOUND", "ExportedService", "GrpcServer"]
 
 log = logging.getLogger("govrpc.rpc.server")
 
@@ -53,8 +53,44 @@ def _status(code_name: str) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN)
 
 
+PUSHBACK_KEY = "grpc-retry-pushback-ms"  # trailing: gRFC A6, when (or, negative: not) to retry
+
+
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[Any, ...]) -> None:
+        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
+
+
+def _rate_limited_status(exc: RateLimitedError) -> grpc.Status:
+    """RESOURCE_EXHAUSTED with the signals any gRPC client reads: ``google.rpc.RetryInfo`` and
+    ``QuotaFailure`` in the status details, and ``grpc-retry-pushback-ms`` (-1: do not retry)."""
+    from google.protobuf import any_pb2, duration_pb2
+    from google.rpc import code_pb2, error_details_pb2, status_pb2
+    from grpc_status import rpc_status
+
+    message = exc.message or str(exc)
+    details = []
+    if exc.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(exc.retry_after * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    details.append(error_details_pb2.QuotaFailure(violations=[error_details_pb2.QuotaFailure.Violation(
+        subject=f"{exc.reason or 'flow'}:{exc.limit}", description=message)]))
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message)
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    pushback = str(int(exc.retry_after * 1000)) if exc.retry_after is not None else "-1"
+    converted = rpc_status.to_status(status)
+    return _Status(converted.code, converted.details,
+                   (*converted.trailing_metadata, (ERROR_KEY, type(exc).__name__), (PUSHBACK_KEY, pushback)))
+
+
 def _fail(context: grpc.ServicerContext, exc: BaseException) -> None:
     """Abort the call with ``exc`` encoded for the consumer (raises)."""
+    if isinstance(exc, RateLimitedError):
+        context.abort_with_status(_rate_limited_status(exc))
     if isinstance(exc, GovRpcError):
         context.set_trailing_metadata(((ERROR_KEY, type(exc).__name__),))
         context.abort(_status(exc.code), exc.message or str(exc))
@@ -65,11 +101,10 @@ def _fail(context: grpc.ServicerContext, exc: BaseException) -> None:
 
 def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[Any, grpc.ServicerContext], Any]:
     """The function grpc calls for one method; closes over everything it needs."""
-    key, name, invoker = exported.key, spec.name, exported.invoker
+    key, name = exported.key, spec.name
     loads, dumps = exported.serializer.loads, exported.serializer.dumps
     protobuf = spec.is_protobuf
     monotonic = time.monotonic
-    direct = exported.direct.get(name)
 
     def behavior(request: Any, context: grpc.ServicerContext) -> Any:
         if protobuf:
@@ -83,6 +118,7 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
                 context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                               f"{key}.{name}: cannot decode the request: {exc}")
         try:
+            direct = exported.direct.get(name)  # read per call: the server rebinds its chain at run time
             if direct is not None:
                 value = direct(*args, **kwargs)
             else:
@@ -90,7 +126,7 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
                 attachments = {k: v for k, v in metadata if isinstance(v, str)} if metadata else {}
                 remaining = context.time_remaining()
                 deadline = monotonic() + remaining if remaining is not None else float("inf")
-                value = invoker.invoke(Invocation(key, name, tuple(args), kwargs, attachments, deadline))
+                value = exported.invoker.invoke(Invocation(key, name, tuple(args), kwargs, attachments, deadline))
         except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
             _fail(context, exc)
         if protobuf:
