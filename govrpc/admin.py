@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, Mapping, Sequence
 
 from govrpc.configurator import parse_configurator
+from govrpc.exceptions import GovRpcError
 from govrpc.invocation import Invocation
 from govrpc.registry.base import (
     CONFIGURATORS,
@@ -92,6 +93,60 @@ class Admin:
                      if u.scheme in PROVIDER_SCHEMES and (key.matches(u) or not (key.version or key.group))]
         invocation = Invocation(key, method, tuple(args), {}, dict(attachments or {}))
         return explain_route(consumer_url, sorted(providers, key=str), self.routes(service), invocation)
+
+    # -- flow control ----------------------------------------------------------------
+    def flow(self, service: str) -> dict[str, dict[str, str]]:
+        """The flow settings of ``service``: configurator name -> its flow keys (scope keys
+        ``address`` / ``application`` included), and ``provider host:port`` -> the flow keys
+        each live provider published (``Server.add(..., tps=...)``)."""
+        from govrpc.flowctl.rules import flow_params
+        from govrpc.flowctl.settings import FLOW_KEYS
+        from govrpc.options import split_method_key
+
+        found: dict[str, dict[str, str]] = {}
+        for name, text in sorted(self.registry.rules(service, CONFIGURATORS).items()):
+            try:
+                params = flow_params(text)
+                rule = parse_configurator(text)
+            except GovRpcError:
+                continue  # a broken rule holds no setting in force
+            if params:
+                scope = {"address": ",".join(sorted(rule.addresses))} if rule.addresses else {}
+                scope.update({"application": rule.application} if rule.application else {})
+                found[name] = {**scope, **params}
+        for url in self.providers(service):
+            published = {k: v for k, v in url.params.items() if split_method_key(k)[1] in FLOW_KEYS}
+            if published:
+                found[f"provider {url.address}"] = published
+        return found
+
+    def set_flow(self, service: str, settings: Mapping[str, Any], *, application: str = "",
+                 address: str = "") -> None:
+        """Set flow keys (``{"tps": 200, "find.concurrency": 4}``) for every provider of ``service``,
+        one provider (``address``) or the consumers of one ``application``; keys already set in
+        that scope stay unless given. Raises ``ConfigurationError`` naming a bad key or value."""
+        from govrpc.flowctl.rules import check_flow_settings, flow_params, flow_rule_name, render_flow_rule
+
+        name = flow_rule_name(application, address)
+        checked = check_flow_settings(settings)
+        current = self.registry.rules(service, CONFIGURATORS).get(name)
+        params = {**(flow_params(current) if current else {}), **checked}
+        self.put_rule(service, CONFIGURATORS, name, render_flow_rule(params, application, address))
+
+    def remove_flow(self, service: str, keys: Sequence[str] = (), *, application: str = "",
+                    address: str = "") -> None:
+        """Remove flow ``keys`` of one scope (all of them when ``keys`` is empty)."""
+        from govrpc.flowctl.rules import flow_params, flow_rule_name, render_flow_rule
+
+        name = flow_rule_name(application, address)
+        current = self.registry.rules(service, CONFIGURATORS).get(name)
+        if current is None:
+            return
+        params = {k: v for k, v in flow_params(current).items() if keys and k not in keys}
+        if params:
+            self.put_rule(service, CONFIGURATORS, name, render_flow_rule(params, application, address))
+        else:
+            self.registry.delete_rule(service, CONFIGURATORS, name)
 
     def delete_rule(self, service: str, category: str, name: str) -> None:
         self.registry.delete_rule(service, category, name)

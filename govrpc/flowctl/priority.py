@@ -35,7 +35,7 @@ class Priority(enum.IntEnum):
         return self.name.lower()
 
 
-_BY_NAME: Mapping[str, Priority] = {str(p): p for p in Priority}
+_BY_NAME: Mapping[str, Priority] = {str(p): p for p in reversed(Priority)}  # highest first
 
 HEADROOM: Mapping[Priority, float] = {
     Priority.SHEDDABLE: 0.5,
