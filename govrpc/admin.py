@@ -125,28 +125,37 @@ class Admin:
         """Set flow keys (``{"tps": 200, "find.concurrency": 4}``) for every provider of ``service``,
         one provider (``address``) or the consumers of one ``application``; keys already set in
         that scope stay unless given. Raises ``ConfigurationError`` naming a bad key or value."""
-        from govrpc.flowctl.rules import check_flow_settings, flow_params, flow_rule_name, render_flow_rule
+        from govrpc.flowctl.rules import check_flow_settings, flow_rule_name, render_flow_rule
 
         name = flow_rule_name(application, address)
         checked = check_flow_settings(settings)
-        current = self.registry.rules(service, CONFIGURATORS).get(name)
-        params = {**(flow_params(current) if current else {}), **checked}
+        params = {**self._flow_of(service, name), **checked}
         self.put_rule(service, CONFIGURATORS, name, render_flow_rule(params, application, address))
 
     def remove_flow(self, service: str, keys: Sequence[str] = (), *, application: str = "",
                     address: str = "") -> None:
         """Remove flow ``keys`` of one scope (all of them when ``keys`` is empty)."""
-        from govrpc.flowctl.rules import flow_params, flow_rule_name, render_flow_rule
+        from govrpc.flowctl.rules import flow_rule_name, render_flow_rule
 
         name = flow_rule_name(application, address)
-        current = self.registry.rules(service, CONFIGURATORS).get(name)
-        if current is None:
+        if name not in self.registry.rules(service, CONFIGURATORS):
             return
-        params = {k: v for k, v in flow_params(current).items() if keys and k not in keys}
+        params = {k: v for k, v in self._flow_of(service, name).items() if keys and k not in keys}
         if params:
             self.put_rule(service, CONFIGURATORS, name, render_flow_rule(params, application, address))
         else:
             self.registry.delete_rule(service, CONFIGURATORS, name)
+
+    def _flow_of(self, service: str, name: str) -> dict[str, str]:
+        """The flow keys stored in configurator ``name`` (none if it is missing or broken: it holds
+        no setting in force, and what is written now replaces it)."""
+        from govrpc.flowctl.rules import flow_params
+
+        current = self.registry.rules(service, CONFIGURATORS).get(name)
+        try:
+            return flow_params(current) if current else {}
+        except GovRpcError:
+            return {}
 
     def delete_rule(self, service: str, category: str, name: str) -> None:
         self.registry.delete_rule(service, category, name)

@@ -87,8 +87,8 @@ class TokenBucketLimiter(RateLimiter):
         return self.rate
 
     def acquire(self, headroom: float = 0.0) -> bool:
-        now = self._clock()
-        with self._lock:
+        with self._lock:  # the clock read inside: a stale instant would take tokens back
+            now = self._clock()
             tokens = self._tokens + (now - self._last) * self._refill(now)
             if tokens > self.burst:
                 tokens = self.burst
@@ -155,8 +155,8 @@ class SlidingWindowLimiter(RateLimiter):
         self._total = sum(self._counts)
 
     def acquire(self, headroom: float = 0.0) -> bool:
-        slot = int(self._clock() * self._per_second)
         with self._lock:
+            slot = int(self._clock() * self._per_second)
             if slot != self._slot:
                 self._roll(slot)
             if self._total + 1 <= self.rate * (1.0 - headroom):
@@ -182,8 +182,8 @@ class QueueingLimiter(RateLimiter):
         self._next = 0.0
 
     def reserve(self, max_wait: float, headroom: float = 0.0) -> float | None:
-        now = self._clock()
         with self._lock:
+            now = self._clock()
             slot = self._next if self._next > now else now
             wait = slot - now
             if wait > max_wait * (1.0 - headroom):
