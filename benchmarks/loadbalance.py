@@ -117,7 +117,7 @@ def bench_select(picks: int) -> None:
         busy(invokers, 2 * n)  # overload: about two calls in flight on every provider
         figures.append(per_pick("leastactive", invokers, picks if n < 1000 else picks // 2))
     print(f"{'leastactive':<18}{'busy':<9}" + "".join(f"{f:8.2f}" for f in figures)
-          + "   (every provider has calls in flight: the O(n) scan)")
+          + "   (every provider busy: exact scan up to 32, least of 4 draws beyond)")
     for n in (10, 100):
         print(f"whole cluster layer (failover + random, stats, {n} providers): "
               f"{cluster_layer(n, picks // 2):.2f} µs per call")

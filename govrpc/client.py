@@ -25,11 +25,12 @@ from govrpc.configurator import ReferenceConfig
 from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
+from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters, starts_future
 from govrpc.options import MAX_MESSAGE_SIZE, TIMEOUT, check_int, check_options, check_seconds
 from govrpc.registry.base import Registry, acquire_registry, release_registry
+from govrpc.net import local_address
 from govrpc.router.chain import RouterChain
-from govrpc.router.local import InProcessInvoker, find_local, local_address
+from govrpc.rpc.inprocess import InProcessInvoker, find_local
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
 from govrpc.url import CONSUMER, URL, ServiceKey
 
@@ -79,8 +80,8 @@ class Reference:
         self.timeout = timeout
         self.timeouts = timeouts
         self.invoker = invoker
-        # .future() starts the cluster's first attempt without a thread when no filter runs above it
-        self.cluster: Any = invoker if invoker is self._cluster else None
+        # .future() starts the cluster's first attempt without a thread when every filter above it can
+        self.cluster: Any = invoker if starts_future(invoker, self._cluster) else None
         if not self._closed:
             self.invoke = invoker.invoke  # what proxies call; refuses once the client is closed
 
@@ -313,8 +314,8 @@ class Client:
         if self.local_first:
             export = find_local(url)
             if export is not None:
-                return InProcessInvoker(export, url, self.max_message_size)
-        return GrpcInvoker(url, self.pool)
+                return InProcessInvoker(export, url, self.max_message_size, application=self.application)
+        return GrpcInvoker(url, self.pool, application=self.application)
 
     def proxy(self, service: str, **options: Any) -> ServiceProxy:
         """A proxy whose methods call ``service`` through governance.

@@ -18,13 +18,12 @@ from typing import Any, Iterable, Mapping
 
 from govrpc.cluster.configured import method_options
 from govrpc.configurator import ConfiguratorWatcher, configure_server
-from govrpc.exceptions import ConfigurationError, MethodNotFoundError, ProviderUnavailableError
+from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
 from govrpc.options import MAX_MESSAGE_SIZE, check_int, check_options, known_options
 from govrpc.registry.base import Registry, acquire_registry, release_registry
-from govrpc.router.local import export_local, find_local, withdraw_local
-from govrpc.rpc.executor import WorkerPool
+from govrpc.rpc.inprocess import LocalWorkers, export_local, find_local, withdraw_local
 from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
 from govrpc.service import ServiceSpec, describe
 from govrpc.url import URL, ServiceKey
@@ -59,28 +58,12 @@ class _Hosted:
 
     __slots__ = ("url", "target", "exported", "watcher", "configured")
 
-    def __init__(self, url: URL, target: ProviderInvoker, exported: ExportedService,
-                 watcher: ConfiguratorWatcher) -> None:
+    def __init__(self, url: URL, target: ProviderInvoker, watcher: ConfiguratorWatcher) -> None:
         self.url = url
         self.target = target
-        self.exported = exported
+        self.exported: ExportedService | None = None
         self.watcher = watcher
         self.configured = url
-
-
-class _NotYet(Invoker):
-    url = URL("grpc", "0.0.0.0", 0, "")
-
-    def invoke(self, invocation: Invocation) -> Any:
-        raise ProviderUnavailableError(f"{invocation}: the service is not exported yet", invocation=invocation)
-
-
-_NOT_YET = _NotYet()  # what a service serves between its export and its chain (not registered yet)
-
-
-def _direct(invoker: Invoker) -> dict[str, Any] | None:
-    """The user's bound methods when no filter wraps them: a call then skips building an Invocation."""
-    return invoker.methods if isinstance(invoker, ProviderInvoker) else None
 
 
 def _provider_options(options: Mapping[str, Any]) -> dict[str, str]:
@@ -153,7 +136,7 @@ class Server:
         self.max_message_size = max_message_size
         self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size)
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
-        self._local_workers = WorkerPool(max_workers, "govrpc-inprocess")
+        self._local_workers = LocalWorkers(max_workers)
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
         self._settings: dict[ServiceKey, dict[str, str]] = {}
         self._hosted: dict[ServiceKey, _Hosted] = {}
@@ -192,39 +175,44 @@ class Server:
         return self
 
     def _export(self, instance: Any, spec: ServiceSpec) -> None:
-        """Serve one service, watch its configurators, then register it."""
+        """Serve one service, watch its configurators, then register it; its filters are bound to
+        the URL it is published with (configurators applied, see ``configured_url``)."""
+        url = self._provider_url(spec)
         assert self.registry is not None
-        exported = ExportedService(spec.key, spec.methods, _NOT_YET, self._serializer)
-        self._grpc.export(exported)
-        url = self._provider_url(spec)  # after the export: it says whether calls need the service key
-        target = ProviderInvoker(instance, spec, url)
-        invoker = build_filter_chain(self.filters, target, url)
+        provider = ProviderInvoker(instance, spec, url)
+        watcher = ConfiguratorWatcher(self.registry, spec.key.service, "")  # "": rules without application
+        hosted = _Hosted(url, provider, watcher)
+        invoker = build_filter_chain(self.filters, provider, url)
         self.invokers[spec.key] = invoker
-        exported.direct = _direct(invoker) or {}
-        exported.invoker = invoker
+        filtered = invoker is not provider  # else nothing reads the Invocation: calls skip building one
+        hosted.exported = ExportedService(spec.key, spec.methods, invoker, self._serializer,
+                                          direct=None if filtered else provider.methods)
+        self._grpc.export(hosted.exported)
         # before registering: a consumer in this process may call it in-process
-        export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers)
-        hosted = _Hosted(url, target, exported, ConfiguratorWatcher(self.registry, spec.key.service, ""))
+        export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers,
+                     filtered=filtered)
         self._hosted[spec.key] = hosted
-        hosted.watcher.add_listener(functools.partial(self._reconfigured, spec.key))
-        hosted.watcher.start()
+        watcher.add_listener(functools.partial(self._reconfigured, spec.key))
+        watcher.start()  # calls back at once with the rules stored now
         self.registry.register(url)
         self.urls.append(url)
 
     # -- run-time configuration: the provider side's seam ---------------------------
     def configured_url(self, key: ServiceKey) -> URL:
         """The URL the provider filters of ``key`` are bound to: its published URL with the
-        provider-side settings of the registry's configurators meant for it applied."""
+        provider-side settings of the registry's configurators meant for it applied (rules
+        without ``application``: general ones, and ``address`` rules naming this provider)."""
         return self._hosted[key].configured
 
     def _reconfigured(self, key: ServiceKey, watcher: ConfiguratorWatcher) -> None:
         """Configurators of a hosted service changed: bind the provider filters to the new URL and
         swap the chain whole (calls in flight finish on the old one). Settings a filter refuses
-        leave the last good chain in force, with a warning."""
+        leave the last good chain in force, with a warning. Any stage's provider options take
+        effect this way: nothing here knows a stage."""
         hosted = self._hosted.get(key)
-        if hosted is None:
+        if hosted is None or hosted.exported is None:
             return
-        url = configure_server(hosted.url, hosted.watcher.rules)
+        url = configure_server(hosted.url, watcher.rules)
         if url == hosted.configured:
             return
         try:
@@ -235,18 +223,17 @@ class Server:
             return
         hosted.configured = url
         self.invokers[key] = invoker
-        # the direct table first: a call reading the new invoker must not take the old shortcut
-        direct = _direct(invoker)
-        if direct is None:
-            hosted.exported.direct = {}
-            hosted.exported.invoker = invoker
-        else:
-            hosted.exported.invoker = invoker
-            hosted.exported.direct = direct
+        filtered = invoker is not hosted.target
+        exported = hosted.exported
+        # a call reads the invoker, then the shortcut: clear the shortcut before, set it after
+        exported.direct = {}
+        exported.invoker = invoker
+        if not filtered:
+            exported.direct = hosted.target.methods
         local = find_local(hosted.url)
         if local is not None:
-            local.invoker = invoker
-        log.info("provider filters of %s rebound to %s", key, url)
+            local.invoker, local.filtered = invoker, filtered
+        log.info("provider filters of %s bound to %s", key, url)
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -275,7 +262,7 @@ class Server:
                 params[f"{m.name}.idempotent"] = "true"
             if m.arity is not None:  # lets consumers check hash.arguments when they are configured
                 params[f"{m.name}.args"] = m.arity
-        if self._grpc.hosts_several(spec.key.service):
+        if self._grpc.hosts(spec.key.service):  # another version/group is served already: calls name theirs
             params["dispatch"] = "key"
         params.update(self.tags)
         params.update(self._settings.get(spec.key, {}))
@@ -379,9 +366,13 @@ class Server:
         if grace:
             time.sleep(min(delay, grace))
         for url in self.urls:
-            withdraw_local(url)
+            withdraw_local(url)  # new in-process calls fail over from here
         self._grpc.stop(max(0.0, deadline - time.monotonic()))
-        self._local_workers.shutdown(wait=False)  # in-process calls still running finish on their own
+        # in-process calls drain within the same grace as gRPC ones; those still queued after it are
+        # cancelled (their callers fail over), those running are left behind on their worker threads
+        if not self._local_workers.drain(deadline - time.monotonic()):
+            log.warning("in-process calls still running after the %s s grace", grace)
+        self._local_workers.shutdown(wait=False)
         release_registry(registry)
         self._state = "stopped"
         log.info("stopped %s:%d", self.host, self.port)

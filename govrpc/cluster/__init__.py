@@ -1,10 +1,13 @@
 """Make many providers look like one: directory, fault tolerance, load balancing.
 
-Call path: consumer filters -> ``ConfiguredClusterInvoker`` (``configured.py``:
+Call path: reference filters -> ``ConfiguredClusterInvoker`` (``configured.py``:
 the strategy configured for the call's method) -> a ``ClusterInvoker``
-(``base.py``) -> ``Directory.list`` (``directory.py``: live providers, then
-routers; ejected ones dropped by ``outlier.py``) -> ``LoadBalancer.select``
--> the transport's invoker, with per-call statistics recorded in ``stats.py``.
+(``base.py``) -> ``Directory.list`` (``directory.py``: live providers as
+``Endpoint``s, then routers; ejected ones dropped by ``outlier.py``) ->
+``LoadBalancer.select`` -> the endpoint: invoker filters bound to that provider,
+then the transport's invoker. Each provider's state (in flight, latency,
+failures, ejection, breaker and permit slots) is one ``ProviderState``
+(``stats.py``), made by the directory.
 
 Strategy families, one file each: ``failover.py`` (failover, failback),
 ``failfast.py`` (failfast, failsafe), ``failcache.py``, ``parallel.py``
@@ -17,7 +20,7 @@ Entry-point groups: ``govrpc.cluster`` (default ``failover``) and
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.configured import ConfiguredClusterInvoker
 from govrpc.cluster.consistenthash import ConsistentHashLoadBalancer
-from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
+from govrpc.cluster.directory import Directory, Endpoint, RegistryDirectory, StaticDirectory
 from govrpc.cluster.failcache import FailcacheClusterInvoker, FailcacheFullError, RetryAccepted, on_give_up
 from govrpc.cluster.failfast import FailfastClusterInvoker, FailsafeClusterInvoker
 from govrpc.cluster.failover import FailbackClusterInvoker, FailoverClusterInvoker, RetryBudget
@@ -31,6 +34,7 @@ from govrpc.cluster.loadbalance import (
 )
 from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.parallel import BroadcastClusterInvoker, ForkingClusterInvoker
+from govrpc.cluster.stats import ProviderState, stats_of
 
 __all__ = [
     "BroadcastClusterInvoker",
@@ -38,6 +42,7 @@ __all__ = [
     "ConfiguredClusterInvoker",
     "ConsistentHashLoadBalancer",
     "Directory",
+    "Endpoint",
     "FailbackClusterInvoker",
     "FailcacheClusterInvoker",
     "FailcacheFullError",
@@ -48,6 +53,7 @@ __all__ = [
     "LeastActiveLoadBalancer",
     "LoadBalancer",
     "OutlierDetector",
+    "ProviderState",
     "RandomLoadBalancer",
     "RegistryDirectory",
     "RetryAccepted",
@@ -57,4 +63,5 @@ __all__ = [
     "StaticDirectory",
     "StickyLoadBalancer",
     "on_give_up",
+    "stats_of",
 ]

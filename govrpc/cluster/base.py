@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import time
 from concurrent.futures import Future
 from typing import Any, Callable, ClassVar, Sequence
 
@@ -10,12 +11,15 @@ from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
 from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.stats import stats_of
+from govrpc.context import current_recorder
 from govrpc.exceptions import CallTimeoutError, CancelledError, GovRpcError, NoProviderError, RateLimitedError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.options import Option
 from govrpc.url import URL
 
 __all__ = ["ClusterInvoker"]
+
+_monotonic = time.monotonic  # bound once: read on every call
 
 
 class ClusterInvoker(Invoker):
@@ -47,6 +51,11 @@ class ClusterInvoker(Invoker):
         invokers = self.directory.list(invocation)
         if self.outlier.ejected:
             invokers = self.outlier.filter(invokers)
+        recorder = current_recorder()
+        if recorder is not None:  # a span records this call: say what routing left
+            chain = self.directory.router_chain
+            routers = tuple(getattr(r, "name", "") or type(r).__name__ for r in chain.routers) if chain else ()
+            recorder.listed(invocation, len(self.directory.invokers), len(invokers), routers)
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)
@@ -80,6 +89,9 @@ class ClusterInvoker(Invoker):
         start = getattr(invoker, "start", None)
         if start is None:
             return None
+        recorder = current_recorder()
+        if recorder is not None:
+            recorder.chose(invocation, type(self.loadbalance).__name__, invoker.url.address)
         stats = getattr(invoker, "state", None) or stats_of(invoker)
         result: Future[Any] = Future()
         result.set_running_or_notify_cancel()
@@ -109,10 +121,13 @@ class ClusterInvoker(Invoker):
 
     def call(self, invoker: Invoker, invocation: Invocation) -> Any:
         """``invoker.invoke(invocation)``, recording in-flight count, latency and failures."""
-        if invocation.remaining() <= 0:  # our own lateness (a queued branch) is no provider failure
+        if invocation.deadline <= _monotonic():  # our own lateness (a queued branch) is no provider failure
             raise CallTimeoutError(f"{invocation}: deadline passed before calling {invoker.url.address}",
                                    invocation=invocation)
         stats = getattr(invoker, "state", None) or stats_of(invoker)  # a directory's endpoint has one
+        recorder = current_recorder()
+        if recorder is not None:
+            recorder.chose(invocation, type(self.loadbalance).__name__, invoker.url.address)
         started = stats.begin()
         try:
             result = invoker.invoke(invocation)

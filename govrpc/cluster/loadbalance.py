@@ -214,11 +214,16 @@ class LeastActiveLoadBalancer(LoadBalancer):
 
     Fast path: a provider drawn by weight that has nothing in flight is one of
     the least active (counts are never negative), and rejection sampling keeps
-    the choice weighted among them; only when a few draws find none idle are
-    all counts gathered and compared (O(n), in C: no Python loop over providers).
+    the choice weighted among them. When a few draws find none idle (every
+    provider busy), lists of up to ``EXACT_UP_TO`` providers are scanned whole
+    (exact); longer ones take the least active of ``SAMPLES`` weighted draws, the
+    power-of-d-choices rule Envoy's least-request balancer uses, which keeps a pick
+    O(1) under overload (an exact scan of 100 providers costs 5-8 µs in Python).
     """
 
     IDLE_DRAWS = 3
+    EXACT_UP_TO = 32
+    SAMPLES = 4
 
     def __init__(self, url: URL | None = None) -> None:
         super().__init__(url)
@@ -229,18 +234,24 @@ class LeastActiveLoadBalancer(LoadBalancer):
             return invokers[0]
         table = self._tables.get(invokers)
         inflight, weights = table.inflight, table.weights
+        if table.n > self.EXACT_UP_TO:
+            best, fewest = 0, -1
+            for _ in range(self.SAMPLES):
+                i = table.random_index()
+                active = len(inflight[i])
+                if not active and weights[i] > 0:
+                    return invokers[i]
+                if fewest < 0 or active < fewest:
+                    best, fewest = i, active
+            return invokers[best]
         for _ in range(self.IDLE_DRAWS):
             i = table.random_index()
             if not inflight[i] and weights[i] > 0:
                 return invokers[i]
         counts = list(map(len, inflight))
         least = min(counts)
-        ties = counts.count(least)
-        if ties == 1:
+        if counts.count(least) == 1:
             return invokers[counts.index(least)]
-        if table.uniform:  # equal weights: a uniform pick among the ties, without a Python loop
-            tied = list(itertools.compress(range(table.n), map(least.__eq__, counts)))
-            return invokers[tied[int(random.random() * len(tied))]]
         # ties: weighted random among them; draw over all and keep a tie (cheap when ties are many)
         for _ in range(8):
             i = table.random_index()

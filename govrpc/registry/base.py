@@ -65,6 +65,9 @@ def check_rule_name(name: str) -> None:
         raise ConfigurationError(f"invalid rule name {name!r}")
 
 
+WARNED_KEPT = 4096
+"""Garbage entries remembered (each warned about once) per registry; past it the record starts over."""
+
 class Registry(abc.ABC):
     """Where providers announce themselves and consumers find them (group ``govrpc.registry``).
 
@@ -450,6 +453,8 @@ class RegistryCore(Registry):
         with self._lock:
             if path in self._warned:
                 return
+            if len(self._warned) >= WARNED_KEPT:  # hostile input must not grow memory without bound:
+                self._warned.clear()              # forget, and at worst warn about a name again
             self._warned.add(path)
         self._log.warning(message, *args)
 

@@ -15,7 +15,7 @@ in the registry under ``{service}/routers/{name}``.
 from govrpc.router.base import Reads, RouteFailed, Router
 from govrpc.router.chain import DryRunInvoker, RouteStep, RouterChain, compile_rule, explain_route
 from govrpc.router.condition import ConditionRouter, parse_condition
-from govrpc.router.local import InProcessInvoker, LocalFirstRouter
+from govrpc.router.local import LocalFirstRouter
 from govrpc.router.rule import RouteRule, parse_rule
 from govrpc.router.script import ScriptRouter
 from govrpc.router.tag import TagPassOnFilter, TagRouter
@@ -23,7 +23,6 @@ from govrpc.router.tag import TagPassOnFilter, TagRouter
 __all__ = [
     "ConditionRouter",
     "DryRunInvoker",
-    "InProcessInvoker",
     "LocalFirstRouter",
     "Reads",
     "RouteFailed",

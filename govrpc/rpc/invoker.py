@@ -18,9 +18,9 @@ import grpc
 from govrpc import exceptions as errors
 from govrpc.context import _CANCEL_SCOPE
 from govrpc.extension import get_extension
-from govrpc.invocation import Invocation, Invoker
+from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
-from govrpc.rpc.server import ERROR_KEY, EXCEPTION_KEY, KEY_KEY, PUSHBACK_KEY
+from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, PUSHBACK_KEY, rebuild_exception
 from govrpc.url import URL
 
 __all__ = ["ChannelPool", "GrpcInvoker", "translate_error"]
@@ -97,14 +97,9 @@ def translate_error(exc: grpc.RpcError, invocation: Invocation, address: str) ->
     trailing = dict(exc.trailing_metadata() or ()) if hasattr(exc, "trailing_metadata") else {}
     where = f"{invocation} on {address}"
     remote_type = trailing.get(EXCEPTION_KEY)
-    if remote_type is not None:
-        cls = errors.safe_exception_class(remote_type)
-        if cls is not None:
-            try:
-                return cls(details)
-            except Exception:  # noqa: BLE001 - a class that cannot be rebuilt from a message
-                pass
-        return errors.RemoteError(remote_type, details, invocation=invocation)
+    if remote_type is not None:  # a safe class is rebuilt from its args, anything else is a RemoteError
+        args = trailing.get(ARGS_KEY)
+        return rebuild_exception(str(remote_type), details, args if isinstance(args, bytes) else None, invocation)
     error_name = trailing.get(ERROR_KEY)
     known = errors.error_class(error_name) if error_name else None
     if known is not None:
@@ -138,8 +133,9 @@ def translate_error(exc: grpc.RpcError, invocation: Invocation, address: str) ->
 
 
 def _rate_limited(message: str, invocation: Invocation, trailing: dict[str, Any]) -> errors.RateLimitedError:
-    """A provider's flow-control refusal, honouring its pushback: negative means a retry is
-    pointless (failover then does not retry), else ``retry_after`` says when one may pass."""
+    """A provider's flow-control refusal, honouring its pushback: negative (or unreadable) means
+    a retry is pointless, so failover does not retry; else ``retry_after`` says when one may pass.
+    The refusing limit comes from the ``QuotaFailure`` in the status details."""
     text = trailing.get(PUSHBACK_KEY)
     try:
         pushback = int(text) if isinstance(text, str) else None
@@ -173,7 +169,7 @@ class GrpcInvoker(Invoker):
     costs no connection; after ``close`` calls fail at once and the channel goes back.
     """
 
-    def __init__(self, url: URL, pool: ChannelPool) -> None:
+    def __init__(self, url: URL, pool: ChannelPool, *, application: str = "") -> None:
         self.url = url
         self.address = url.address
         self._pool = pool
@@ -181,7 +177,8 @@ class GrpcInvoker(Invoker):
         serializer_name = url.params.get("serialization", "msgpack")
         self.serializer: Serializer = get_extension("govrpc.serializer", serializer_name)()
         key_metadata = (KEY_KEY, str(url.service_key))
-        self._key_metadata = (key_metadata,) if url.params.get("dispatch") == "key" else ()
+        self._key_metadata = ((key_metadata,) if url.params.get("dispatch") == "key" else ()) \
+            + (((APPLICATION_KEY, application),) if application else ())
         self._methods: dict[str, tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
         self._published = frozenset(url.methods)
         self._lock = threading.Lock()  # first call and close only; never per call
@@ -216,7 +213,9 @@ class GrpcInvoker(Invoker):
                 self._methods[name] = entry
             return entry
 
-    def invoke(self, invocation: Invocation) -> Any:
+    def _prepare(self, invocation: Invocation) -> tuple[Any, Callable[[Any], Any], bytes, float, Any]:
+        """What sending ``invocation`` takes: the method's callable, its decoder, the encoded
+        request, the seconds left and the metadata; raises what refuses the call before it leaves."""
         if self._closed:
             raise errors.ConnectionRefusedByProviderError(
                 f"{invocation}: provider {self.address} has left", invocation=invocation)
@@ -236,6 +235,10 @@ class GrpcInvoker(Invoker):
         attachments = invocation.attachments
         metadata = (self._key_metadata + tuple(attachments.items()) if attachments
                     else self._key_metadata) or None
+        return call, decode, request, timeout, metadata
+
+    def invoke(self, invocation: Invocation) -> Any:
+        call, decode, request, timeout, metadata = self._prepare(invocation)
         try:
             if invocation.oneway:
                 future = call.future(request, timeout=timeout, metadata=metadata)
@@ -268,25 +271,7 @@ class GrpcInvoker(Invoker):
     def start(self, invocation: Invocation) -> Future[Any]:
         """Send the call with grpc's own non-blocking call; the future holds the decoded value or
         the translated error (``.future()`` of a proxy, without a thread waiting on it)."""
-        if self._closed:
-            raise errors.ConnectionRefusedByProviderError(
-                f"{invocation}: provider {self.address} has left", invocation=invocation)
-        call, encode, decode = self._methods.get(invocation.method) or self._method(invocation.method)
-        timeout = invocation.deadline - time.monotonic()
-        if timeout <= 0:
-            raise errors.CallTimeoutError(f"{invocation}: deadline passed before calling {self.address}",
-                                          invocation=invocation)
-        try:
-            request = encode(invocation)
-        except errors.GovRpcError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise errors.SerializationError(
-                f"{invocation}: cannot encode the arguments with {self.serializer.name}: {exc}",
-                invocation=invocation) from exc
-        attachments = invocation.attachments
-        metadata = (self._key_metadata + tuple(attachments.items()) if attachments
-                    else self._key_metadata) or None
+        call, decode, request, timeout, metadata = self._prepare(invocation)
         result: Future[Any] = Future()
         result.set_running_or_notify_cancel()
         address = self.address

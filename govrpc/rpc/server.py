@@ -1,10 +1,15 @@
 """The provider's end of the wire: one grpc server dispatching ``/service/method``.
 
-A request arrives, is decoded (protobuf or the server's serializer), becomes an
-``Invocation``, runs through the provider filter chain to the user's method, and
-its value or exception is encoded back. Business exceptions travel as status
-UNKNOWN with the exception's ``module.QualName`` in trailing metadata; govrpc
-errors raised by provider filters travel with their class name, so the consumer
+A request arrives; a call whose deadline passed while it waited in the queue is
+refused unrun (DEADLINE_EXCEEDED). The request is decoded (protobuf or the
+server's serializer; a malformed one gets INVALID_ARGUMENT and runs nothing),
+becomes an ``Invocation`` with a ``ProviderContext`` (peer, caller's
+application, ``-bin`` metadata, method spec, trailers to send), runs through the
+provider filter chain to the user's method, and its value or exception is
+encoded back. Business exceptions (``BaseException`` included: the caller never
+waits for a provider that died) travel as status UNKNOWN with the exception's
+``module.QualName`` and args in trailing metadata (``wire.py``); govrpc errors
+raised by provider filters travel with their class name, so the consumer
 rebuilds the same error. A single generic handler does the dispatch with one
 dict lookup; it answers unknown services and methods with UNIMPLEMENTED naming
 what was asked for.
@@ -19,20 +24,29 @@ from typing import Any, Callable, Iterable
 
 import grpc
 
-from govrpc.exceptions import GovRpcError, RateLimitedError
-from govrpc.invocation import Invocation, Invoker
+from govrpc.exceptions import GovRpcError, RateLimitedError, SerializationError
+from govrpc.invocation import Invocation, Invoker, ProviderContext
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.serialization import Serializer
+from govrpc.rpc.wire import (
+    ARGS_KEY,
+    ERROR_KEY,
+    EXCEPTION_KEY,
+    KEY_KEY,
+    PUSHBACK_KEY,
+    decode_envelope,
+    encode_exception,
+    split_metadata,
+    truncate,
+)
 from govrpc.service import MethodSpec
 from govrpc.url import ServiceKey
 
-__all__ = ["ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "PUSHBACK_KEY", "STOP_BOUND", "ExportedService", "GrpcServer"]
+__all__ = ["ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "STOP_BOUND", "ExportedService", "GrpcServer"]
 
 log = logging.getLogger("govrpc.rpc.server")
 
-EXCEPTION_KEY = "govrpc-exception"   # trailing: module.QualName of a business exception
-ERROR_KEY = "govrpc-error"           # trailing: class name of a govrpc error
-KEY_KEY = "govrpc-key"               # request: service key, when one server hosts several
+Trailers = Iterable[tuple[str, "str | bytes"]]
 
 
 class ExportedService:
@@ -45,7 +59,7 @@ class ExportedService:
         self.invoker = invoker
         self.serializer = serializer
         # the user's bound methods, given when no provider filter runs: then nothing reads the
-        # Invocation, and a call skips building one
+        # Invocation, and a call skips building one (and its ProviderContext)
         self.direct = direct or {}
 
 
@@ -53,22 +67,20 @@ def _status(code_name: str) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN)
 
 
-PUSHBACK_KEY = "grpc-retry-pushback-ms"  # trailing: gRFC A6, when (or, negative: not) to retry
-
-
 class _Status(grpc.Status):
     def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[Any, ...]) -> None:
         self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
 
 
-def _rate_limited_status(exc: RateLimitedError) -> grpc.Status:
+def _rate_limited_status(exc: RateLimitedError, trailing: Trailers) -> grpc.Status:
     """RESOURCE_EXHAUSTED with the signals any gRPC client reads: ``google.rpc.RetryInfo`` and
-    ``QuotaFailure`` in the status details, and ``grpc-retry-pushback-ms`` (-1: do not retry)."""
+    ``QuotaFailure`` in the status details (grpcio-status), and ``grpc-retry-pushback-ms``
+    (gRFC A6; -1 when a retry is pointless)."""
     from google.protobuf import any_pb2, duration_pb2
     from google.rpc import code_pb2, error_details_pb2, status_pb2
     from grpc_status import rpc_status
 
-    message = exc.message or str(exc)
+    message = truncate(exc.message or str(exc))
     details = []
     if exc.retry_after is not None:
         delay = duration_pb2.Duration()
@@ -83,60 +95,87 @@ def _rate_limited_status(exc: RateLimitedError) -> grpc.Status:
         status.details.append(packed)
     pushback = str(int(exc.retry_after * 1000)) if exc.retry_after is not None else "-1"
     converted = rpc_status.to_status(status)
-    return _Status(converted.code, converted.details,
-                   (*converted.trailing_metadata, (ERROR_KEY, type(exc).__name__), (PUSHBACK_KEY, pushback)))
+    return _Status(converted.code, converted.details, (*converted.trailing_metadata, (ERROR_KEY, type(exc).__name__),
+                                                       (PUSHBACK_KEY, pushback), *trailing))
 
 
-def _fail(context: grpc.ServicerContext, exc: BaseException) -> None:
-    """Abort the call with ``exc`` encoded for the consumer (raises)."""
+def _fail(context: grpc.ServicerContext, exc: BaseException, trailing: Trailers = ()) -> None:
+    """Abort the call with ``exc`` encoded for the consumer (raises); ``trailing``: a filter's own."""
     if isinstance(exc, RateLimitedError):
-        context.abort_with_status(_rate_limited_status(exc))
+        context.abort_with_status(_rate_limited_status(exc, trailing))
     if isinstance(exc, GovRpcError):
-        context.set_trailing_metadata(((ERROR_KEY, type(exc).__name__),))
-        context.abort(_status(exc.code), exc.message or str(exc))
-    cls = type(exc)
-    context.set_trailing_metadata(((EXCEPTION_KEY, f"{cls.__module__}.{cls.__qualname__}"),))
-    context.abort(grpc.StatusCode.UNKNOWN, str(exc))
+        context.set_trailing_metadata(((ERROR_KEY, type(exc).__name__), *trailing))
+        context.abort(_status(exc.code), truncate(exc.message or str(exc)))
+    if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt...: the caller must not wait for them
+        log.warning("provider raised %s (answered as a RemoteError): %s", type(exc).__name__, exc)
+    remote_type, message, args = encode_exception(exc)
+    pairs: list[tuple[str, str | bytes]] = [(EXCEPTION_KEY, remote_type)]
+    if args is not None:
+        pairs.append((ARGS_KEY, args))
+    context.set_trailing_metadata((*pairs, *trailing))
+    context.abort(grpc.StatusCode.UNKNOWN, message)
+
+
+def _refuse(context: grpc.ServicerContext, code: grpc.StatusCode, error: str, message: str) -> None:
+    context.set_trailing_metadata(((ERROR_KEY, error),))
+    context.abort(code, truncate(message))
 
 
 def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[Any, grpc.ServicerContext], Any]:
     """The function grpc calls for one method; closes over everything it needs."""
     key, name = exported.key, spec.name
+    where = f"{key}.{name}"
     loads, dumps = exported.serializer.loads, exported.serializer.dumps
     protobuf = spec.is_protobuf
+    from_string = spec.request_type.FromString if protobuf else None  # type: ignore[union-attr]
     monotonic = time.monotonic
 
     def behavior(request: Any, context: grpc.ServicerContext) -> Any:
-        if protobuf:
-            args: tuple[Any, ...] = (request,)
-            kwargs: dict[str, Any] = {}
+        remaining = context.time_remaining()
+        if remaining is not None and remaining <= 0:  # it waited in the queue past its deadline: not run
+            _refuse(context, grpc.StatusCode.DEADLINE_EXCEEDED, "CallTimeoutError",
+                    f"{where}: the deadline passed while the call waited in the server's queue")
+        try:
+            decoded = from_string(request) if from_string is not None else loads(request)
+        except Exception as exc:  # noqa: BLE001 - any decoding failure is the caller's
+            _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "SerializationError",
+                    f"{where}: cannot decode the request: {exc}")
+        args: tuple[Any, ...]
+        kwargs: dict[str, Any]
+        if from_string is not None:
+            args, kwargs = (decoded,), {}
         else:
             try:
-                args, kwargs = loads(request)
-            except Exception as exc:  # noqa: BLE001 - any decoding failure is the caller's
-                context.set_trailing_metadata(((ERROR_KEY, "SerializationError"),))
-                context.abort(grpc.StatusCode.INVALID_ARGUMENT,
-                              f"{key}.{name}: cannot decode the request: {exc}")
-        try:
-            direct = exported.direct.get(name)  # read per call: the server rebinds its chain at run time
-            if direct is not None:
+                args, kwargs = decode_envelope(decoded, where)
+            except SerializationError as exc:
+                _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "SerializationError", exc.message)
+        trailing: list[tuple[str, str | bytes]] = []
+        direct = exported.direct.get(name)  # read per call: the server rebinds its chain at run time
+        if direct is not None:
+            try:
                 value = direct(*args, **kwargs)
-            else:
-                metadata = context.invocation_metadata()
-                attachments = {k: v for k, v in metadata if isinstance(v, str)} if metadata else {}
-                remaining = context.time_remaining()
-                deadline = monotonic() + remaining if remaining is not None else float("inf")
-                value = exported.invoker.invoke(Invocation(key, name, tuple(args), kwargs, attachments, deadline))
-        except Exception as exc:  # noqa: BLE001 - every failure goes back to the caller
-            _fail(context, exc)
-        if protobuf:
-            return value
+            except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller at once
+                _fail(context, exc)
+        else:
+            metadata = context.invocation_metadata()
+            attachments, binary, application = split_metadata(metadata) if metadata else ({}, {}, "")
+            provider_context = ProviderContext(context.peer(), application, binary, spec)
+            trailing = provider_context.trailing
+            deadline = monotonic() + remaining if remaining is not None else float("inf")
+            try:
+                value = exported.invoker.invoke(Invocation(key, name, args, kwargs, attachments, deadline,
+                                                  context=provider_context))
+            except BaseException as exc:  # noqa: BLE001
+                _fail(context, exc, trailing)
         try:
-            return dumps(value)
+            encoded = value if protobuf else dumps(value)
         except Exception as exc:  # noqa: BLE001
-            context.set_trailing_metadata(((ERROR_KEY, "SerializationError"),))
+            context.set_trailing_metadata(((ERROR_KEY, "SerializationError"), *trailing))
             context.abort(grpc.StatusCode.INTERNAL,
-                          f"{key}.{name}: cannot encode the result {type(value).__name__}: {exc}")
+                          truncate(f"{where}: cannot encode the result {type(value).__name__}: {exc}"))
+        if trailing:
+            context.set_trailing_metadata(tuple(trailing))
+        return encoded
 
     return behavior
 
@@ -144,10 +183,9 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
 def _rpc_handler(exported: ExportedService, spec: MethodSpec) -> grpc.RpcMethodHandler:
     behavior = _unary_behavior(exported, spec)
     if spec.is_protobuf:
+        # the request is parsed by the behaviour, so garbage gets INVALID_ARGUMENT (grpc's own: INTERNAL)
         return grpc.unary_unary_rpc_method_handler(
-            behavior,
-            request_deserializer=spec.request_type.FromString,  # type: ignore[union-attr]
-            response_serializer=spec.response_type.SerializeToString)  # type: ignore[union-attr]
+            behavior, response_serializer=spec.response_type.SerializeToString)  # type: ignore[union-attr]
     return grpc.unary_unary_rpc_method_handler(behavior)
 
 
@@ -260,9 +298,9 @@ class GrpcServer:
         # readers (grpc's threads) see either the old tables or the new ones, never a half-built one
         dispatcher.services, dispatcher.paths = services, paths
 
-    def hosts_several(self, service: str) -> bool:
-        """Does this server host more than one version/group of ``service``?"""
-        return sum(1 for e in self._exports if e.key.service == service) > 1
+    def hosts(self, service: str) -> int:
+        """How many versions/groups of ``service`` this server hosts."""
+        return sum(1 for e in self._exports if e.key.service == service)
 
     def start(self) -> int:
         """Bind and start serving; returns the bound port. A failed bind leaves nothing running."""

@@ -87,3 +87,14 @@ def test_a_protobuf_method_must_be_typed_on_both_ends(generated, memory_registry
 
     with pytest.raises(govrpc.ConfigurationError, match="exactly one message"):
         govrpc.Server(memory_registry).add(Half())
+
+
+def test_garbage_sent_to_a_protobuf_method_is_invalid_argument(generated, pb_server) -> None:
+    pb2, pb2_grpc = generated
+    with grpc.insecure_channel(f"127.0.0.1:{pb_server.port}") as channel:
+        raw = channel.unary_unary("/govrpctest.hello.Greeter/SayHello")
+        with pytest.raises(grpc.RpcError) as info:
+            raw(b"\xff\xff\xff\xff", timeout=5)
+        assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "cannot decode the request" in info.value.details()
+        assert pb2_grpc.GreeterStub(channel).SayHello(pb2.HelloRequest(name="ann"), timeout=5).message == "hello ann"

@@ -195,3 +195,19 @@ def test_file_rule_overwritten_with_bytes_that_are_not_utf8_keeps_its_last_good_
         assert wait_until(lambda: seen[-1]["off"] == "disabled = false")
     finally:
         release_registry(registry)
+
+
+def test_warnings_about_garbage_keep_a_bounded_record(file_registry, tmp_path: Path, monkeypatch) -> None:
+    from govrpc.registry import base
+
+    monkeypatch.setattr(base, "WARNED_KEPT", 50)
+    registry = acquire_registry(file_registry)
+    try:
+        registry.register(URL.parse("grpc://127.0.0.1:5000/reg.G"))
+        directory = tmp_path / "registry" / "reg.G" / "providers"
+        for i in range(300):  # hostile input: many distinct garbage names
+            (directory / f"junk-{i}").write_text(json.dumps({"url": "grpc:///reg.G", "pid": 0}))
+        assert registry.lookup("reg.G") == [URL.parse("grpc://127.0.0.1:5000/reg.G")]
+        assert 0 < len(registry._warned) <= 50
+    finally:
+        release_registry(registry)

@@ -15,8 +15,9 @@ import govrpc
 from govrpc.exceptions import RuleError
 from govrpc.invocation import Filter, Invocation, Invoker
 from govrpc.registry.file import FileRegistry
-from govrpc.router import InProcessInvoker, TagPassOnFilter
+from govrpc.router import TagPassOnFilter
 from govrpc.router.script import default_engine
+from govrpc.rpc import InProcessInvoker
 from govrpc.url import URL
 
 
@@ -319,7 +320,7 @@ def test_a_rule_published_by_providers_applies_below_the_consumers_own(memory_re
 
 
 def test_a_host_based_rule_matches_this_consumers_address(memory_registry, start_server, client_factory) -> None:
-    from govrpc.router.local import local_address
+    from govrpc.net import local_address
 
     for name in ("a", "b"):
         start_server(memory_registry, Routed(name), tags={"name": name})

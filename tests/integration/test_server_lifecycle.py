@@ -17,7 +17,7 @@ import pytest
 import govrpc
 from govrpc.registry import acquire_registry, release_registry
 from govrpc.registry.memory import MemoryRegistry
-from govrpc.router.local import find_local
+from govrpc.rpc.inprocess import find_local
 from govrpc.rpc.server import STOP_BOUND
 from govrpc.server import ServerState
 from govrpc.url import URL

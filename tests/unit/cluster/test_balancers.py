@@ -229,3 +229,27 @@ def test_consistenthash_keys_a_method_without_arguments_on_one_provider() -> Non
 def test_options_that_are_not_finite_numbers_are_refused(value: str) -> None:
     with pytest.raises(ConfigurationError, match="not a finite number"):
         consumer_url(**{"retry.backoff": value}).get_float("retry.backoff", 0.01)
+
+
+def test_leastactive_on_a_long_busy_list_prefers_the_less_busy() -> None:
+    invokers = tuple(fakes(100))
+    opened = []
+    for index, invoker in enumerate(invokers):  # every provider busy: 1 call on even ones, 10 on odd
+        for _ in range(1 if index % 2 == 0 else 10):
+            opened.append((stats_of(invoker), stats_of(invoker).begin()))
+    try:
+        balancer = LeastActiveLoadBalancer(consumer_url())
+        picks = [invokers.index(balancer.select(invokers, invocation())) for _ in range(4000)]
+    finally:
+        for stats, t in opened:
+            stats.end(t, False)
+    light = sum(1 for i in picks if i % 2 == 0) / len(picks)
+    assert light > 0.9, light  # least of 4 draws: a busy one only when all 4 are busy (1/16)
+    assert len(set(picks)) > 40  # spread over the light ones, not stuck on one
+    idle = invokers[37]
+    opened = [(stats_of(i), stats_of(i).begin()) for i in invokers if i is not idle]
+    try:
+        assert collections.Counter(balancer.select(invokers, invocation()) for _ in range(2000))[idle] > 20
+    finally:
+        for stats, t in opened:
+            stats.end(t, False)

@@ -12,7 +12,7 @@ from govrpc.invocation import Invocation, Invoker
 from govrpc.router import LocalFirstRouter, RouterChain, TagRouter
 from govrpc.router.chain import CACHE_LIMIT
 from govrpc.router.condition import ConditionRouter
-from govrpc.router.local import InProcessInvoker, LocalExport
+from govrpc.rpc.inprocess import InProcessInvoker, LocalExport
 from govrpc.url import URL
 
 from tests.unit.router.helpers import consumer, invocation, provider
