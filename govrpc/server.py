@@ -20,13 +20,21 @@ from govrpc.cluster.configured import method_options
 from govrpc.configurator import ConfiguratorWatcher, configure_server
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
+from govrpc.invocation import (
+    PEERS_KEY,
+    PEERS_WEIGHT_KEY,
+    Filter,
+    Invocation,
+    Invoker,
+    build_filter_chain,
+    load_filters,
+)
 from govrpc.options import MAX_MESSAGE_SIZE, check_int, check_options, known_options
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.rpc.inprocess import LocalWorkers, export_local, find_local, withdraw_local
 from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
 from govrpc.service import ServiceSpec, describe
-from govrpc.url import URL, ServiceKey
+from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
 
 __all__ = ["ProviderInvoker", "Server", "ServerState"]
 
@@ -56,9 +64,11 @@ class _Hosted:
     """One hosted service: its published URL, the end of its chain, what the transport serves,
     and the configurators watched for it (``configured``: the URL its filters are bound to)."""
 
-    __slots__ = ("url", "target", "exported", "watcher", "configured")
+    __slots__ = ("url", "target", "exported", "watcher", "configured", "peers", "peers_listener")
 
     def __init__(self, url: URL, target: ProviderInvoker, watcher: ConfiguratorWatcher) -> None:
+        self.peers: tuple[int, int] | None = None  # (instances, their weights): once a filter wants them
+        self.peers_listener: Any = None
         self.url = url
         self.target = target
         self.exported: ExportedService | None = None
@@ -140,6 +150,7 @@ class Server:
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
         self._settings: dict[ServiceKey, dict[str, str]] = {}
         self._hosted: dict[ServiceKey, _Hosted] = {}
+        self._rebind_lock = threading.RLock()
         self.urls: list[URL] = []
         self.invokers: dict[ServiceKey, Invoker] = {}
         self._state: str = ServerState.NEW  # a str Enum: plain strings compare equal
@@ -205,26 +216,50 @@ class Server:
         return self._hosted[key].configured
 
     def _reconfigured(self, key: ServiceKey, watcher: ConfiguratorWatcher) -> None:
-        """Configurators of a hosted service changed: bind the provider filters to the new URL and
-        swap the chain whole (calls in flight finish on the old one). Settings a filter refuses
-        leave the last good chain in force, with a warning. Any stage's provider options take
-        effect this way: nothing here knows a stage."""
+        self._rebind(key)
+
+    def _peers_changed(self, key: ServiceKey, urls: Any) -> None:
         hosted = self._hosted.get(key)
-        if hosted is None or hosted.exported is None:
+        if hosted is None:
             return
-        url = configure_server(hosted.url, watcher.rules)
-        if url == hosted.configured:
-            return
-        try:
-            invoker = build_filter_chain(self.filters, hosted.target, url)
-        except ConfigurationError as exc:
-            log.warning("configurators of %s give provider settings that do not work (%s); "
-                        "keeping the previous ones", key, exc)
-            return
+        own = hosted.url
+        live = [u for u in urls if u.scheme in PROVIDER_SCHEMES and key.matches(u) and u.address != own.address]
+        weights = [int(u.params.get("weight", 100)) if str(u.params.get("weight", "")).isdigit() else 100
+                   for u in live]
+        hosted.peers = (len(live) + 1, sum(weights) + self.weight)  # itself, registered or not yet
+        self._rebind(key)
+
+    def _rebind(self, key: ServiceKey) -> None:
+        """Configurators (or the live instances) of a hosted service changed: bind the provider
+        filters to the new URL and swap the chain whole (calls in flight finish on the old one).
+        Settings a filter refuses leave the last good chain in force, with a warning. Any
+        stage's provider options take effect this way: nothing here knows a stage."""
+        subscribe = None
+        with self._rebind_lock:
+            hosted = self._hosted.get(key)
+            if hosted is None or hosted.exported is None or self._state in ("stopping", "stopped"):
+                return
+            url = configure_server(hosted.url, hosted.watcher.rules)
+            if hosted.peers is None and any(f.wants_peers(url) for f in self.filters):
+                hosted.peers = (1, self.weight)
+                hosted.peers_listener = subscribe = functools.partial(self._peers_changed, key)
+            if hosted.peers is not None:
+                url = url.with_params(**{PEERS_KEY: hosted.peers[0], PEERS_WEIGHT_KEY: hosted.peers[1]})
+            if url != hosted.configured:
+                try:
+                    self._swap(key, hosted, url, build_filter_chain(self.filters, hosted.target, url))
+                except ConfigurationError as exc:
+                    log.warning("configurators of %s give provider settings that do not work (%s); "
+                                "keeping the previous ones", key, exc)
+        if subscribe is not None and self.registry is not None:  # outside the lock: it calls back
+            self.registry.subscribe(key.service, subscribe)
+
+    def _swap(self, key: ServiceKey, hosted: _Hosted, url: URL, invoker: Invoker) -> None:
         hosted.configured = url
         self.invokers[key] = invoker
         filtered = invoker is not hosted.target
         exported = hosted.exported
+        assert exported is not None
         # a call reads the invoker, then the shortcut: clear the shortcut before, set it after
         exported.direct = {}
         exported.invoker = invoker
@@ -353,8 +388,11 @@ class Server:
         deadline = time.monotonic() + (grace or 0)  # the whole stop fits in the grace (+ STOP_BOUND)
         registry = self.registry
         assert registry is not None
-        for hosted in self._hosted.values():
-            hosted.watcher.close()
+        with self._rebind_lock:
+            for hosted in self._hosted.values():
+                hosted.watcher.close()
+                if hosted.peers_listener is not None:
+                    registry.unsubscribe(hosted.url.path, hosted.peers_listener)
         for url in self.urls:
             try:
                 registry.unregister(url)

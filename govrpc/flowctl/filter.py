@@ -24,10 +24,11 @@ from govrpc.exceptions import ConfigurationError
 from govrpc.extension import get_extension
 from govrpc.flowctl.concurrency import ConcurrencyLimiter
 from govrpc.flowctl.events import Refusal, refuse
-from govrpc.flowctl.limiter import RateLimiter
+from govrpc.flowctl.limiter import RateLimiter, TokenBucketLimiter
 from govrpc.flowctl.priority import HEADROOM, PRIORITY_KEY, Priority, parse_priority
 from govrpc.flowctl.settings import (
     ACTIVES,
+    CLUSTER_TPS,
     CONCURRENCY,
     CONSUMER_FLOW_OPTIONS,
     PRIORITY,
@@ -38,7 +39,7 @@ from govrpc.flowctl.settings import (
     TPS_QUEUE,
     TPS_WARMUP,
 )
-from govrpc.invocation import Filter, Invocation, Invoker
+from govrpc.invocation import PEERS_WEIGHT_KEY, Filter, Invocation, Invoker
 from govrpc.options import Option, split_method_key
 from govrpc.url import URL
 
@@ -52,14 +53,16 @@ class FlowGate:
     """The limits of one scope (a service, or one of its methods) on one side."""
 
     __slots__ = ("service", "method", "side", "rate", "rate_key", "rate_value", "queue", "slots", "slots_key",
-                 "slots_reason")
+                 "slots_reason", "share", "share_key", "share_value")
 
     def __init__(self, service: str, method: str, side: str, rate: RateLimiter | None, rate_key: str,
                  rate_value: str, queue: float, slots: ConcurrencyLimiter | None, slots_key: str,
-                 slots_reason: str) -> None:
+                 slots_reason: str, share: RateLimiter | None = None, share_key: str = "",
+                 share_value: str = "") -> None:
         self.service, self.method, self.side = service, method, side
         self.rate, self.rate_key, self.rate_value, self.queue = rate, rate_key, rate_value, queue
         self.slots, self.slots_key, self.slots_reason = slots, slots_key, slots_reason
+        self.share, self.share_key, self.share_value = share, share_key, share_value
 
     def _refusal(self, invocation: Invocation, reason: str, key: str, value: str, priority: Priority,
                  retry_after: float | None) -> Exception:
@@ -68,6 +71,10 @@ class FlowGate:
 
     def enter(self, invocation: Invocation, priority: Priority, headroom: float) -> bool:
         """Admit the call or raise ``RateLimitedError``; True when a slot was taken (release it)."""
+        share = self.share
+        if share is not None and not share.acquire(headroom):
+            raise self._refusal(invocation, "cluster", self.share_key, self.share_value, priority,
+                                share.retry_after())
         rate = self.rate
         if rate is not None:
             if self.queue:
@@ -122,8 +129,18 @@ class _FlowFilterBase(Filter):
         tps_key = prefix + TPS.name
         slots_key = prefix + self.slots_option.name
         rate_text, slots_text = params.get(tps_key), params.get(slots_key)
-        if not rate_text and not slots_text:
+        share_key = prefix + CLUSTER_TPS.name
+        total_text = params.get(share_key) if self.side == "provider" else None
+        if not rate_text and not slots_text and not total_text:
             return None
+        share: RateLimiter | None = None
+        share_value = ""
+        if total_text:
+            total = CLUSTER_TPS.check(total_text, share_key)
+            rate_share = cluster_share(total, params)
+            share_value = f"{total_text} (this instance's share: {rate_share:.4g}/s)"
+            share = self._keep((url.path, prefix, "cluster", rate_share),
+                               lambda: TokenBucketLimiter(rate_share, max(1.0, rate_share)), used)
         rate: RateLimiter | None = None
         queue = 0.0
         if rate_text:
@@ -142,7 +159,7 @@ class _FlowFilterBase(Filter):
             limit = self.slots_option.check(slots_text, slots_key)
             slots = self._keep((url.path, prefix, "slots", limit), lambda: ConcurrencyLimiter(limit), used)
         return FlowGate(url.path, method, self.side, rate, tps_key, rate_text or "", queue, slots, slots_key,
-                        self.slots_reason)
+                        self.slots_reason, share, share_key, share_value)
 
     def _gates(self, url: URL) -> tuple[FlowGate | None, dict[str, FlowGate]]:
         used: dict[tuple[Any, ...], Any] = {}
@@ -205,13 +222,31 @@ class _BoundFlow(Filter):
                 service.slots.release()  # type: ignore[union-attr]
 
 
+def cluster_share(total: float, params: Mapping[str, str]) -> float:
+    """This instance's share of a cluster-wide rate: ``total`` x its weight / the live instances'
+    weights (``peers.weight``; equal weights: total / instances). Alone, or before its server
+    knows its peers, an instance takes the whole total."""
+    try:
+        weight = float(params.get("weight", 100))
+        weights = float(params.get(PEERS_WEIGHT_KEY, 0))
+    except ValueError:
+        return total
+    if weights <= 0 or weight <= 0:
+        return total
+    return max(total * min(1.0, weight / weights), 1e-3)
+
+
 class ProviderFlowFilter(_FlowFilterBase):
-    """Provider flow control: ``tps`` (and family) and ``concurrency`` per service and method."""
+    """Provider flow control: ``tps`` (and family), ``concurrency`` and this instance's share of
+    ``cluster.tps``, per service and method."""
 
     side = "provider"
     order = 20
     auto = True
     options = PROVIDER_FLOW_OPTIONS
+
+    def wants_peers(self, url: URL) -> bool:
+        return any(k == CLUSTER_TPS.name or k.endswith("." + CLUSTER_TPS.name) for k in url.params)
 
     def bind(self, url: URL) -> Filter | None:
         service, methods = self._gates(url)
