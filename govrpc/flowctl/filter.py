@@ -22,14 +22,17 @@ from typing import Any, Mapping
 from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError
 from govrpc.extension import get_extension
-from govrpc.flowctl.concurrency import ConcurrencyLimiter
+from govrpc.flowctl.adaptive import SAMPLE_EVERY, OverloadDetector
+from govrpc.flowctl.concurrency import ConcurrencyLimiter, ConnectionLimiter
 from govrpc.flowctl.events import Refusal, refuse
 from govrpc.flowctl.limiter import RateLimiter, TokenBucketLimiter
 from govrpc.flowctl.priority import HEADROOM, PRIORITY_KEY, Priority, parse_priority
 from govrpc.flowctl.settings import (
     ACTIVES,
+    ADAPTIVE,
     CLUSTER_TPS,
     CONCURRENCY,
+    CONNECTIONS,
     CONSUMER_FLOW_OPTIONS,
     PRIORITY,
     PROVIDER_FLOW_OPTIONS,
@@ -65,9 +68,9 @@ class FlowGate:
         self.share, self.share_key, self.share_value = share, share_key, share_value
 
     def _refusal(self, invocation: Invocation, reason: str, key: str, value: str, priority: Priority,
-                 retry_after: float | None) -> Exception:
+                 retry_after: float | None, level: str = "normal") -> Exception:
         return refuse(Refusal(self.service, invocation.method, self.side, reason, key, value, str(priority),
-                              retry_after=retry_after), invocation)
+                              level, retry_after), invocation)
 
     def enter(self, invocation: Invocation, priority: Priority, headroom: float) -> bool:
         """Admit the call or raise ``RateLimitedError``; True when a slot was taken (release it)."""
@@ -182,6 +185,8 @@ class _FlowFilterBase(Filter):
 
 class _BoundFlow(Filter):
     side = "both"
+    detector: OverloadDetector | None = None
+    connections: ConnectionLimiter | None = None
 
     def __init__(self, owner: Filter, service: FlowGate | None, methods: dict[str, FlowGate],
                  priorities: Mapping[str, str] | None = None) -> None:
@@ -200,6 +205,29 @@ class _BoundFlow(Filter):
                 attachments[PRIORITY_KEY] = given
         priority, text = _priority_of(attachments)
         headroom = HEADROOM[priority]
+        connections = self.connections
+        if connections is not None and invocation.context is not None \
+                and not connections.admit(invocation.context.peer):
+            raise refuse(Refusal(invocation.service, invocation.method, self.side, "connections", CONNECTIONS.name,
+                                 str(connections.limit), str(priority), retry_after=0.0), invocation)
+        detector = self.detector
+        if detector is not None:
+            return self._adaptive(detector, invoker, invocation, priority, text)
+        return self._admit(invoker, invocation, priority, text, headroom)
+
+    def _adaptive(self, detector: OverloadDetector, invoker: Invoker, invocation: Invocation,
+                  priority: Priority, text: str | None) -> Any:
+        if not detector.admits(priority):
+            raise refuse(Refusal(invocation.service, invocation.method, self.side, "shed", ADAPTIVE.name, "true",
+                                 str(priority), str(detector.level), SAMPLE_EVERY), invocation)
+        started = detector.begin()
+        try:
+            return self._admit(invoker, invocation, priority, text, HEADROOM[priority])
+        finally:
+            detector.end(started)
+
+    def _admit(self, invoker: Invoker, invocation: Invocation, priority: Priority, text: str | None,
+               headroom: float) -> Any:
         service = self.service
         method = self.methods.get(invocation.method) if self.methods else None
         held_service = service.enter(invocation, priority, headroom) if service is not None else False
@@ -249,10 +277,25 @@ class ProviderFlowFilter(_FlowFilterBase):
         return any(k == CLUSTER_TPS.name or k.endswith("." + CLUSTER_TPS.name) for k in url.params)
 
     def bind(self, url: URL) -> Filter | None:
+        limit = CONNECTIONS.read(url)
+        kept, kept_peers = (url.path, "", "adaptive"), (url.path, "", "connections", limit)
+        # read before the gates forget what this URL no longer uses
+        previous, previous_peers = self._kept.get(kept), self._kept.get(kept_peers)
         service, methods = self._gates(url)
-        if service is None and not methods:
+        adaptive = url.params.get(ADAPTIVE.name)
+        detector = connections = None
+        if adaptive and ADAPTIVE.check(adaptive):
+            detector = previous if isinstance(previous, OverloadDetector) else OverloadDetector(url.path)
+        if limit is not None:
+            connections = previous_peers if isinstance(previous_peers, ConnectionLimiter) \
+                else ConnectionLimiter(limit)
+        with self._kept_lock:
+            self._kept.update({k: v for k, v in ((kept, detector), (kept_peers, connections)) if v is not None})
+        if service is None and not methods and detector is None and connections is None:
             return None
-        return _BoundFlow(self, service, methods)
+        bound = _BoundFlow(self, service, methods)
+        bound.detector, bound.connections = detector, connections
+        return bound
 
 
 class ConsumerFlowFilter(_FlowFilterBase):

@@ -16,7 +16,7 @@ from govrpc.exceptions import ConfigurationError
 from govrpc.flowctl.priority import parse_priority
 from govrpc.options import Option
 
-__all__ = ["ACTIVES", "CLUSTER_MODE", "CLUSTER_MODES", "CLUSTER_TPS", "CONCURRENCY", "CONNECTIONS",
+__all__ = ["ACTIVES", "ADAPTIVE", "CLUSTER_MODE", "CLUSTER_MODES", "CLUSTER_TPS", "CONCURRENCY", "CONNECTIONS",
            "CONSUMER_FLOW_OPTIONS", "FLOW_KEYS", "PRIORITY", "PROVIDER_FLOW_OPTIONS", "TPS", "TPS_BURST",
            "TPS_LIMITER", "TPS_QUEUE", "TPS_WARMUP"]
 
@@ -70,10 +70,12 @@ CLUSTER_MODE = Option("cluster.mode", _mode, "split", "split: cluster.tps x weig
                       "split", per_method=False, side=PROVIDER)
 ACTIVES = Option.integer("actives", None, low=1, expected="an integer >= 1",
                          doc="calls in flight from this consumer; more are refused at once")
+ADAPTIVE = Option.boolean("adaptive", None, per_method=False, side=PROVIDER,
+                          doc="true: shed by priority as the process's load rises (govrpc.flowctl.adaptive)")
 PRIORITY = Option("priority", _priority, None, "criticality of the calls: critical_plus, critical, "
                   "sheddable_plus, sheddable", "a priority", canonical=str)
 
 PROVIDER_FLOW_OPTIONS = (TPS, TPS_BURST, TPS_LIMITER, TPS_WARMUP, TPS_QUEUE, CONCURRENCY, CONNECTIONS,
-                         CLUSTER_TPS, CLUSTER_MODE)
+                         CLUSTER_TPS, CLUSTER_MODE, ADAPTIVE)
 CONSUMER_FLOW_OPTIONS = (TPS, TPS_BURST, TPS_LIMITER, TPS_WARMUP, TPS_QUEUE, ACTIVES, PRIORITY)
 FLOW_KEYS = frozenset(o.name for o in (*PROVIDER_FLOW_OPTIONS, *CONSUMER_FLOW_OPTIONS))

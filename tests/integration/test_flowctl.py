@@ -430,3 +430,54 @@ def test_flow_cli_lists_sets_and_removes(file_registry: str, capsys: Any) -> Non
     assert main(["flow", "rm", "test.Echo", "tps", "--registry", file_registry]) == 0
     with govrpc.Admin(file_registry) as admin:
         assert admin.flow("test.Echo")["flow"] == {"find.concurrency": "4"}
+
+
+def test_the_connection_cap_refuses_the_extra_client(memory_registry: str, client_factory: Any) -> None:
+    server = govrpc.Server(memory_registry)
+    server.add(Echo(), connections=1)
+    server.start()
+    request = get_extension("govrpc.serializer", "msgpack")().dumps_call((1,), {})
+    # channels of one process share connections; a private subchannel pool makes a second one
+    other = grpc.insecure_channel(f"127.0.0.1:{server.port}", options=[("grpc.use_local_subchannel_pool", 1)])
+    try:
+        first = client_factory(memory_registry).proxy("test.Echo", cluster="failfast", timeout=3.0)
+        assert [first.echo(i) for i in range(3)] == [0, 1, 2]
+        with pytest.raises(grpc.RpcError) as refused:
+            other.unary_unary("/test.Echo/echo")(request, timeout=3)  # another connection, over the cap
+        assert first.echo(4) == 4  # the connection served goes on being served
+    finally:
+        other.close()
+        server.stop(grace=0.5)
+    assert refused.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "by connections = 1 (connections)" in refused.value.details()
+    assert int(dict(refused.value.trailing_metadata())["grpc-retry-pushback-ms"]) == 0  # another provider may
+
+
+def test_adaptive_protection_sheds_low_priorities_while_calls_queue(memory_registry: str,
+                                                                    client_factory: Any) -> None:
+    gate = Gate()
+    server = govrpc.Server(memory_registry, max_workers=2)
+    server.add(gate, adaptive=True)
+    server.start()
+    try:
+        proxy = client_factory(memory_registry).proxy("test.Gate", cluster="failfast", timeout=20.0)
+        results: dict[str, list[str]] = {"critical": [], "sheddable": []}
+        lock = threading.Lock()
+
+        def call(priority: str) -> None:
+            with govrpc.attachments(priority=priority):
+                outcome = _outcome(lambda: proxy.hold(0.05))
+            with lock:
+                results[priority].append(outcome)
+
+        # 2 workers, 8 callers at once: calls queue for a worker, the level rises
+        with ThreadPoolExecutor(8) as pool:
+            for n in range(160):
+                pool.submit(call, "critical" if n % 4 == 0 else "sheddable")
+    finally:
+        server.stop(grace=0.5)
+    from govrpc.flowctl.adaptive import level_changes
+
+    assert results["critical"].count("ok") == len(results["critical"]) == 40
+    assert results["sheddable"].count("shed") > 0
+    assert any(k[0] == "test.Gate" and k[2] != "normal" for k in level_changes())

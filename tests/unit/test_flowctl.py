@@ -254,3 +254,74 @@ def test_a_flow_rule_renders_and_checks() -> None:
     text = render_flow_rule({"tps": "5", "find.concurrency": "2"}, address="127.0.0.1:9")
     assert parse_configurator(text).params == {"tps": "5", "find.concurrency": "2"}
     assert TPS.check("2.5") == 2.5 and TPS_BURST.check("1") == 1.0
+
+
+def test_adaptive_levels_follow_the_signals_and_shed_by_priority(caplog: Any) -> None:
+    from govrpc.flowctl.adaptive import HOLD, Level, OverloadDetector, level_changes
+
+    clock, cpu, backlog = Clock(), [0.1], [0]
+    detector = OverloadDetector("demo.S", cpu=lambda: cpu[0], backlog=lambda: backlog[0], clock=clock)
+    assert detector.sample() is Level.NORMAL and detector.admits(Priority.SHEDDABLE)
+    backlog[0] = 5  # calls wait for a worker
+    with caplog.at_level(logging.WARNING, logger="govrpc.flowctl"):
+        assert detector.sample() is Level.BUSY
+    assert not detector.admits(Priority.SHEDDABLE) and detector.admits(Priority.SHEDDABLE_PLUS)
+    assert "protection level normal -> busy" in caplog.text
+    cpu[0] = 1.0
+    for _ in range(3):  # smoothed: one hot reading does not make an overload
+        clock.now += 0.3
+        assert detector.sample() is Level.BUSY
+    clock.now += 0.3
+    assert detector.sample() is Level.OVERLOADED  # smoothed CPU past 90 %
+    assert not detector.admits(Priority.SHEDDABLE_PLUS) and detector.admits(Priority.CRITICAL)
+    cpu[0], backlog[0] = 0.0, 0
+    clock.now += 0.3
+    assert detector.sample() is Level.OVERLOADED  # held: it does not flap back at once
+    clock.now += HOLD
+    for _ in range(5):
+        clock.now += 0.3
+        detector.sample()
+    assert detector.level is Level.NORMAL
+    changes = level_changes()
+    assert changes[("demo.S", "normal", "busy")] >= 1 and changes[("demo.S", "busy", "overloaded")] >= 1
+
+
+def test_adaptive_bbr_limit_is_throughput_times_min_latency() -> None:
+    from govrpc.flowctl.adaptive import OverloadDetector
+
+    clock = Clock(100.0)
+    detector = OverloadDetector("demo.S", cpu=lambda: 0.0, backlog=lambda: 0, clock=clock)
+    assert detector.bbr_limit() == float("inf")  # no history yet
+    for _ in range(50):  # 50 calls of 20 ms each, done within one 100 ms window: 500/s x 0.02 s
+        started = detector.begin()
+        clock.now += 0.0001
+        detector.end(started - 0.02)
+    assert detector.bbr_limit() == pytest.approx(10, rel=0.05)
+
+
+def test_a_shed_call_names_the_level() -> None:
+    flow = ProviderFlowFilter()
+    bound = flow.bind(URL.parse("grpc://127.0.0.1:1/demo.S?adaptive=true"))
+    from govrpc.flowctl.adaptive import Level
+
+    bound.detector.level = Level.BUSY
+    bound.detector._sampled_at = float("inf")  # no sample: the level stays as set
+    with pytest.raises(Exception) as shed:
+        bound.invoke(Target(), invocation(priority="sheddable"))
+    assert "shed on the provider by adaptive = true (shed) at priority sheddable, level busy" in str(shed.value)
+    assert bound.invoke(Target(), invocation(priority="critical")) == "ok"
+    assert flow.bind(URL.parse("grpc://127.0.0.1:1/demo.S?adaptive=true")).detector is bound.detector
+
+
+def test_connections_count_until_idle() -> None:
+    from govrpc.flowctl.concurrency import ConnectionLimiter
+
+    clock = Clock()
+    limiter = ConnectionLimiter(2, idle=30.0, clock=clock)
+    assert limiter.admit("ipv4:127.0.0.1:1") and limiter.admit("ipv4:127.0.0.1:2")
+    assert limiter.admit("ipv4:127.0.0.1:1")  # a connection already served goes on
+    assert not limiter.admit("ipv4:127.0.0.1:3")  # the cap: refused at once
+    clock.now += 10
+    limiter.admit("ipv4:127.0.0.1:1")
+    clock.now += 25  # :2 idle for 35 s: it no longer counts
+    assert limiter.admit("ipv4:127.0.0.1:3") and limiter.connected == 2
