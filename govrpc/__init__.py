@@ -35,6 +35,7 @@ _LAZY = {
     "MessageTooLargeError": "govrpc.exceptions",
     "MethodNotFoundError": "govrpc.exceptions",
     "NoProviderError": "govrpc.exceptions",
+    "Priority": "govrpc.flowctl.priority",
     "ProviderUnavailableError": "govrpc.exceptions",
     "RateLimitedError": "govrpc.exceptions",
     "RegistryError": "govrpc.exceptions",
@@ -48,7 +49,10 @@ _LAZY = {
     "ServiceKey": "govrpc.url",
     "URL": "govrpc.url",
     "UnauthenticatedError": "govrpc.exceptions",
+    "add_refusal_listener": "govrpc.flowctl.events",
     "attachments": "govrpc.context",
+    "refusal_counts": "govrpc.flowctl.events",
+    "remove_refusal_listener": "govrpc.flowctl.events",
     "safe_exception": "govrpc.exceptions",
     "serializable": "govrpc.rpc.serialization",
 }
@@ -78,6 +82,8 @@ if TYPE_CHECKING:
         UnauthenticatedError,
         safe_exception,
     )
+    from govrpc.flowctl.events import add_refusal_listener, refusal_counts, remove_refusal_listener
+    from govrpc.flowctl.priority import Priority
     from govrpc.invocation import Filter, Invocation, Invoker, Result
     from govrpc.rpc.serialization import serializable
     from govrpc.server import Server
@@ -114,6 +120,7 @@ __all__ = [
     "MessageTooLargeError",
     "MethodNotFoundError",
     "NoProviderError",
+    "Priority",
     "ProviderUnavailableError",
     "RateLimitedError",
     "RegistryError",
@@ -127,8 +134,11 @@ __all__ = [
     "ServiceKey",
     "URL",
     "UnauthenticatedError",
+    "add_refusal_listener",
     "attachments",
     "method",
+    "refusal_counts",
+    "remove_refusal_listener",
     "safe_exception",
     "serializable",
     "service",
