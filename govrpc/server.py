@@ -388,11 +388,12 @@ class Server:
         deadline = time.monotonic() + (grace or 0)  # the whole stop fits in the grace (+ STOP_BOUND)
         registry = self.registry
         assert registry is not None
-        with self._rebind_lock:
-            for hosted in self._hosted.values():
-                hosted.watcher.close()
-                if hosted.peers_listener is not None:
-                    registry.unsubscribe(hosted.url.path, hosted.peers_listener)
+        # not under the rebind lock: a rebind running on the registry's delivery thread would wait
+        # for it while this waits for that thread (the state is "stopping": no rebind starts now)
+        for hosted in self._hosted.values():
+            hosted.watcher.close()
+            if hosted.peers_listener is not None:
+                registry.unsubscribe(hosted.url.path, hosted.peers_listener)
         for url in self.urls:
             try:
                 registry.unregister(url)

@@ -100,6 +100,14 @@ class FlowGate:
         return True
 
 
+def _scope(url: URL) -> tuple[str, ...]:
+    """What one set of limiters serves: one provider (address, service key) or one reference
+    (its consumer URL's identity); settings and rebinds do not change it."""
+    params = url.params
+    return (url.address, url.path, params.get("version", ""), params.get("group", ""),
+            params.get("timestamp", ""), params.get("pid", ""))
+
+
 def _priority_of(attachments: Mapping[str, str]) -> tuple[Priority, str | None]:
     text = attachments.get(PRIORITY_KEY)
     if text is None:
@@ -142,7 +150,7 @@ class _FlowFilterBase(Filter):
             total = CLUSTER_TPS.check(total_text, share_key)
             rate_share = cluster_share(total, params)
             share_value = f"{total_text} (this instance's share: {rate_share:.4g}/s)"
-            share = self._keep((url.path, prefix, "cluster", rate_share),
+            share = self._keep((_scope(url), prefix, "cluster", rate_share),
                                lambda: TokenBucketLimiter(rate_share, max(1.0, rate_share)), used)
         rate: RateLimiter | None = None
         queue = 0.0
@@ -151,7 +159,7 @@ class _FlowFilterBase(Filter):
                         else o.default for o in _RATE_KEYS}
             name = settings[TPS_LIMITER.name]
             cls = get_extension("govrpc.limiter", name)
-            rate = self._keep((url.path, prefix, "rate", tuple(settings.items())),
+            rate = self._keep((_scope(url), prefix, "rate", tuple(settings.items())),
                               lambda: cls(settings[TPS.name], settings[TPS_BURST.name],
                                           warmup=settings[TPS_WARMUP.name], queue=settings[TPS_QUEUE.name]),
                               used)
@@ -160,7 +168,7 @@ class _FlowFilterBase(Filter):
         slots = None
         if slots_text:
             limit = self.slots_option.check(slots_text, slots_key)
-            slots = self._keep((url.path, prefix, "slots", limit), lambda: ConcurrencyLimiter(limit), used)
+            slots = self._keep((_scope(url), prefix, "slots", limit), lambda: ConcurrencyLimiter(limit), used)
         return FlowGate(url.path, method, self.side, rate, tps_key, rate_text or "", queue, slots, slots_key,
                         self.slots_reason, share, share_key, share_value)
 
@@ -174,7 +182,8 @@ class _FlowFilterBase(Filter):
             if gate is not None:
                 methods[name] = gate
         with self._kept_lock:  # only what this URL uses stays kept for the next rebind
-            self._kept = {k: v for k, v in self._kept.items() if k[0] != url.path}
+            scope = _scope(url)
+            self._kept = {k: v for k, v in self._kept.items() if k[0] != scope}
             self._kept.update(used)
         return service, methods
 
@@ -278,7 +287,7 @@ class ProviderFlowFilter(_FlowFilterBase):
 
     def bind(self, url: URL) -> Filter | None:
         limit = CONNECTIONS.read(url)
-        kept, kept_peers = (url.path, "", "adaptive"), (url.path, "", "connections", limit)
+        kept, kept_peers = (_scope(url), "", "adaptive"), (_scope(url), "", "connections", limit)
         # read before the gates forget what this URL no longer uses
         previous, previous_peers = self._kept.get(kept), self._kept.get(kept_peers)
         service, methods = self._gates(url)
