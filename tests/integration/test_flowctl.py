@@ -485,3 +485,44 @@ def test_adaptive_protection_sheds_low_priorities_while_calls_queue(memory_regis
     assert results["critical"].count("ok") == len(results["critical"]) == 40
     assert results["sheddable"].count("shed") > 0
     assert any(k[0] == "test.Gate" and k[2] != "normal" for k in level_changes())
+
+
+def test_a_priority_set_for_one_consumer_application_reaches_its_calls(memory_registry: str,
+                                                                        client_factory: Any) -> None:
+    back = govrpc.Server(memory_registry)
+    back.add(Echo())
+    back.start()
+    front = govrpc.Server(memory_registry)
+    front.add(Front(client_factory(memory_registry)), concurrency=10)
+    front.start()
+    try:
+        batch = client_factory(memory_registry, application="batch").proxy("test.Front", timeout=3.0)
+        web = client_factory(memory_registry, application="web").proxy("test.Front", timeout=3.0)
+        assert batch.relay() is None
+        with govrpc.Admin(memory_registry) as admin:
+            admin.set_flow("test.Front", {"priority": "sheddable", "relay.priority": "sheddable_plus"},
+                           application="batch")
+        wait_until(lambda: batch.relay() == "sheddable_plus", what="the method's priority for batch")
+        assert web.relay() is None  # another application's calls are left alone
+    finally:
+        front.stop(grace=0.5)
+        back.stop(grace=0.5)
+
+
+@pytest.mark.parametrize("options,named", [({"tps": 0}, "tps"), ({"tps": float("nan")}, "tps"),
+                                           ({"tps": "fast"}, "tps"), ({"tps.burst": 0.5}, r"tps\.burst"),
+                                           ({"tps.limiter": "leaky"}, "leaky"), ({"concurrency": -1}, "concurrency"),
+                                           ({"methods": {"echo": {"tps": -2}}}, r"echo\.tps"),
+                                           ({"rate": 5}, "unknown provider option 'rate'")])
+def test_bad_limits_in_code_are_refused_naming_the_key(memory_registry: str, options: dict[str, Any],
+                                                       named: str) -> None:
+    with pytest.raises(govrpc.ConfigurationError, match=named):
+        govrpc.Server(memory_registry).add(Echo(), **options)
+
+
+def test_bad_consumer_limits_are_refused_naming_the_key(memory_registry: str, client_factory: Any) -> None:
+    client = client_factory(memory_registry)
+    with pytest.raises(govrpc.ConfigurationError, match="actives"):
+        client.proxy("test.Echo", actives=0)
+    with pytest.raises(govrpc.ConfigurationError, match="priority must be one of critical_plus"):
+        client.proxy("test.Echo", priority="urgent")
