@@ -51,16 +51,21 @@ _LAZY = {
     "UnauthenticatedError": "govrpc.exceptions",
     "add_refusal_listener": "govrpc.flowctl.events",
     "attachments": "govrpc.context",
+    "fallback": "govrpc.degrade.switches",
+    "mock": "govrpc.degrade.mask",
     "refusal_counts": "govrpc.flowctl.events",
     "remove_refusal_listener": "govrpc.flowctl.events",
     "safe_exception": "govrpc.exceptions",
     "serializable": "govrpc.rpc.serialization",
+    "switch": "govrpc.degrade.switches",
 }
 
 if TYPE_CHECKING:
     from govrpc.admin import Admin
     from govrpc.client import Client
     from govrpc.context import attachments
+    from govrpc.degrade.mask import mock
+    from govrpc.degrade.switches import fallback, switch
     from govrpc.exceptions import (
         CallTimeoutError,
         CircuitOpenError,
@@ -136,10 +141,13 @@ __all__ = [
     "UnauthenticatedError",
     "add_refusal_listener",
     "attachments",
+    "fallback",
     "method",
+    "mock",
     "refusal_counts",
     "remove_refusal_listener",
     "safe_exception",
     "serializable",
     "service",
+    "switch",
 ]

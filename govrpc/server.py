@@ -18,6 +18,7 @@ from typing import Any, Iterable, Mapping
 
 from govrpc.cluster.configured import method_options
 from govrpc.configurator import ConfiguratorWatcher, configure_server
+from govrpc.degrade.switches import watch_switches
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import (
@@ -327,6 +328,7 @@ class Server:
                 self._state = ServerState.STOPPED
                 raise
             self._state = ServerState.STARTED
+            self._switches = watch_switches(self.registry)  # business switches reach provider code too
             services = list(self._services.values())
         try:
             for instance, spec in services:
@@ -412,6 +414,7 @@ class Server:
         if not self._local_workers.drain(deadline - time.monotonic()):
             log.warning("in-process calls still running after the %s s grace", grace)
         self._local_workers.shutdown(wait=False)
+        self._switches.close()
         release_registry(registry)
         self._state = "stopped"
         log.info("stopped %s:%d", self.host, self.port)
