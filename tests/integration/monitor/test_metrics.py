@@ -130,3 +130,21 @@ def test_bad_metrics_settings_are_refused() -> None:
         taken.listen()
         with pytest.raises(govrpc.ConfigurationError, match="cannot serve metrics"):
             govrpc.Client("memory://", metrics_registry=CollectorRegistry(), metrics_port=taken.getsockname()[1])
+
+
+def test_limiter_refusals_are_counted(memory_registry, start_server, client_factory) -> None:
+    start_server(memory_registry, Echo())
+    reg = CollectorRegistry()
+    client = client_factory(memory_registry, metrics_registry=reg)
+    echo = client.proxy("test.Echo", tps=1)
+    refused = 0
+    for i in range(5):
+        try:
+            echo.echo(i)
+        except govrpc.RateLimitedError:
+            refused += 1
+    assert refused >= 1
+    assert reg.get_sample_value("govrpc_refusals_total", {"side": "consumer", "service": "test.Echo",
+                                                          "method": "echo", "reason": "RateLimitedError"}) == refused
+    assert reg.get_sample_value("govrpc_calls_total", {"side": "consumer", "service": "test.Echo", "method": "echo",
+                                                       "status": "RESOURCE_EXHAUSTED"}) == refused
