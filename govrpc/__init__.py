@@ -46,6 +46,7 @@ _LAZY = {
     "SerializationError": "govrpc.exceptions",
     "Server": "govrpc.server",
     "ServiceKey": "govrpc.url",
+    "TLS": "govrpc.security",
     "URL": "govrpc.url",
     "UnauthenticatedError": "govrpc.exceptions",
     "attachments": "govrpc.context",
@@ -80,6 +81,7 @@ if TYPE_CHECKING:
     )
     from govrpc.invocation import Filter, Invocation, Invoker, Result
     from govrpc.rpc.serialization import serializable
+    from govrpc.security import TLS
     from govrpc.server import Server
     from govrpc.url import URL, ServiceKey
 
@@ -125,6 +127,7 @@ __all__ = [
     "SerializationError",
     "Server",
     "ServiceKey",
+    "TLS",
     "URL",
     "UnauthenticatedError",
     "attachments",
