@@ -1,0 +1,118 @@
+"""Providers failing under load: SIGKILL, rolling restarts, a provider that hangs."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from typing import Any
+
+import govrpc
+from govrpc.url import URL
+from tests.chaos.harness import Load
+from tests.helpers import wait_until
+
+
+def _ready(client: govrpc.Client, service: str, count: int, timeout: float = 15.0) -> None:
+    reference = client.reference(service)
+    wait_until(lambda: len(reference.directory.urls) == count, timeout, f"{count} providers of {service}")
+
+
+def test_sigkill_under_load_fails_no_idempotent_call(zk_url: Any, providers: Any, client_factory: Any,
+                                                       figures: Any) -> None:
+    address = zk_url()
+    procs = [providers(address, f"p{i}") for i in range(3)]
+    client = client_factory(address, timeout=5.0)
+    ledger = client.proxy("chaos.Ledger", cluster="failover", retries=2, loadbalance="roundrobin")
+    _ready(client, "chaos.Ledger", 3)
+    with Load(lambda w, n: ledger.balance(f"a{w}", n), threads=4, seconds=20) as load:
+        load.wait_calls(200)
+        procs[0].kill()
+        load.wait_calls(400)
+        load.stop()
+    figures(load, "1 provider SIGKILLed under load")
+    assert load.failed == 0, load.examples
+
+
+def test_rolling_restart_fails_no_call_of_any_kind(zk_url: Any, providers: Any, client_factory: Any,
+                                                     figures: Any) -> None:
+    address = zk_url()
+    procs = [providers(address, f"p{i}") for i in range(3)]
+    client = client_factory(address, timeout=5.0, local_first=False)
+    ledger = client.proxy("chaos.Ledger", cluster="failover", retries=2, loadbalance="roundrobin")
+    _ready(client, "chaos.Ledger", 3)
+
+    def call(worker: int, n: int) -> Any:  # half idempotent, half not (these are never retried once sent)
+        return ledger.balance(f"a{worker}", n) if n % 2 else ledger.deposit(f"a{worker}", n)
+
+    with Load(call, threads=4, seconds=40) as load:
+        load.wait_calls(100)
+        for i, old in enumerate(list(procs)):
+            old.terminate()  # graceful: deregister, drain, stop
+            procs[i] = providers(address, f"p{i}-new")
+            _ready(client, "chaos.Ledger", 3)
+            load.wait_calls(100)
+        load.stop()
+    figures(load, "2 rolling restart of every provider (local-first off)")
+    assert load.failed == 0, load.examples
+
+
+class BlackHole:
+    """A TCP listener that accepts connections and never answers a byte (a hung provider)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.accepted: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with self._lock:
+                self.accepted.append(conn)
+
+    def close(self) -> None:
+        self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+        self._thread.join(5)
+        with self._lock:
+            for conn in self.accepted:
+                conn.close()
+
+
+def test_hung_provider_costs_only_deadlines_and_is_left_behind(zk_url: Any, providers: Any, client_factory: Any,
+                                                                figures: Any) -> None:
+    address = zk_url()
+    procs = [providers(address, f"p{i}") for i in range(2)]
+    hole = BlackHole()
+    registry = client_factory(address).registry  # registers the hung provider as a real one would
+    hung = URL("grpc", "127.0.0.1", hole.port, "chaos.Ledger",
+               {"methods": "balance,deposit", "balance.idempotent": "true", "application": "hung"})
+    try:
+        registry.register(hung)
+        client = client_factory(address)
+        timeout = 0.5
+        ledger = client.proxy("chaos.Ledger", cluster="failover", retries=2, loadbalance="roundrobin",
+                              timeout=timeout)
+        _ready(client, "chaos.Ledger", 3)
+        with Load(lambda w, n: ledger.balance(f"a{w}", n), threads=4, seconds=20) as load:
+            load.wait_calls(400)
+            load.stop()
+        figures(load, "6 a provider that accepts and never answers")
+        slowest = max(load.latencies + load.durations_failed)
+        assert slowest < timeout + 0.5, f"a call outlived its {timeout} s deadline: {slowest:.2f} s"
+        assert set(load.failures) <= {"CallTimeoutError"}
+        # the hung provider is ejected after a few timeouts: it costs a handful of deadlines, no more
+        assert load.failed <= 5 + 4, load.failures
+        assert load.returned >= 400 - load.failed
+        assert procs and all(p.proc.poll() is None for p in procs)
+    finally:
+        hole.close()
