@@ -26,6 +26,7 @@ import tenacity
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
+from govrpc.context import current_recorder
 from govrpc.cluster.loadbalance import LoadBalancer
 from govrpc.exceptions import CallTimeoutError, ConfigurationError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker
@@ -149,8 +150,13 @@ class FailoverClusterInvoker(ClusterInvoker):
         tried = [invoker]
         for attempt in range(1, self.retries + 1):
             reason = self._refusal(invocation, tried[-1], exc)
+            recorder = current_recorder()
             if reason:
+                if recorder is not None:
+                    recorder.event("govrpc.no_retry", {"govrpc.reason": reason, "govrpc.attempts": len(tried)})
                 raise self._final(invocation, tried, exc, reason) from exc
+            if recorder is not None:
+                recorder.retry(invocation, attempt + 1, tried[-1].url.address, exc)
             log.debug("%s failed on %s (%s: %s); attempt %d of %d", invocation, tried[-1].url.address,
                       type(exc).__name__, exc, attempt + 1, self.retries + 1)
             pause = min(self.wait(_Attempt(attempt)),  # type: ignore[arg-type]
