@@ -155,7 +155,7 @@ class TokenAuthFilter(Filter):
     """
 
     side = "provider"
-    order = -1000
+    order = -2000  # before every other provider filter (tracing included): a refused call reaches none
 
     def __init__(self, tokens: str | Iterable[str]) -> None:
         self._tokens = tuple(t.encode() for t in check_tokens(tokens))
