@@ -10,7 +10,8 @@ attempts (tenacity's full-jitter wait). It retries only:
 - idempotent methods (the provider publishes ``{method}.idempotent=true``; the
   consumer's ``idempotent`` option overrides it), unless the request surely
   never reached a provider (``surely_not_sent``, e.g. connection refused);
-- while the retry budget (gRPC's retry throttling) has tokens to spare.
+- while the retry budget (gRPC's retry throttling) has tokens to spare; an attempt that
+  surely never reached a provider takes none (gRPC's transparent retries).
 
 Failback lets the status code decide: return a default, raise, or retry as failover.
 """
@@ -188,8 +189,13 @@ class FailoverClusterInvoker(ClusterInvoker):
         """Why ``exc`` must not be retried ("" if it may); a non-retryable error is raised as is."""
         if not exc.retryable:
             raise exc
+        if exc.surely_not_sent:
+            # never reached a provider (connection refused): a retry adds no load anywhere, so, as
+            # gRPC's transparent retries, it is outside the budget; else a few SIGKILLed providers
+            # still listed drain it and every call that meets one fails
+            return "the deadline passed" if invocation.remaining() <= 0 else ""
         self.budget.on_failure()
-        if not exc.surely_not_sent and not self.is_idempotent(invocation, invoker):
+        if not self.is_idempotent(invocation, invoker):
             return (f"{invocation.method} is not idempotent and the request may have reached the provider "
                     f"(mark it @govrpc.method(idempotent=True) to allow retries)")
         if not self.budget.allows_retry:

@@ -116,3 +116,32 @@ def test_hung_provider_costs_only_deadlines_and_is_left_behind(zk_url: Any, prov
         assert procs and all(p.proc.poll() is None for p in procs)
     finally:
         hole.close()
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_refused_connections_do_not_drain_the_retry_budget(memory_registry: str, start_server: Any,
+                                                            client_factory: Any, figures: Any) -> None:
+    """SIGKILLed providers stay listed until their sessions expire; more of them than outlier ejection
+    may take out refuse connections at once. Those attempts surely never reached a provider (gRPC
+    retries them transparently, outside its retry throttling), so they must not exhaust the budget
+    and turn into failed calls."""
+    from tests.integration.services import Echo
+
+    live = start_server(memory_registry, Echo("live"))
+    params = "methods=echo&echo.idempotent=true"
+    urls = [f"grpc://127.0.0.1:{live.port}/test.Echo?{params}"] + \
+        [f"grpc://127.0.0.1:{_closed_port()}/test.Echo?{params}" for _ in range(2)]
+    client = client_factory(memory_registry, timeout=5.0)
+    # ejection off: what is measured is the budget, as when the dead outnumber outlier.max_share
+    echo = client.proxy("test.Echo", url=urls, loadbalance="roundrobin", retries=2,
+                        **{"outlier.failures": 1_000_000})
+    with Load(lambda w, n: echo.echo(n), threads=2, seconds=20, max_calls=600, pause=0) as load:
+        load.wait_calls(600)
+        load.stop()
+    figures(load, "1b two of three providers refusing connections (ejection off)")
+    assert load.failed == 0, load.examples
