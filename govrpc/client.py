@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -231,6 +232,8 @@ class Client:
             if not isinstance(flag, bool):
                 raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
         self._token = check_token(token) if token is not None else ""
+        self._transports: weakref.WeakSet[Any] = weakref.WeakSet()  # where rotate_token changes the token
+        self._transport_lock = threading.Lock()
         channel_creds = channel_credentials(credentials, tls)
         self.registry = acquire_registry(registry)
         self.application = application
@@ -325,9 +328,28 @@ class Client:
         if self.local_first:
             export = find_local(url)
             if export is not None:
-                return InProcessInvoker(export, url, self.max_message_size, application=self.application,
-                                        token=self._token)
-        return GrpcInvoker(url, self.pool, application=self.application, token=self._token)
+                invoker: InProcessInvoker | GrpcInvoker = InProcessInvoker(
+                    export, url, self.max_message_size, application=self.application, token=self._token)
+                with self._transport_lock:
+                    self._transports.add(invoker)
+                return invoker
+        invoker = GrpcInvoker(url, self.pool, application=self.application, token=self._token)
+        with self._transport_lock:
+            self._transports.add(invoker)
+        return invoker
+
+    def rotate_token(self, token: str) -> None:
+        """Send ``token`` instead of the current one from the next call on, to every provider.
+
+        Rotation without a dropped call: the providers accept old and new first
+        (``Server.rotate_token([old, new])`` or ``Admin.accept_tokens``), then every consumer
+        rotates, then the providers accept only the new one. Raises ``ConfigurationError``
+        for a bad token.
+        """
+        with self._transport_lock:
+            self._token = check_token(token)
+            for invoker in list(self._transports):
+                invoker.set_token(self._token)
 
     def proxy(self, service: str, **options: Any) -> ServiceProxy:
         """A proxy whose methods call ``service`` through governance.

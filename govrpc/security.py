@@ -14,16 +14,19 @@ constant time and never written to a log, an error or a provider URL.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import hmac
 import os
-import threading
-from typing import Any, Iterable
+import re
+from typing import Any, ClassVar, Iterable
 
 from govrpc.exceptions import ConfigurationError, UnauthenticatedError
 from govrpc.invocation import Filter, Invocation, Invoker
+from govrpc.options import Option
+from govrpc.url import URL
 
-__all__ = ["TLS", "TLS_KEY", "TOKEN_KEY", "TokenAuthFilter", "channel_credentials", "check_token", "check_tokens",
-           "server_credentials"]
+__all__ = ["TLS", "TLS_KEY", "TOKEN_DIGESTS", "TOKEN_KEY", "TokenAuthFilter", "channel_credentials", "check_token",
+           "check_tokens", "server_credentials", "token_digest"]
 
 TOKEN_KEY = "govrpc-token"
 """Request metadata: the consumer's token (stripped before provider code sees the attachments)."""
@@ -145,47 +148,102 @@ def check_tokens(tokens: str | Iterable[str], option: str = "token") -> tuple[st
     return tuple(check_token(t, option) for t in listed)
 
 
+def token_digest(token: str) -> str:
+    """The SHA-256 hex digest of ``token``: what the registry holds instead of the token itself."""
+    return hashlib.sha256(check_token(token).encode()).hexdigest()
+
+
+_DIGEST = re.compile(r"[0-9a-f]{64}$")
+
+
+def _digests(text: str) -> tuple[str, ...]:
+    listed = tuple(d.strip().lower() for d in text.split(",") if d.strip())
+    bad = [d for d in listed if not _DIGEST.match(d)]
+    if not listed or bad:
+        raise ValueError(f"{TOKEN_DIGESTS.name} must be SHA-256 hex digests (govrpc.security.token_digest), "
+                         f"comma-separated" + (f"; {len(bad)} of them are not" if bad else ""))
+    return listed
+
+
+TOKEN_DIGESTS = Option(
+    "token.sha256", _digests, None, per_method=False, side="provider", expected="SHA-256 hex digests",
+    doc="the tokens providers accept, as SHA-256 digests (a registry override of Server(token=...): "
+        "list old and new during a rotation)")
+
+
 class TokenAuthFilter(Filter):
     """Provider filter: refuses a call whose token is not one of the accepted ones.
 
     Runs first (lowest ``order``), so a refused call reaches no other filter and not the
-    method. ``rotate(new_tokens)`` swaps the accepted set whole (accept old and new,
-    switch the consumers, then accept only the new one: no call is dropped). The token
-    is removed from the attachments the rest of the chain and the method see.
+    method. The token is removed from the attachments the rest of the chain and the
+    method see. Only SHA-256 digests of the accepted tokens are kept, compared in constant
+    time. Rotation without dropping a call: accept old and new, switch the consumers
+    (``Client.rotate_token``), then accept only the new one. The accepted set is the
+    server's own (``Server(token=...)``, ``rotate(tokens)``) unless the registry overrides
+    it for a service: a configurator's ``token.sha256`` (digests only: the registry never
+    holds a token; ``Admin.accept_tokens``). Made from its name (``"token"``) it has no
+    token of its own and accepts only what the registry lists.
     """
 
     side = "provider"
     order = -2000  # before every other provider filter (tracing included): a refused call reaches none
+    options: ClassVar[tuple[Option, ...]] = (TOKEN_DIGESTS,)
 
-    def __init__(self, tokens: str | Iterable[str]) -> None:
-        self._tokens = tuple(t.encode() for t in check_tokens(tokens))
-        self._lock = threading.Lock()
+    def __init__(self, tokens: str | Iterable[str] = ()) -> None:
+        given = () if not isinstance(tokens, str) and not tokens else check_tokens(tokens)
+        self._own = tuple(bytes.fromhex(token_digest(t)) for t in given)
+        self._registry: dict[str, tuple[bytes, ...]] = {}  # service -> the digests its override lists
+
+    def bind(self, url: URL) -> Filter:
+        return _ServiceTokenAuth(self, url.path)
 
     def rotate(self, tokens: str | Iterable[str]) -> None:
         """Accept ``tokens`` from now on (checked first; a bad list changes nothing)."""
-        accepted = tuple(t.encode() for t in check_tokens(tokens))
-        with self._lock:
-            self._tokens = accepted
+        self._own = tuple(bytes.fromhex(token_digest(t)) for t in check_tokens(tokens))  # swapped whole
 
-    def accepts(self, token: str | None) -> bool:
+    def set_registry_digests(self, service: str, digests: Iterable[str] | None) -> None:
+        """The digests a registry override of ``service`` lists (None: none, the server's own count)."""
+        overrides = dict(self._registry)
+        if digests is None:
+            overrides.pop(service, None)
+        else:
+            overrides[service] = tuple(bytes.fromhex(d) for d in digests)
+        self._registry = overrides  # swapped whole: readers take no lock
+
+    def accepts(self, token: str | None, service: str = "") -> bool:
+        """True if ``token`` is accepted for ``service``."""
         if not token:
             return False
-        given = token.encode("utf-8", "replace")
-        # every accepted token compared, each in constant time: timing tells nothing of which matched
+        given = hashlib.sha256(token.encode("utf-8", "replace")).digest()
+        # every accepted digest compared, each in constant time: timing tells nothing of which matched
         matched = False
-        for accepted in self._tokens:
+        for accepted in self._registry.get(service, self._own):
             matched |= hmac.compare_digest(given, accepted)
         return matched
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        return self.bind(invoker.url).invoke(invoker, invocation)
+
+    def __repr__(self) -> str:
+        return f"TokenAuthFilter({len(self._own)} token(s) of its own, overrides for {sorted(self._registry)})"
+
+
+class _ServiceTokenAuth(Filter):
+    """``TokenAuthFilter`` bound to one service: its registry override, else the server's tokens."""
+
+    side = "provider"
+    order = TokenAuthFilter.order
+
+    def __init__(self, parent: TokenAuthFilter, service: str) -> None:
+        self.parent = parent
+        self.service = service
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments
         token = attachments.get(TOKEN_KEY)
-        if not self.accepts(token):
+        if not self.parent.accepts(token, self.service):
             why = "no token" if not token else "a wrong token"
             raise UnauthenticatedError(f"{invocation}: the call carries {why}; this provider requires one",
                                        invocation=invocation)
         rest = {k: v for k, v in attachments.items() if k != TOKEN_KEY}
         return invoker.invoke(dataclasses.replace(invocation, attachments=rest))
-
-    def __repr__(self) -> str:
-        return f"TokenAuthFilter({len(self._tokens)} token(s))"

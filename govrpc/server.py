@@ -22,7 +22,8 @@ from govrpc.options import MAX_MESSAGE_SIZE, check_int
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.rpc.inprocess import LocalWorkers, export_local, withdraw_local
 from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
-from govrpc.security import TLS, TLS_KEY, TokenAuthFilter, server_credentials
+from govrpc.configurator import ConfiguratorWatcher
+from govrpc.security import TLS, TLS_KEY, TOKEN_DIGESTS, TokenAuthFilter, check_tokens, server_credentials
 from govrpc.service import ServiceSpec, describe
 from govrpc.url import URL, ServiceKey
 
@@ -114,9 +115,13 @@ class Server:
         self.serializer_name = serializer
         self._serializer = get_extension("govrpc.serializer", serializer)()
         self.filters = load_filters(filters, "provider")
-        self.token_auth = TokenAuthFilter(token) if token is not None else None
-        if self.token_auth is not None:
+        self.token_auth = next((f for f in self.filters if isinstance(f, TokenAuthFilter)), None)
+        if token is not None:
+            if self.token_auth is not None:
+                raise ConfigurationError("give token= or a token filter, not both")
+            self.token_auth = TokenAuthFilter(check_tokens(token))
             self.filters.insert(0, self.token_auth)
+        self._token_watchers: list[ConfiguratorWatcher] = []
         credentials = server_credentials(credentials, tls)
         self.tls = credentials is not None
         self.max_message_size = max_message_size
@@ -161,6 +166,8 @@ class Server:
         self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
                                           direct=None if filtered else provider.methods))
         assert self.registry is not None
+        if self.token_auth is not None:  # before serving: a registry override of the tokens applies at once
+            self._watch_tokens(spec.key.service)
         # before registering: a consumer in this process may call it in-process
         export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers,
                      filtered=filtered)
@@ -200,6 +207,25 @@ class Server:
             params["dispatch"] = "key"
         params.update(self.tags)
         return URL("grpc", self.advertise, self.port, spec.key.service, params)
+
+    def _watch_tokens(self, service: str) -> None:
+        """Follow the registry's ``token.sha256`` overrides of ``service`` (configurators for this application)."""
+        auth = self.token_auth
+        assert auth is not None and self.registry is not None
+        watcher = ConfiguratorWatcher(self.registry, service, self.application)
+
+        def changed(w: ConfiguratorWatcher) -> None:
+            digests = None
+            for rule in w.rules:  # ordered by scope then name: the last one listing digests wins
+                if rule.applies_to(self.application) and TOKEN_DIGESTS.name in rule.params:
+                    digests = TOKEN_DIGESTS.check(rule.params[TOKEN_DIGESTS.name])
+            auth.set_registry_digests(service, digests)
+            if digests:
+                log.info("%s: the registry lists %d accepted token(s)", service, len(digests))
+
+        watcher.add_listener(changed)
+        watcher.start()
+        self._token_watchers.append(watcher)
 
     def rotate_token(self, tokens: str | Iterable[str]) -> None:
         """Accept ``tokens`` from now on (give old and new together first, so no call is dropped).
@@ -313,6 +339,8 @@ class Server:
         if not self._local_workers.drain(deadline - time.monotonic()):
             log.warning("in-process calls still running after the %s s grace", grace)
         self._local_workers.shutdown(wait=False)
+        for watcher in self._token_watchers:
+            watcher.close()
         release_registry(registry)
         self._state = "stopped"
         log.info("stopped %s:%d", self.host, self.port)

@@ -160,6 +160,10 @@ class InProcessInvoker(Invoker):
         self._export = export
         self._limit = min(max_message_size, export.max_message_size)
 
+    def set_token(self, token: str) -> None:
+        """Send ``token`` from the next call on."""
+        self._token = token
+
     def _stopped(self, invocation: Invocation) -> ProviderUnavailableError:
         return ProviderUnavailableError(f"{invocation}: the in-process provider {self.url.address} has stopped",
                                         invocation=invocation)

@@ -157,9 +157,9 @@ class GrpcInvoker(Invoker):
         serializer_name = url.params.get("serialization", "msgpack")
         self.serializer: Serializer = get_extension("govrpc.serializer", serializer_name)()
         key_metadata = (KEY_KEY, str(url.service_key))
-        self._key_metadata = ((key_metadata,) if url.params.get("dispatch") == "key" else ()) \
-            + (((APPLICATION_KEY, application),) if application else ()) \
-            + (((TOKEN_KEY, token),) if token else ())
+        self._static_metadata = ((key_metadata,) if url.params.get("dispatch") == "key" else ()) \
+            + (((APPLICATION_KEY, application),) if application else ())
+        self._key_metadata = self._static_metadata + (((TOKEN_KEY, token),) if token else ())
         # a provider that serves TLS only is never dialled in plaintext
         self._refusal = (f"provider {self.address} serves TLS only and this client has no TLS credentials "
                          f"(Client(tls=...) or credentials=)"
@@ -168,6 +168,10 @@ class GrpcInvoker(Invoker):
         self._published = frozenset(url.methods)
         self._lock = threading.Lock()  # first call and close only; never per call
         self._closed = False
+
+    def set_token(self, token: str) -> None:
+        """Send ``token`` from the next call on (the metadata tuple is swapped whole)."""
+        self._key_metadata = self._static_metadata + (((TOKEN_KEY, token),) if token else ())
 
     def _method(self, name: str) -> tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]:
         with self._lock:
