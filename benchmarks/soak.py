@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import gc
+import math
 import os
 import random
 import sys
@@ -29,6 +30,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import govrpc  # noqa: E402
 from tests.chaos.harness import ProviderProcess  # noqa: E402
 from tests.zkharness import ZookeeperServer, zk_address  # noqa: E402
+
+
+_LOG_STEP = math.log(1.01)
+
+
+def percentile(buckets: collections.Counter[int], q: float) -> float:
+    """The ``q`` quantile, seconds, of a log histogram (within 1 %)."""
+    total, seen = sum(buckets.values()), 0
+    for bucket in sorted(buckets):
+        seen += buckets[bucket]
+        if seen >= q * total:
+            return math.exp((bucket + 1) * _LOG_STEP) / 1e6
+    return 0.0
 
 
 def resources() -> dict[str, float]:
@@ -61,7 +75,8 @@ def main() -> None:
             ledger.balance("warm", n)
         gc.collect()
         start = resources()
-        latencies: list[float] = []
+        # latencies as a log histogram (1 % wide buckets): memory that does not grow with the calls
+        buckets: collections.Counter[int] = collections.Counter()
         failures: collections.Counter[str] = collections.Counter()
         counts = {"calls": 0}
         lock = threading.Lock()
@@ -81,8 +96,7 @@ def main() -> None:
                 took = time.monotonic() - began
                 with lock:
                     counts["calls"] += 1
-                    if len(latencies) < 5_000_000:
-                        latencies.append(took)
+                    buckets[int(math.log(max(took, 1e-6) * 1e6) / _LOG_STEP)] += 1
                     if failed:
                         failures[failed] += 1
                 time.sleep(0.001)
@@ -92,6 +106,8 @@ def main() -> None:
             t.start()
         events: collections.Counter[str] = collections.Counter()
         generation = 0
+        middle: dict[str, float] = {}
+        middle_at = time.monotonic() + min(60.0, args.seconds / 3)
         while time.monotonic() < deadline - args.event_every:
             time.sleep(args.event_every)
             action = rng.choice(["kill", "restart", "rule", "route"])
@@ -106,6 +122,8 @@ def main() -> None:
                 admin.add_route("chaos.Ledger", "soak", f"=> address != 127.0.0.1:{rng.choice(procs).port}"
                                 if rng.random() < 0.5 else "=> host = 127.0.0.1")
             events[action] += 1
+            if not middle and time.monotonic() >= middle_at:
+                middle = resources()
         stop.set()
         for t in threads:
             t.join(30)
@@ -113,11 +131,12 @@ def main() -> None:
         time.sleep(1.0)
         gc.collect()
         end_res = resources()
-        ordered = sorted(latencies)
-        p99 = ordered[int(len(ordered) * 0.99)] if ordered else 0.0
+        p99 = percentile(buckets, 0.99)
         print(f"soak: {args.seconds:.0f} s, {args.threads} consumer threads, events {dict(events)}")
         print(f"calls={counts['calls']} failed={sum(failures.values())} {dict(failures)} p99={p99 * 1000:.1f}ms")
         print("consumer at start: rss={rss_mb:.1f} MB threads={threads} fds={fds}".format(**start))
+        if middle:
+            print("consumer mid-run:  rss={rss_mb:.1f} MB threads={threads} fds={fds}".format(**middle))
         print("consumer at end:   rss={rss_mb:.1f} MB threads={threads} fds={fds}".format(**end_res))
         admin.close()
         client.close()
