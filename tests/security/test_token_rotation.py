@@ -85,3 +85,21 @@ def test_a_token_filter_by_name_accepts_only_what_the_registry_lists(
     with govrpc.Admin(memory_registry) as admin:
         admin.accept_tokens("test.Echo", [NEW])
     wait_until(lambda: _accepts(client_factory, memory_registry, NEW), what="the registry's token")
+
+
+def test_cli_accepts_tokens_from_stdin_and_a_running_server_follows(
+        file_registry: str, start_server: Any, client_factory: Any) -> None:
+    import subprocess
+    import sys
+
+    start_server(file_registry, Echo(), token=OLD, application="echo")
+    done = subprocess.run([sys.executable, "-m", "govrpc.cli", "tokens", "accept", "test.Echo", "--application",
+                           "echo", "--registry", file_registry], input=f"{OLD}\n{NEW}\n", capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "accept 2 token(s)" in done.stdout and NEW not in done.stdout + done.stderr
+    wait_until(lambda: _accepts(client_factory, file_registry, NEW), what="the CLI's tokens reaching the server")
+    assert _accepts(client_factory, file_registry, OLD)
+    empty = subprocess.run([sys.executable, "-m", "govrpc.cli", "tokens", "accept", "test.Echo", "--registry",
+                            file_registry], input="", capture_output=True, text=True, timeout=60)
+    assert empty.returncode != 0 and "none came" in empty.stderr
