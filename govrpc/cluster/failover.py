@@ -2,7 +2,7 @@
 
 Failover (the default) retries on a provider not tried yet, listing providers
 again before each attempt, for at most ``retries`` extra attempts (default 2),
-all within the call's one deadline, with a jittered exponential pause between
+all within the call's one deadline (each attempt within ``attempt.timeout`` when set), with a jittered exponential pause between
 attempts (tenacity's full-jitter wait). It retries only:
 
 - failures marked ``retryable`` (transport failures, timeouts, overload), never
@@ -18,6 +18,7 @@ Failback lets the status code decide: return a default, raise, or retry as failo
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -101,14 +102,19 @@ class FailoverClusterInvoker(ClusterInvoker):
     URL options: ``retries``, ``idempotent`` (override the provider's marker),
     ``retry.backoff`` (s, default 0.01) and ``retry.backoff.max`` (s, default
     0.2): the pause before attempt n is uniform in [0, min(backoff·2^(n-1), max)];
-    ``retry.budget`` (tokens, default 100) and ``retry.budget.ratio`` (0.1).
+    ``retry.budget`` (tokens, default 100) and ``retry.budget.ratio`` (0.1);
+    ``attempt.timeout`` (s, default: the call's whole deadline) bounds each attempt, so a
+    provider that hangs leaves time to try another within the call's deadline.
     The error after the last attempt has the last failure's type and names
     every provider tried and why no further attempt was made.
     """
 
     BACKOFF = Option.seconds("retry.backoff", 0.01, zero=True, doc="base pause between attempts, seconds")
     BACKOFF_MAX = Option.seconds("retry.backoff.max", 0.2, zero=True, doc="longest pause between attempts")
-    options = (RETRIES, IDEMPOTENT, BACKOFF, BACKOFF_MAX, *RetryBudget.options)
+    ATTEMPT_TIMEOUT = Option.seconds("attempt.timeout", None,
+                                     doc="seconds one attempt may take within the call's deadline (default: "
+                                         "all of it): a provider that hangs leaves time to fail over")
+    options = (RETRIES, IDEMPOTENT, BACKOFF, BACKOFF_MAX, ATTEMPT_TIMEOUT, *RetryBudget.options)
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
@@ -121,13 +127,23 @@ class FailoverClusterInvoker(ClusterInvoker):
                 f"retry.backoff ({backoff}) must be >= 0 and <= retry.backoff.max ({backoff_max})")
         self.wait = tenacity.wait_random_exponential(multiplier=backoff, max=backoff_max)
         self.budget = RetryBudget.from_url(url)
+        self.attempt_timeout: float | None = self.ATTEMPT_TIMEOUT.read(url)
+        if self.attempt_timeout is not None:
+            self.one_attempt_first = False  # the first attempt has its own deadline too: not the call's
 
     one_attempt_first = True
+
+    def attempt(self, invocation: Invocation) -> Invocation:
+        """``invocation`` with the deadline of one attempt (the call's own without ``attempt.timeout``)."""
+        if self.attempt_timeout is None:
+            return invocation
+        deadline = min(invocation.deadline, time.monotonic() + self.attempt_timeout)
+        return dataclasses.replace(invocation, deadline=deadline)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         invoker = self.loadbalance.select(invokers, invocation)
         try:
-            result = self.call(invoker, invocation)
+            result = self.call(invoker, self.attempt(invocation))
         except GovRpcError as exc:
             return self.retry(invocation, invoker, exc)
         self.budget.on_success()
@@ -176,7 +192,7 @@ class FailoverClusterInvoker(ClusterInvoker):
             invoker = self.loadbalance.select(invokers, invocation)
             tried.append(invoker)
             try:
-                result = self.call(invoker, invocation)
+                result = self.call(invoker, self.attempt(invocation))
             except GovRpcError as error:
                 exc = error
                 continue
@@ -270,7 +286,7 @@ class FailbackClusterInvoker(FailoverClusterInvoker):
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         invoker = self.loadbalance.select(invokers, invocation)
         try:
-            result = self.call(invoker, invocation)
+            result = self.call(invoker, self.attempt(invocation))
         except Exception as exc:  # noqa: BLE001 - business errors are mapped too (code UNKNOWN)
             action = self.action(exc)
             if action == RETRY and isinstance(exc, GovRpcError) and exc.retryable:

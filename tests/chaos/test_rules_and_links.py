@@ -32,18 +32,21 @@ def test_rule_storm_every_consumer_converges_on_the_last_rule(zk_url: Any, provi
         for reference in references:
             wait_until(lambda r=reference: len(r.directory.urls) == 3, what="three providers")
         writes = [0]
-        storm_seconds = 3.0
+        storm_writes = 600  # by count, not time (the rate is reported, not asserted); bounded in time too
+        took = [0.0]
 
         def storm() -> None:
             rng = random.Random(15)
-            end = time.monotonic() + storm_seconds
-            while time.monotonic() < end:
+            began = time.monotonic()
+            end = began + 30.0
+            while writes[0] < storm_writes and time.monotonic() < end:
                 port = rng.choice(ports)
                 admin.set_override("chaos.Ledger", "storm",
                                    f"loadbalance = {rng.choice(['random', 'roundrobin', 'leastactive'])}\n"
                                    f"retries = {rng.randint(1, 3)}\n")
                 admin.add_route("chaos.Ledger", "storm", f"=> address = 127.0.0.1:{port}")
                 writes[0] += 2
+            took[0] = time.monotonic() - began
 
         def call(worker: int, n: int) -> Any:
             return proxies[worker % 2].balance(f"a{worker}", n)
@@ -52,7 +55,7 @@ def test_rule_storm_every_consumer_converges_on_the_last_rule(zk_url: Any, provi
             load.wait_calls(100)
             writer = threading.Thread(target=storm, daemon=True)
             writer.start()
-            writer.join(storm_seconds + 30)
+            writer.join(60)
             assert not writer.is_alive()
             # the last rule: only p1, by the latency-aware balancer
             admin.set_override("chaos.Ledger", "storm", "loadbalance = shortestresponse\nretries = 1\n")
@@ -65,9 +68,8 @@ def test_rule_storm_every_consumer_converges_on_the_last_rule(zk_url: Any, provi
                            timeout=20, what="calls following the last route")
             load.wait_calls(100)
             load.stop()
-        rate = writes[0] / storm_seconds
-        figures(load, f"8 rule storm ({writes[0]} rule writes, {rate:.0f}/s)")
-        assert rate >= 100, f"the storm wrote only {rate:.0f} rules/s"
+        figures(load, f"8 rule storm ({writes[0]} rule writes in {took[0]:.1f} s, {writes[0] / took[0]:.0f}/s)")
+        assert writes[0] >= storm_writes
         assert load.failed == 0, load.examples
     finally:
         admin.close()
