@@ -22,7 +22,8 @@ import dataclasses
 import logging
 import threading
 import time
-from typing import Any, ClassVar, Sequence
+from concurrent.futures import Future
+from typing import Any, Callable, ClassVar, Sequence
 
 import tenacity
 
@@ -128,10 +129,13 @@ class FailoverClusterInvoker(ClusterInvoker):
         self.wait = tenacity.wait_random_exponential(multiplier=backoff, max=backoff_max)
         self.budget = RetryBudget.from_url(url)
         self.attempt_timeout: float | None = self.ATTEMPT_TIMEOUT.read(url)
-        if self.attempt_timeout is not None:
-            self.one_attempt_first = False  # the first attempt has its own deadline too: not the call's
 
     one_attempt_first = True
+
+    def future(self, invocation: Invocation, run: Callable[[Callable[[], Any]], Future[Any]]) -> Future[Any] | None:
+        if self.attempt_timeout is not None:  # the first attempt has a deadline of its own: on a worker
+            return None
+        return super().future(invocation, run)
 
     def attempt(self, invocation: Invocation) -> Invocation:
         """``invocation`` with the deadline of one attempt (the call's own without ``attempt.timeout``)."""
