@@ -245,5 +245,7 @@ class _ServiceTokenAuth(Filter):
             why = "no token" if not token else "a wrong token"
             raise UnauthenticatedError(f"{invocation}: the call carries {why}; this provider requires one",
                                        invocation=invocation)
-        rest = {k: v for k, v in attachments.items() if k != TOKEN_KEY}
-        return invoker.invoke(dataclasses.replace(invocation, attachments=rest))
+        # the provider side's attachments are this call's own dict (decoded from its metadata): the
+        # token leaves it here, so no later filter nor the method sees it
+        del attachments[TOKEN_KEY]
+        return invoker.invoke(invocation)
