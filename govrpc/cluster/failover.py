@@ -138,16 +138,15 @@ class FailoverClusterInvoker(ClusterInvoker):
         return super().future(invocation, run)
 
     def attempt(self, invocation: Invocation) -> Invocation:
-        """``invocation`` with the deadline of one attempt (the call's own without ``attempt.timeout``)."""
-        if self.attempt_timeout is None:
-            return invocation
+        """``invocation`` with the deadline of one attempt (``attempt.timeout`` set; callers test it inline)."""
+        assert self.attempt_timeout is not None
         deadline = min(invocation.deadline, time.monotonic() + self.attempt_timeout)
         return dataclasses.replace(invocation, deadline=deadline)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         invoker = self.loadbalance.select(invokers, invocation)
         try:
-            result = self.call(invoker, self.attempt(invocation))
+            result = self.call(invoker, invocation if self.attempt_timeout is None else self.attempt(invocation))
         except GovRpcError as exc:
             return self.retry(invocation, invoker, exc)
         self.budget.on_success()
@@ -196,7 +195,7 @@ class FailoverClusterInvoker(ClusterInvoker):
             invoker = self.loadbalance.select(invokers, invocation)
             tried.append(invoker)
             try:
-                result = self.call(invoker, self.attempt(invocation))
+                result = self.call(invoker, invocation if self.attempt_timeout is None else self.attempt(invocation))
             except GovRpcError as error:
                 exc = error
                 continue
@@ -290,7 +289,7 @@ class FailbackClusterInvoker(FailoverClusterInvoker):
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         invoker = self.loadbalance.select(invokers, invocation)
         try:
-            result = self.call(invoker, self.attempt(invocation))
+            result = self.call(invoker, invocation if self.attempt_timeout is None else self.attempt(invocation))
         except Exception as exc:  # noqa: BLE001 - business errors are mapped too (code UNKNOWN)
             action = self.action(exc)
             if action == RETRY and isinstance(exc, GovRpcError) and exc.retryable:
