@@ -93,8 +93,7 @@ class TLS:
         return f"TLS(cert_file={self.cert_file!r}, ca_file={self.ca_file!r}, server_name={self.server_name!r})"
 
 
-def server_credentials(credentials: Any, tls: TLS | None) -> Any:
-    """grpc ``ServerCredentials`` from ``Server(credentials=..., tls=...)`` (None: plaintext)."""
+def _credentials(credentials: Any, tls: TLS | None, side: str) -> Any:
     import grpc
 
     if credentials is not None and tls is not None:
@@ -102,27 +101,23 @@ def server_credentials(credentials: Any, tls: TLS | None) -> Any:
     if tls is not None:
         if not isinstance(tls, TLS):
             raise ConfigurationError(f"tls must be a govrpc.TLS, not {tls!r}")
-        return tls.server_credentials()
-    if credentials is not None and not isinstance(credentials, grpc.ServerCredentials):
-        raise ConfigurationError(f"credentials must be grpc.ServerCredentials "
-                                 f"(grpc.ssl_server_credentials(...)), not {type(credentials).__name__}")
+        return tls.server_credentials() if side == "server" else tls.channel_credentials()
+    kind, maker = ((grpc.ServerCredentials, "ssl_server_credentials") if side == "server"
+                   else (grpc.ChannelCredentials, "ssl_channel_credentials"))
+    if credentials is not None and not isinstance(credentials, kind):
+        raise ConfigurationError(f"credentials must be grpc.{kind.__name__} (grpc.{maker}(...)), "
+                                 f"not {type(credentials).__name__}")
     return credentials
+
+
+def server_credentials(credentials: Any, tls: TLS | None) -> Any:
+    """grpc ``ServerCredentials`` from ``Server(credentials=..., tls=...)`` (None: plaintext)."""
+    return _credentials(credentials, tls, "server")
 
 
 def channel_credentials(credentials: Any, tls: TLS | None) -> Any:
     """grpc ``ChannelCredentials`` from ``Client(credentials=..., tls=...)`` (None: plaintext)."""
-    import grpc
-
-    if credentials is not None and tls is not None:
-        raise ConfigurationError("give credentials= or tls=, not both")
-    if tls is not None:
-        if not isinstance(tls, TLS):
-            raise ConfigurationError(f"tls must be a govrpc.TLS, not {tls!r}")
-        return tls.channel_credentials()
-    if credentials is not None and not isinstance(credentials, grpc.ChannelCredentials):
-        raise ConfigurationError(f"credentials must be grpc.ChannelCredentials "
-                                 f"(grpc.ssl_channel_credentials(...)), not {type(credentials).__name__}")
-    return credentials
+    return _credentials(credentials, tls, "channel")
 
 
 def check_token(token: Any, option: str = "token") -> str:
