@@ -127,6 +127,18 @@ def run_round(call: Callable[[], Any], threads: int, seconds: float) -> tuple[in
     return len(flat), flat, cpu
 
 
+def until_listed(call: Callable[[], Any], deadline: float) -> None:
+    """Call until the provider is listed (NoProviderError until then), at most until ``deadline``."""
+    import govrpc
+
+    while time.monotonic() < deadline:
+        try:
+            call()
+            return
+        except govrpc.NoProviderError:
+            time.sleep(0.05)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -187,12 +199,7 @@ def main() -> int:
         untraced = client.proxy("bench.Echo", trace=False).echo
         token_client = govrpc.Client(registry, application="bench", timeout=5.0, token=BENCH_TOKEN)
         tokened = token_client.proxy("bench.Echo", group="token").echo
-        while time.monotonic() < deadline:
-            try:
-                tokened(payload)
-                break
-            except govrpc.NoProviderError:
-                time.sleep(0.05)
+        until_listed(lambda: tokened(payload), deadline)
         variants = {"raw grpcio": raw, "govrpc": lambda: gov(payload), "govrpc trace=off": lambda: untraced(payload),
                     "govrpc token": lambda: tokened(payload)}
         sdk_rounds: Any = None
@@ -201,12 +208,7 @@ def main() -> int:
 
             client_sdk = sdk_provider()
             traced_echo = client.proxy("bench.Echo", group="sdk").echo
-            while time.monotonic() < deadline:
-                try:
-                    traced_echo(payload)
-                    break
-                except govrpc.NoProviderError:
-                    time.sleep(0.05)
+            until_listed(lambda: traced_echo(payload), deadline)
             variants["govrpc+otel sdk"] = lambda: traced_echo(payload)
 
             def sdk_rounds(on: bool) -> None:  # the SDK records in this process only during its rounds
