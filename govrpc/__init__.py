@@ -50,14 +50,19 @@ _LAZY = {
     "URL": "govrpc.url",
     "UnauthenticatedError": "govrpc.exceptions",
     "attachments": "govrpc.context",
+    "fallback": "govrpc.degrade.switches",
+    "mock": "govrpc.degrade.mask",
     "safe_exception": "govrpc.exceptions",
     "serializable": "govrpc.rpc.serialization",
+    "switch": "govrpc.degrade.switches",
 }
 
 if TYPE_CHECKING:
     from govrpc.admin import Admin
     from govrpc.client import Client
     from govrpc.context import attachments
+    from govrpc.degrade.mask import mock
+    from govrpc.degrade.switches import fallback, switch
     from govrpc.exceptions import (
         CallTimeoutError,
         CircuitOpenError,
@@ -131,8 +136,11 @@ __all__ = [
     "URL",
     "UnauthenticatedError",
     "attachments",
+    "fallback",
     "method",
+    "mock",
     "safe_exception",
     "serializable",
     "service",
+    "switch",
 ]

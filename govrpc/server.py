@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
+from govrpc.degrade.switches import watch_switches
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
@@ -260,6 +261,7 @@ class Server:
                 self._state = ServerState.STOPPED
                 raise
             self._state = ServerState.STARTED
+            self._switches = watch_switches(self.registry)  # business switches reach provider code too
             services = list(self._services.values())
         try:
             for instance, spec in services:
@@ -341,6 +343,7 @@ class Server:
         self._local_workers.shutdown(wait=False)
         for watcher in self._token_watchers:
             watcher.close()
+        self._switches.close()
         release_registry(registry)
         self._state = "stopped"
         log.info("stopped %s:%d", self.host, self.port)
