@@ -128,6 +128,54 @@ def _route_parser(sub: argparse._SubParsersAction) -> None:
         parser.set_defaults(func=_cmd_route)
 
 
+def _cmd_flow(args: argparse.Namespace) -> int:
+    from govrpc.admin import Admin
+
+    with Admin(args.registry) as admin:
+        if args.action == "list":
+            flow = admin.flow(args.service)
+            if args.json:
+                print(json.dumps(flow, indent=2, sort_keys=True))
+            elif not flow:
+                print(f"{args.service} has no flow setting")
+            for name, params in flow.items() if not args.json else ():
+                print(f"== {name}")
+                for key, value in params.items():
+                    print(f"{key} = {value}")
+        elif args.action == "set":
+            settings = _pairs(args.setting, "flow set")
+            if not settings:
+                raise ConfigurationError("flow set needs at least one KEY=VALUE (tps=200, find.concurrency=4)")
+            admin.set_flow(args.service, settings, application=args.application or "", address=args.address or "")
+            print(f"flow of {args.service} set: {', '.join(f'{k}={v}' for k, v in settings.items())}")
+        else:
+            admin.remove_flow(args.service, args.key or (), application=args.application or "",
+                              address=args.address or "")
+            print(f"flow of {args.service}: removed {', '.join(args.key) if args.key else 'every key'}")
+    return 0
+
+
+def _flow_parser(sub: argparse._SubParsersAction) -> None:
+    flow = sub.add_parser("flow", help="flow control of a service: list, set, rm (tps, concurrency, actives...)")
+    actions = flow.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the flow settings in force: configurators and published ones")
+    listing.add_argument("service")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    setting = actions.add_parser("set", help="set flow keys (checked; refused with the key named)")
+    setting.add_argument("service")
+    setting.add_argument("setting", nargs="*", metavar="KEY=VALUE")
+    rm = actions.add_parser("rm", help="remove flow keys (all of the scope when none is named)")
+    rm.add_argument("service")
+    rm.add_argument("key", nargs="*")
+    for parser in (setting, rm):
+        scope = parser.add_mutually_exclusive_group()
+        scope.add_argument("--application", help="the consumers of this application, not the providers")
+        scope.add_argument("--address", help="this provider (host:port) only")
+    for parser in (listing, setting, rm):
+        _registry_option(parser)
+        parser.set_defaults(func=_cmd_flow)
+
+
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
@@ -356,8 +404,8 @@ def _cmd_tokens(args: argparse.Namespace) -> int:
     if not tokens:
         raise ConfigurationError("tokens accept reads the accepted tokens from stdin, one a line: none came")
     with Admin(args.registry) as admin:
-        admin.accept_tokens(args.service, tokens, application=args.application or "")
-    scope = f" of application {args.application}" if args.application else ""
+        admin.accept_tokens(args.service, tokens, addresses=args.address or ())
+    scope = f" at {', '.join(args.address)}" if args.address else ""
     print(f"providers of {args.service}{scope} accept {len(tokens)} token(s) (their SHA-256 digests are stored)")
     return 0
 
@@ -367,7 +415,7 @@ def _tokens_parser(sub: Any) -> None:
     actions = tokens.add_subparsers(dest="action", required=True)
     accept = actions.add_parser("accept", help="providers of SERVICE accept the tokens read from stdin, one a line")
     accept.add_argument("service")
-    accept.add_argument("--application", help="only the providers of this application")
+    accept.add_argument("--address", action="append", metavar="HOST:PORT", help="only this provider (repeat)")
     _registry_option(accept)
     accept.set_defaults(func=_cmd_tokens)
 
@@ -382,6 +430,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=_at_least(1), default=4, help="consumer threads (default 4)")
     demo.set_defaults(func=_cmd_demo)
     _route_parser(sub)
+    _flow_parser(sub)
     _listing_parsers(sub)
     _degrade_parsers(sub)
     _console_parser(sub)

@@ -176,8 +176,10 @@ class TokenAuthFilter(Filter):
     (``Client.rotate_token``), then accept only the new one. The accepted set is the
     server's own (``Server(token=...)``, ``rotate(tokens)``) unless the registry overrides
     it for a service: a configurator's ``token.sha256`` (digests only: the registry never
-    holds a token; ``Admin.accept_tokens``). Made from its name (``"token"``) it has no
-    token of its own and accepts only what the registry lists.
+    holds a token; ``Admin.accept_tokens``), which reaches the filter the way every
+    provider-side setting does (the server binds its filters to the configured URL again).
+    Made from its name (``"token"``) it has no token of its own and accepts only what the
+    registry lists.
     """
 
     side = "provider"
@@ -187,32 +189,25 @@ class TokenAuthFilter(Filter):
     def __init__(self, tokens: str | Iterable[str] = ()) -> None:
         given = () if not isinstance(tokens, str) and not tokens else check_tokens(tokens)
         self._own = tuple(bytes.fromhex(token_digest(t)) for t in given)
-        self._registry: dict[str, tuple[bytes, ...]] = {}  # service -> the digests its override lists
 
     def bind(self, url: URL) -> Filter:
-        return _ServiceTokenAuth(self, url.path)
+        """The check for the service of ``url``: the digests a configurator gives it (``token.sha256``
+        on the provider's configured URL), else this server's own tokens."""
+        listed = TOKEN_DIGESTS.read(url)
+        return _ServiceTokenAuth(self, None if listed is None else tuple(bytes.fromhex(d) for d in listed))
 
     def rotate(self, tokens: str | Iterable[str]) -> None:
         """Accept ``tokens`` from now on (checked first; a bad list changes nothing)."""
         self._own = tuple(bytes.fromhex(token_digest(t)) for t in check_tokens(tokens))  # swapped whole
 
-    def set_registry_digests(self, service: str, digests: Iterable[str] | None) -> None:
-        """The digests a registry override of ``service`` lists (None: none, the server's own count)."""
-        overrides = dict(self._registry)
-        if digests is None:
-            overrides.pop(service, None)
-        else:
-            overrides[service] = tuple(bytes.fromhex(d) for d in digests)
-        self._registry = overrides  # swapped whole: readers take no lock
-
-    def accepts(self, token: str | None, service: str = "") -> bool:
-        """True if ``token`` is accepted for ``service``."""
+    def accepts(self, token: str | None, listed: tuple[bytes, ...] | None = None) -> bool:
+        """True if ``token`` is one of ``listed`` (digests; None: this server's own tokens)."""
         if not token:
             return False
         given = hashlib.sha256(token.encode("utf-8", "replace")).digest()
         # every accepted digest compared, each in constant time: timing tells nothing of which matched
         matched = False
-        for accepted in self._registry.get(service, self._own):
+        for accepted in self._own if listed is None else listed:
             matched |= hmac.compare_digest(given, accepted)
         return matched
 
@@ -220,7 +215,7 @@ class TokenAuthFilter(Filter):
         return self.bind(invoker.url).invoke(invoker, invocation)
 
     def __repr__(self) -> str:
-        return f"TokenAuthFilter({len(self._own)} token(s) of its own, overrides for {sorted(self._registry)})"
+        return f"TokenAuthFilter({len(self._own)} token(s) of its own)"
 
 
 class _ServiceTokenAuth(Filter):
@@ -229,14 +224,14 @@ class _ServiceTokenAuth(Filter):
     side = "provider"
     order = TokenAuthFilter.order
 
-    def __init__(self, parent: TokenAuthFilter, service: str) -> None:
+    def __init__(self, parent: TokenAuthFilter, listed: tuple[bytes, ...] | None) -> None:
         self.parent = parent
-        self.service = service
+        self.listed = listed
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments
         token = attachments.get(TOKEN_KEY)
-        if not self.parent.accepts(token, self.service):
+        if not self.parent.accepts(token, self.listed):
             why = "no token" if not token else "a wrong token"
             raise UnauthenticatedError(f"{invocation}: the call carries {why}; this provider requires one",
                                        invocation=invocation)

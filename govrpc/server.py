@@ -8,6 +8,7 @@ refuse new calls and drain in-flight ones, then stop.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import signal
@@ -15,18 +16,27 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
+from govrpc.cluster.configured import method_options
+from govrpc.configurator import ConfiguratorWatcher, configure_server
 from govrpc.degrade.switches import watch_switches
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
-from govrpc.options import MAX_MESSAGE_SIZE, check_int
+from govrpc.invocation import (
+    PEERS_KEY,
+    PEERS_WEIGHT_KEY,
+    Filter,
+    Invocation,
+    Invoker,
+    build_filter_chain,
+    load_filters,
+)
+from govrpc.options import MAX_MESSAGE_SIZE, check_int, check_options, known_options
 from govrpc.registry.base import Registry, acquire_registry, release_registry
-from govrpc.rpc.inprocess import LocalWorkers, export_local, withdraw_local
+from govrpc.rpc.inprocess import LocalWorkers, export_local, find_local, withdraw_local
 from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
-from govrpc.configurator import ConfiguratorWatcher
-from govrpc.security import TLS, TLS_KEY, TOKEN_DIGESTS, TokenAuthFilter, check_tokens, server_credentials
+from govrpc.security import TLS, TLS_KEY, TokenAuthFilter, check_tokens, server_credentials
 from govrpc.service import ServiceSpec, describe
-from govrpc.url import URL, ServiceKey
+from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
 
 __all__ = ["ProviderInvoker", "Server", "ServerState"]
 
@@ -50,6 +60,33 @@ class ProviderInvoker(Invoker):
                 f"service {self.spec.key} has no method {invocation.method!r}; "
                 f"its methods: {', '.join(sorted(self.methods))}", invocation=invocation)
         return method(*invocation.args, **invocation.kwargs)
+
+
+class _Hosted:
+    """One hosted service: its published URL, the end of its chain, what the transport serves,
+    and the configurators watched for it (``configured``: the URL its filters are bound to)."""
+
+    __slots__ = ("url", "target", "exported", "watcher", "configured", "peers", "peers_listener")
+
+    def __init__(self, url: URL, target: ProviderInvoker, watcher: ConfiguratorWatcher) -> None:
+        self.peers: tuple[int, int] | None = None  # (instances, their weights): once a filter wants them
+        self.peers_listener: Any = None
+        self.url = url
+        self.target = target
+        self.exported: ExportedService | None = None
+        self.watcher = watcher
+        self.configured = url
+
+
+def _provider_options(options: Mapping[str, Any]) -> dict[str, str]:
+    """``Server.add``'s settings as URL text, each checked by the option that owns it."""
+    options = dict(options)
+    methods = method_options(options.pop("methods", None) or {})
+    known = known_options()
+    for key in options:
+        if key not in known:
+            raise ConfigurationError(f"unknown provider option {key!r}; options: {', '.join(known)}")
+    return {**check_options(options), **methods}
 
 
 class ServerState(str, enum.Enum):
@@ -122,7 +159,6 @@ class Server:
                 raise ConfigurationError("give token= or a token filter, not both")
             self.token_auth = TokenAuthFilter(check_tokens(token))
             self.filters.insert(0, self.token_auth)
-        self._token_watchers: list[ConfiguratorWatcher] = []
         credentials = server_credentials(credentials, tls)
         self.tls = credentials is not None
         self.max_message_size = max_message_size
@@ -131,17 +167,27 @@ class Server:
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
         self._local_workers = LocalWorkers(max_workers)
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
+        self._settings: dict[ServiceKey, dict[str, str]] = {}
+        self._hosted: dict[ServiceKey, _Hosted] = {}
+        self._rebind_lock = threading.RLock()
         self.urls: list[URL] = []
         self.invokers: dict[ServiceKey, Invoker] = {}
         self._state: str = ServerState.NEW  # a str Enum: plain strings compare equal
         self._lock = threading.Lock()
 
     # -- configuration ------------------------------------------------------------
-    def add(self, instance: Any) -> Server:
+    def add(self, instance: Any, **options: Any) -> Server:
         """Host ``instance``, an object of a class marked with ``@govrpc.service``.
 
         Before ``start`` the service is registered on start; after it, at once.
+        ``options`` are provider settings published on its URL and read by the provider
+        filters, with the names configurators use (``tps=200``, ``concurrency=8``; per
+        method through ``methods={"find": {"tps": 50}}``). Registry configurators override
+        them at run time (see ``govrpc.configurator``): the filter chain is rebound then.
+
+        Raises ``ConfigurationError`` naming an unknown option or a bad value.
         """
+        settings = _provider_options(options)
         spec = describe(instance)
         with self._lock:
             if self._state in ("stopping", "stopped"):
@@ -152,28 +198,96 @@ class Server:
                     f"service {spec.key} is already hosted by this server (class {other}); "
                     f"give {type(instance).__qualname__} another name, version or group")
             self._services[spec.key] = (instance, spec)
+            self._settings[spec.key] = settings
             started = self._state == "started"
         if started:
             self._export(instance, spec)
         return self
 
     def _export(self, instance: Any, spec: ServiceSpec) -> None:
-        """Serve one service, then register it; its filters are bound to the URL it is published with."""
+        """Serve one service, watch its configurators, then register it; its filters are bound to
+        the URL it is published with (configurators applied, see ``configured_url``)."""
         url = self._provider_url(spec)
+        assert self.registry is not None
         provider = ProviderInvoker(instance, spec, url)
+        watcher = ConfiguratorWatcher(self.registry, spec.key.service, "")  # "": rules without application
+        hosted = _Hosted(url, provider, watcher)
         invoker = build_filter_chain(self.filters, provider, url)
         self.invokers[spec.key] = invoker
         filtered = invoker is not provider  # else nothing reads the Invocation: calls skip building one
-        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
-                                          direct=None if filtered else provider.methods))
-        assert self.registry is not None
-        if self.token_auth is not None:  # before serving: a registry override of the tokens applies at once
-            self._watch_tokens(spec.key.service)
+        hosted.exported = ExportedService(spec.key, spec.methods, invoker, self._serializer,
+                                          direct=None if filtered else provider.methods)
+        self._grpc.export(hosted.exported)
         # before registering: a consumer in this process may call it in-process
         export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers,
                      filtered=filtered)
+        self._hosted[spec.key] = hosted
+        watcher.add_listener(functools.partial(self._reconfigured, spec.key))
+        watcher.start()  # calls back at once with the rules stored now
         self.registry.register(url)
         self.urls.append(url)
+
+    # -- run-time configuration: the provider side's seam ---------------------------
+    def configured_url(self, key: ServiceKey) -> URL:
+        """The URL the provider filters of ``key`` are bound to: its published URL with the
+        provider-side settings of the registry's configurators meant for it applied (rules
+        without ``application``: general ones, and ``address`` rules naming this provider)."""
+        return self._hosted[key].configured
+
+    def _reconfigured(self, key: ServiceKey, watcher: ConfiguratorWatcher) -> None:
+        self._rebind(key)
+
+    def _peers_changed(self, key: ServiceKey, urls: Any) -> None:
+        hosted = self._hosted.get(key)
+        if hosted is None:
+            return
+        own = hosted.url
+        live = [u for u in urls if u.scheme in PROVIDER_SCHEMES and key.matches(u) and u.address != own.address]
+        weights = [int(u.params.get("weight", 100)) if str(u.params.get("weight", "")).isdigit() else 100
+                   for u in live]
+        hosted.peers = (len(live) + 1, sum(weights) + self.weight)  # itself, registered or not yet
+        self._rebind(key)
+
+    def _rebind(self, key: ServiceKey) -> None:
+        """Configurators (or the live instances) of a hosted service changed: bind the provider
+        filters to the new URL and swap the chain whole (calls in flight finish on the old one).
+        Settings a filter refuses leave the last good chain in force, with a warning. Any
+        stage's provider options take effect this way: nothing here knows a stage."""
+        subscribe = None
+        with self._rebind_lock:
+            hosted = self._hosted.get(key)
+            if hosted is None or hosted.exported is None or self._state in ("stopping", "stopped"):
+                return
+            url = configure_server(hosted.url, hosted.watcher.rules)
+            if hosted.peers is None and any(f.wants_peers(url) for f in self.filters):
+                hosted.peers = (1, self.weight)
+                hosted.peers_listener = subscribe = functools.partial(self._peers_changed, key)
+            if hosted.peers is not None:
+                url = url.with_params(**{PEERS_KEY: hosted.peers[0], PEERS_WEIGHT_KEY: hosted.peers[1]})
+            if url != hosted.configured:
+                try:
+                    self._swap(key, hosted, url, build_filter_chain(self.filters, hosted.target, url))
+                except ConfigurationError as exc:
+                    log.warning("configurators of %s give provider settings that do not work (%s); "
+                                "keeping the previous ones", key, exc)
+        if subscribe is not None and self.registry is not None:  # outside the lock: it calls back
+            self.registry.subscribe(key.service, subscribe)
+
+    def _swap(self, key: ServiceKey, hosted: _Hosted, url: URL, invoker: Invoker) -> None:
+        hosted.configured = url
+        self.invokers[key] = invoker
+        filtered = invoker is not hosted.target
+        exported = hosted.exported
+        assert exported is not None
+        # a call reads the invoker, then the shortcut: clear the shortcut before, set it after
+        exported.direct = {}
+        exported.invoker = invoker
+        if not filtered:
+            exported.direct = hosted.target.methods
+        local = find_local(hosted.url)
+        if local is not None:
+            local.invoker, local.filtered = invoker, filtered
+        log.info("provider filters of %s bound to %s", key, url)
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -207,26 +321,8 @@ class Server:
         if self._grpc.hosts(spec.key.service):  # another version/group is served already: calls name theirs
             params["dispatch"] = "key"
         params.update(self.tags)
+        params.update(self._settings.get(spec.key, {}))
         return URL("grpc", self.advertise, self.port, spec.key.service, params)
-
-    def _watch_tokens(self, service: str) -> None:
-        """Follow the registry's ``token.sha256`` overrides of ``service`` (configurators for this application)."""
-        auth = self.token_auth
-        assert auth is not None and self.registry is not None
-        watcher = ConfiguratorWatcher(self.registry, service, self.application)
-
-        def changed(w: ConfiguratorWatcher) -> None:
-            digests = None
-            for rule in w.rules:  # ordered by scope then name: the last one listing digests wins
-                if rule.applies_to(self.application) and TOKEN_DIGESTS.name in rule.params:
-                    digests = TOKEN_DIGESTS.check(rule.params[TOKEN_DIGESTS.name])
-            auth.set_registry_digests(service, digests)
-            if digests:
-                log.info("%s: the registry lists %d accepted token(s)", service, len(digests))
-
-        watcher.add_listener(changed)
-        watcher.start()
-        self._token_watchers.append(watcher)
 
     def rotate_token(self, tokens: str | Iterable[str]) -> None:
         """Accept ``tokens`` from now on (give old and new together first, so no call is dropped).
@@ -323,6 +419,12 @@ class Server:
         deadline = time.monotonic() + (grace or 0)  # the whole stop fits in the grace (+ STOP_BOUND)
         registry = self.registry
         assert registry is not None
+        # not under the rebind lock: a rebind running on the registry's delivery thread would wait
+        # for it while this waits for that thread (the state is "stopping": no rebind starts now)
+        for hosted in self._hosted.values():
+            hosted.watcher.close()
+            if hosted.peers_listener is not None:
+                registry.unsubscribe(hosted.url.path, hosted.peers_listener)
         for url in self.urls:
             try:
                 registry.unregister(url)
@@ -341,8 +443,6 @@ class Server:
         if not self._local_workers.drain(deadline - time.monotonic()):
             log.warning("in-process calls still running after the %s s grace", grace)
         self._local_workers.shutdown(wait=False)
-        for watcher in self._token_watchers:
-            watcher.close()
         self._switches.close()
         release_registry(registry)
         self._state = "stopped"

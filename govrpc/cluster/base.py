@@ -14,7 +14,14 @@ from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.stats import stats_of
 from govrpc.context import current_recorder
 from govrpc.degrade.breaker import BREAKER_OPTIONS, NOT_CLOSED
-from govrpc.exceptions import CallTimeoutError, CancelledError, CircuitOpenError, GovRpcError, NoProviderError
+from govrpc.exceptions import (
+    CallTimeoutError,
+    CancelledError,
+    CircuitOpenError,
+    GovRpcError,
+    NoProviderError,
+    RateLimitedError,
+)
 from govrpc.invocation import Invocation, Invoker
 from govrpc.options import Option
 from govrpc.url import URL
@@ -64,15 +71,25 @@ class ClusterInvoker(Invoker):
             invokers = self.outlier.filter(invokers)
         recorder = current_recorder()
         if recorder is not None:  # a span records this call: say what routing left
-            chain = self.directory.router_chain
-            routers = tuple(getattr(r, "name", "") or type(r).__name__ for r in chain.routers) if chain else ()
-            recorder.listed(invocation, len(self.directory.invokers), len(invokers), routers)
+            recorder.listed(invocation, len(self.directory.invokers), len(invokers), self._router_names())
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)
         if self.breaking and NOT_CLOSED[0]:  # some breaker of this process is open or half-open
             invokers = self._closed_circuits(invocation, invokers)
         return invokers
+
+    _named: tuple[Any, tuple[str, ...]] = (None, ())
+
+    def _router_names(self) -> tuple[str, ...]:
+        """The names of the routers in force, made again only when the chain's routers change."""
+        chain = self.directory.router_chain
+        routers = chain.routers if chain else ()
+        seen, names = self._named
+        if routers is not seen:
+            names = tuple(getattr(r, "name", "") or type(r).__name__ for r in routers)
+            self._named = (routers, names)
+        return names
 
     def _closed_circuits(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Sequence[Invoker]:
         method, now = invocation.method, _monotonic()
@@ -141,7 +158,9 @@ class ClusterInvoker(Invoker):
                 self.on_answer()
                 result.set_result(attempt.result())
                 return
-            failed = exc.retryable if isinstance(exc, GovRpcError) else False
+            # a flow-control refusal is the provider protecting itself, not a fault: not counted
+            failed = None if isinstance(exc, RateLimitedError) else exc.retryable if isinstance(exc, GovRpcError) \
+                else False
             stats.end(began, failed)
             if failed:
                 self.outlier.on_failure(invoker, stats, len(self.directory.invokers))
@@ -169,7 +188,7 @@ class ClusterInvoker(Invoker):
         except GovRpcError as exc:
             # a provider failure counts against it; a business error is an answer; a call we
             # cancelled ourselves (a losing forking branch) says nothing about the provider
-            failed = None if isinstance(exc, CancelledError) else exc.retryable
+            failed = None if isinstance(exc, (CancelledError, RateLimitedError)) else exc.retryable
             stats.end(started, failed)
             if failed:
                 self.outlier.on_failure(invoker, stats, len(self.directory.invokers))

@@ -27,10 +27,17 @@ def _accepts(client_factory: Any, address: str, token: str) -> bool:
         return False
 
 
+def _quietly(call: Any, *args: Any) -> Any:
+    try:
+        return call(*args)
+    except govrpc.UnauthenticatedError:
+        return None
+
+
 def test_rotation_through_the_registry_drops_no_call(zk_url: Any, client_factory: Any, figures: Any) -> None:
     address = zk_url()
     registries = [ZookeeperRegistry(ZookeeperRegistry.parse_address(address)) for _ in range(2)]
-    servers = [govrpc.Server(r, token=OLD, application="echo").add(Echo(f"p{i}")).start()
+    servers = [govrpc.Server(r, token=OLD).add(Echo(f"p{i}")).start()
                for i, r in enumerate(registries)]
     admin = govrpc.Admin(address)
     try:
@@ -39,12 +46,12 @@ def test_rotation_through_the_registry_drops_no_call(zk_url: Any, client_factory
         wait_until(lambda: len(client.reference("test.Echo", retries=0).directory.urls) == 2, what="providers")
         with Load(lambda w, n: echo.echo(n), threads=3, seconds=40) as load:
             load.wait_calls(100)
-            admin.accept_tokens("test.Echo", [OLD, NEW], application="echo")  # the overlap
+            admin.accept_tokens("test.Echo", [OLD, NEW])  # the overlap
             wait_until(lambda: all(_accepts(client_factory, f"{address}", NEW) for _ in range(6)),
                        what="providers accepting the new token")
             client.rotate_token(NEW)
             load.wait_calls(100)
-            admin.accept_tokens("test.Echo", [NEW], application="echo")
+            admin.accept_tokens("test.Echo", [NEW])
             wait_until(lambda: not any(_accepts(client_factory, address, OLD) for _ in range(6)),
                        what="providers refusing the old token")
             load.wait_calls(100)
@@ -53,7 +60,7 @@ def test_rotation_through_the_registry_drops_no_call(zk_url: Any, client_factory
         assert load.failed == 0, load.examples
         # what the registry holds: digests only, and no token in any provider URL
         stored = admin.rules("test.Echo", "configurators")
-        assert stored == {"token": f"application = echo\ntoken.sha256 = {token_digest(NEW)}\n"}
+        assert stored == {"token": f"token.sha256 = {token_digest(NEW)}\n"}
         for url in admin.providers("test.Echo"):
             assert OLD not in str(url) and NEW not in str(url)
         # the override gone, the servers' own token counts again
@@ -92,14 +99,18 @@ def test_cli_accepts_tokens_from_stdin_and_a_running_server_follows(
     import subprocess
     import sys
 
-    start_server(file_registry, Echo(), token=OLD, application="echo")
-    done = subprocess.run([sys.executable, "-m", "govrpc.cli", "tokens", "accept", "test.Echo", "--application",
-                           "echo", "--registry", file_registry], input=f"{OLD}\n{NEW}\n", capture_output=True,
-                          text=True, timeout=60)
+    server = start_server(file_registry, Echo(), token=OLD)
+    other = start_server(file_registry, Echo(), token=OLD)  # not named: keeps its own token
+    done = subprocess.run([sys.executable, "-m", "govrpc.cli", "tokens", "accept", "test.Echo", "--address",
+                           server.urls[0].address, "--registry", file_registry], input=f"{OLD}\n{NEW}\n",
+                          capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "accept 2 token(s)" in done.stdout and NEW not in done.stdout + done.stderr
-    wait_until(lambda: _accepts(client_factory, file_registry, NEW), what="the CLI's tokens reaching the server")
-    assert _accepts(client_factory, file_registry, OLD)
+    direct = client_factory(file_registry, token=NEW)
+    named = direct.proxy("test.Echo", url=str(server.urls[0]), retries=0)
+    wait_until(lambda: _quietly(named.echo, 1) == 1, what="the CLI's tokens reaching the named server")
+    with pytest.raises(govrpc.UnauthenticatedError):  # the server the rule does not name keeps its own token
+        direct.proxy("test.Echo", url=str(other.urls[0]), retries=0).echo(1)
     empty = subprocess.run([sys.executable, "-m", "govrpc.cli", "tokens", "accept", "test.Echo", "--registry",
                             file_registry], input="", capture_output=True, text=True, timeout=60)
     assert empty.returncode != 0 and "none came" in empty.stderr
