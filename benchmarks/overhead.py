@@ -33,6 +33,9 @@ Flow-control row: "govrpc+flow" calls a service with a rate limit and a concurre
 limit on the provider (``tps``, ``concurrency``) and a rate limit and ``actives`` on
 the consumer, all set so they never refuse. Target: >= 0.90 of raw grpcio, one thread.
 
+Token row: "govrpc token" calls a provider that requires a token (``Server(token=...)``,
+``Client(token=...)``): the consumer's static metadata and the provider's token filter.
+
 "govrpc metrics": Prometheus metrics on both sides (``metrics = true`` on the consumer,
 ``Server(metrics=True)`` on a second govrpc server of the provider process): call,
 attempt and server histograms, counters and in-flight gauges. Target >= 0.90.
@@ -51,6 +54,7 @@ import time
 from typing import Any, Callable
 
 RAW_PATH = "/bench.Raw/echo"
+BENCH_TOKEN = "bench-token-0123456789"
 
 
 def sdk_provider() -> Any:
@@ -102,6 +106,14 @@ def serve(registry: str, sdk: bool = False) -> None:
 
         server.add(FlowEcho(), tps=1_000_000, concurrency=64)
     server.start()
+
+    @govrpc.service("bench.Echo", group="token-sdk" if sdk else "token")
+    class TokenEcho(Echo):
+        pass
+
+    # the token stage: a provider that requires a token (token authentication row)
+    tokened = govrpc.Server(registry, max_workers=16, token=BENCH_TOKEN).add(TokenEcho()).start()
+
     metered = None
     if not sdk:  # the "govrpc metrics" row: Prometheus metrics on the provider side too
         @govrpc.service("bench.Echo", group="metrics")
@@ -111,6 +123,7 @@ def serve(registry: str, sdk: bool = False) -> None:
         metered = govrpc.Server(registry, max_workers=16, metrics=True).add(MeteredEcho()).start()
     print(raw_port, server.port, flush=True)
     sys.stdin.read()  # until the parent closes our stdin
+    tokened.stop(grace=0)
     server.stop(grace=0)
     if metered is not None:
         metered.stop(grace=0)
@@ -146,6 +159,18 @@ def run_round(call: Callable[[], Any], threads: int, seconds: float) -> tuple[in
         raise errors[0]
     flat = [x for part in latencies for x in part]
     return len(flat), flat, cpu
+
+
+def until_listed(call: Callable[[], Any], deadline: float) -> None:
+    """Call until the provider is listed (NoProviderError until then), at most until ``deadline``."""
+    import govrpc
+
+    while time.monotonic() < deadline:
+        try:
+            call()
+            return
+        except govrpc.NoProviderError:
+            time.sleep(0.05)
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -197,28 +222,23 @@ def main() -> int:
         client = govrpc.Client(registry, application="bench", timeout=5.0)
         proxy = client.proxy("bench.Echo")
         deadline = time.monotonic() + 10
-        def ready(call: Callable[[bytes], Any]) -> None:
-            """Call until the provider is listed (the file registry takes a moment)."""
-            while time.monotonic() < deadline:
-                try:
-                    call(payload)
-                    return
-                except govrpc.NoProviderError:
-                    time.sleep(0.05)
-
-        ready(proxy.echo)
+        until_listed(lambda: proxy.echo(payload), deadline)
         gov = proxy.echo
         assert gov(payload) == payload and raw() == payload
         untraced = client.proxy("bench.Echo", trace=False).echo
         # consumer side too: its own rate and calls in flight, limits that never refuse
         flowed = client.proxy("bench.Echo", group="flow", tps=1_000_000, actives=64).echo
-        ready(flowed)
+        until_listed(lambda: flowed(payload), deadline)
         breaking = client.proxy("bench.Echo", breaker={"failures": 5, "ratio": 0.5, "slow": 1.0}).echo
         assert breaking(payload) == payload
+        token_client = govrpc.Client(registry, application="bench", timeout=5.0, token=BENCH_TOKEN)
+        tokened = token_client.proxy("bench.Echo", group="token").echo
+        until_listed(lambda: tokened(payload), deadline)
         variants = {"raw grpcio": raw, "govrpc": lambda: gov(payload), "govrpc trace=off": lambda: untraced(payload),
-                    "govrpc+breaker": lambda: breaking(payload), "govrpc+flow": lambda: flowed(payload)}
+                    "govrpc+breaker": lambda: breaking(payload), "govrpc+flow": lambda: flowed(payload),
+                    "govrpc token": lambda: tokened(payload)}
         metered = client.proxy("bench.Echo", group="metrics", metrics=True).echo  # Prometheus on both sides
-        ready(metered)
+        until_listed(lambda: metered(payload), deadline)
         variants["govrpc metrics"] = lambda: metered(payload)
         sdk_rounds: Any = None
         if traced is not None:
@@ -226,7 +246,7 @@ def main() -> int:
 
             client_sdk = sdk_provider()
             traced_echo = client.proxy("bench.Echo", group="sdk").echo
-            ready(traced_echo)
+            until_listed(lambda: traced_echo(payload), deadline)
             variants["govrpc+otel sdk"] = lambda: traced_echo(payload)
 
             def sdk_rounds(on: bool) -> None:  # the SDK records in this process only during its rounds
@@ -267,8 +287,10 @@ def main() -> int:
                 extra_cpu = (results[name]["cpu"] / results[name]["calls"]
                              - results["raw grpcio"]["cpu"] / results["raw grpcio"]["calls"]) * 1e6
                 print(f"  ratio {name}/raw calls/s: {ratio:.3f}   (client CPU added per call: {extra_cpu:+.0f} µs)"
-                      + (f"   target >= {targets[name]:.2f}" if threads == 1 or name == "govrpc+breaker" else ""))
+                      + (f"   target >= {targets[name]:.2f}"
+                         if name in targets and (threads == 1 or name == "govrpc+breaker") else ""))
         client.close()
+        token_client.close()
         channel.close()
     finally:
         if traced is not None and traced.stdin:

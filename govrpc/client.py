@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -38,6 +39,7 @@ from govrpc.monitor.metrics import MetricsAttemptFilter, MetricsCallFilter, Metr
 from govrpc.registry.multi import MultiRegistry, acquire_multi_registry, registry_states
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
 from govrpc.rpc.server import Keepalive
+from govrpc.security import TLS, channel_credentials, check_token
 from govrpc.url import CONSUMER, URL, ServiceKey
 
 __all__ = ["Client", "MethodProxy", "Reference", "ServiceProxy"]
@@ -225,13 +227,20 @@ class Client:
             ``zone_threshold`` (``govrpc.router.zone``); ``zone_force`` keeps it in its zone.
         A list of registries (``registry=[url1, url2]``) is read as one: the union of their
         providers, the first one preferred for rules and registration (``govrpc.registry.multi``).
+        credentials: grpc ``ChannelCredentials`` (``grpc.ssl_channel_credentials(...)``): every
+            provider is dialled with TLS (one that does not serve it fails its handshake).
+        tls: ``govrpc.TLS(ca_file=..., cert_file=..., key_file=..., server_name=...)``, the
+            file-based shorthand for ``credentials``. Without either, a provider that
+            publishes ``tls=true`` is refused rather than dialled in plaintext.
+        token: the token sent with every call to providers that require one (``Server(token=...)``).
     """
 
     def __init__(self, registry: str | Registry | Sequence[str] | None = None, *,
                  application: str = "govrpc-consumer",
                  timeout: float = DEFAULT_TIMEOUT, filters: Iterable[Filter | str] = (),
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
-                 local_first: bool = True, prefer_same_host: bool = False, metrics_port: int | None = None,
+                 local_first: bool = True, prefer_same_host: bool = False, credentials: Any = None,
+                 tls: TLS | None = None, token: str | None = None, metrics_port: int | None = None,
                  metrics_registry: Any = None, metrics: bool = False, keepalive_time: float = 10.0,
                  keepalive_timeout: float = 2.0, zone: str = "", region: str = "", zone_force: bool = False,
                  zone_threshold: float = 0.7) -> None:
@@ -255,6 +264,10 @@ class Client:
         for option, flag in (("local_first", local_first), ("prefer_same_host", prefer_same_host)):
             if not isinstance(flag, bool):
                 raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
+        self._token = check_token(token) if token is not None else ""
+        self._transports: weakref.WeakSet[Any] = weakref.WeakSet()  # where rotate_token changes the token
+        self._transport_lock = threading.Lock()
+        channel_creds = channel_credentials(credentials, tls)
         self.application = application
         self.timeout = float(timeout)
         self.filters = load_filters(filters, "consumer")
@@ -274,7 +287,8 @@ class Client:
             self.locality["zone_force"] = "true"
         if self.locality and zone_threshold != 0.7:
             self.locality["zone_threshold"] = str(zone_threshold)
-        self.pool = ChannelPool(max_message_size=max_message_size, keepalive=keepalive)
+        self.pool = ChannelPool(max_message_size=max_message_size, credentials=channel_creds,
+                                options=tls.channel_options() if tls is not None else None, keepalive=keepalive)
         self.pool.listeners.append(self._links_changed)
         self.max_message_size = max_message_size
         self.host = socket.gethostname()
@@ -397,8 +411,28 @@ class Client:
         if self.local_first:
             export = find_local(url)
             if export is not None:
-                return InProcessInvoker(export, url, self.max_message_size, application=self.application)
-        return GrpcInvoker(url, self.pool, application=self.application)
+                invoker: InProcessInvoker | GrpcInvoker = InProcessInvoker(
+                    export, url, self.max_message_size, application=self.application, token=self._token)
+                with self._transport_lock:
+                    self._transports.add(invoker)
+                return invoker
+        invoker = GrpcInvoker(url, self.pool, application=self.application, token=self._token)
+        with self._transport_lock:
+            self._transports.add(invoker)
+        return invoker
+
+    def rotate_token(self, token: str) -> None:
+        """Send ``token`` instead of the current one from the next call on, to every provider.
+
+        Rotation without a dropped call: the providers accept old and new first
+        (``Server.rotate_token([old, new])`` or ``Admin.accept_tokens``), then every consumer
+        rotates, then the providers accept only the new one. Raises ``ConfigurationError``
+        for a bad token.
+        """
+        with self._transport_lock:
+            self._token = check_token(token)
+            for invoker in list(self._transports):
+                invoker.set_token(self._token)
 
     def proxy(self, service: str, **options: Any) -> ServiceProxy:
         """A proxy whose methods call ``service`` through governance.

@@ -336,8 +336,10 @@ class GrpcServer:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 16,
                  max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = (),
-                 keepalive: Keepalive | None = None, health: bool | None = None, reflection: bool = False) -> None:
+                 keepalive: Keepalive | None = None, health: bool | None = None, reflection: bool = False,
+                 credentials: grpc.ServerCredentials | None = None) -> None:
         self.host = host
+        self.credentials = credentials  # None: plaintext (grpc's insecure port)
         self.requested_port = port
         self.max_workers = max_workers
         self.keepalive = keepalive if keepalive is not None else Keepalive()
@@ -421,7 +423,9 @@ class GrpcServer:
             reflection_pb2_grpc.add_ServerReflectionServicer_to_server(self._reflection, server)
         server.add_generic_rpc_handlers((self._dispatcher,))
         try:
-            self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
+            address = f"{self.host}:{self.requested_port}"
+            self.port = (server.add_insecure_port(address) if self.credentials is None
+                         else server.add_secure_port(address, self.credentials))
         except RuntimeError as exc:
             server.stop(None)
             executor.shutdown(wait=False)
