@@ -30,7 +30,9 @@ from typing import Any, Callable, Sequence
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
+from govrpc.cluster.drive import drive
 from govrpc.cluster.loadbalance import LoadBalancer
+from govrpc.cluster.policy import CallState, GiveUp, Return, Step
 from govrpc.exceptions import GovRpcError, NoProviderError, RpcError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.options import TIMEOUT, Option
@@ -113,13 +115,18 @@ class FailcacheClusterInvoker(ClusterInvoker):
         self.refused = 0
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
-        invoker = self.loadbalance.select(invokers, invocation)
+        return drive(self, CallState(invocation, invokers))
+
+    def decide(self, state: CallState) -> Step:
+        """One attempt; a provider failure is queued (the call returns a ``RetryAccepted``)."""
+        outcome = state.outcome
+        exc = outcome.exception if outcome is not None else None
+        if not isinstance(exc, GovRpcError) or not exc.retryable:
+            return super().decide(state)
         try:
-            return self.call(invoker, invocation)
-        except GovRpcError as exc:
-            if not exc.retryable:
-                raise
-            return self._enqueue(invocation, exc)
+            return Return(self._enqueue(state.invocation, exc))
+        except GovRpcError as error:  # the queue is full, or closed
+            return GiveUp(error)
 
     def _enqueue(self, invocation: Invocation, exc: GovRpcError) -> RetryAccepted:
         successor = self._successor
