@@ -183,7 +183,9 @@ class GrpcInvoker(Invoker):
                 self._methods[name] = entry
             return entry
 
-    def invoke(self, invocation: Invocation) -> Any:
+    def _prepare(self, invocation: Invocation) -> tuple[Any, Callable[[Any], Any], bytes, float, Any]:
+        """What sending ``invocation`` takes: the method's callable, its decoder, the encoded
+        request, the seconds left and the metadata; raises what refuses the call before it leaves."""
         if self._closed:
             raise errors.ConnectionRefusedByProviderError(
                 f"{invocation}: provider {self.address} has left", invocation=invocation)
@@ -203,6 +205,10 @@ class GrpcInvoker(Invoker):
         attachments = invocation.attachments
         metadata = (self._key_metadata + tuple(attachments.items()) if attachments
                     else self._key_metadata) or None
+        return call, decode, request, timeout, metadata
+
+    def invoke(self, invocation: Invocation) -> Any:
+        call, decode, request, timeout, metadata = self._prepare(invocation)
         try:
             if invocation.oneway:
                 future = call.future(request, timeout=timeout, metadata=metadata)
@@ -235,25 +241,7 @@ class GrpcInvoker(Invoker):
     def start(self, invocation: Invocation) -> Future[Any]:
         """Send the call with grpc's own non-blocking call; the future holds the decoded value or
         the translated error (``.future()`` of a proxy, without a thread waiting on it)."""
-        if self._closed:
-            raise errors.ConnectionRefusedByProviderError(
-                f"{invocation}: provider {self.address} has left", invocation=invocation)
-        call, encode, decode = self._methods.get(invocation.method) or self._method(invocation.method)
-        timeout = invocation.deadline - time.monotonic()
-        if timeout <= 0:
-            raise errors.CallTimeoutError(f"{invocation}: deadline passed before calling {self.address}",
-                                          invocation=invocation)
-        try:
-            request = encode(invocation)
-        except errors.GovRpcError:
-            raise
-        except Exception as exc:  # noqa: BLE001
-            raise errors.SerializationError(
-                f"{invocation}: cannot encode the arguments with {self.serializer.name}: {exc}",
-                invocation=invocation) from exc
-        attachments = invocation.attachments
-        metadata = (self._key_metadata + tuple(attachments.items()) if attachments
-                    else self._key_metadata) or None
+        call, decode, request, timeout, metadata = self._prepare(invocation)
         result: Future[Any] = Future()
         result.set_running_or_notify_cancel()
         address = self.address
