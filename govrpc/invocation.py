@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from govrpc.service import MethodSpec
 
 __all__ = ["APPLICATION_KEY", "Filter", "Invocation", "Invoker", "ProviderContext", "Result",
-           "build_filter_chain", "load_filters"]
+           "build_async_filter_chain", "build_filter_chain", "load_filters"]
 
 APPLICATION_KEY = "govrpc-app"
 """Request metadata: the calling consumer's application (static, precomputed per provider)."""
@@ -203,6 +203,32 @@ def build_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | N
     ordered: Sequence[Filter] = sorted(bound, key=lambda f: f.order)
     for filter_ in reversed(ordered):
         invoker = _FilterLink(filter_, invoker)
+    return invoker
+
+
+class _AsyncFilterLink(_FilterLink):
+    __slots__ = ()
+
+    def invoke(self, invocation: Invocation) -> Any:
+        raise ConfigurationError(f"{invocation}: this chain is asyncio's: await ainvoke")
+
+    async def ainvoke(self, invocation: Invocation) -> Any:
+        return await self.filter.ainvoke(self.next, invocation)  # type: ignore[attr-defined]
+
+
+def build_async_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | None = None) -> Invoker:
+    """The asyncio twin of ``build_filter_chain``: links whose verb is ``ainvoke`` around an
+    ``invoker`` that has one. A filter runs on asyncio through its ``async def ainvoke(invoker,
+    invocation)`` (continuing with ``await invoker.ainvoke(invocation)``), which wraps the same
+    decision objects as its ``invoke``; a bound filter without one is refused (ConfigurationError)."""
+    target = url if url is not None else invoker.url
+    bound = [b for b in (f.bind(target) for f in filters) if b is not None]
+    for filter_ in bound:
+        if not callable(getattr(filter_, "ainvoke", None)):
+            raise ConfigurationError(f"filter {type(filter_).__name__} has no asyncio twin (async def ainvoke): "
+                                     f"it cannot run in an AsyncClient or AsyncServer")
+    for filter_ in reversed(sorted(bound, key=lambda f: f.order)):
+        invoker = _AsyncFilterLink(filter_, invoker)
     return invoker
 
 

@@ -169,9 +169,10 @@ class _KeyedHandler:
     published before a second version made the key necessary.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, unimplemented: Callable[[str], grpc.RpcMethodHandler] = _unimplemented) -> None:
         self.handlers: dict[str, grpc.RpcMethodHandler] = {}
         self.path = path
+        self.unimplemented = unimplemented
 
     def pick(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         wanted = next((v for k, v in details.invocation_metadata if k == KEY_KEY), None)
@@ -179,15 +180,16 @@ class _KeyedHandler:
             return next(iter(self.handlers.values()))
         handler = self.handlers.get(wanted)
         if handler is None:
-            return _unimplemented(
+            return self.unimplemented(
                 f"{self.path}: this server hosts {', '.join(sorted(self.handlers))}, not {wanted}")
         return handler
 
 
 class _Dispatcher(grpc.GenericRpcHandler):
-    def __init__(self) -> None:
+    def __init__(self, unimplemented: Callable[[str], grpc.RpcMethodHandler] = _unimplemented) -> None:
         self.paths: dict[str, Any] = {}
         self.services: dict[str, set[str]] = {}
+        self.unimplemented = unimplemented  # the asyncio server's answers are coroutines
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         path = handler_call_details.method
@@ -202,9 +204,9 @@ class _Dispatcher(grpc.GenericRpcHandler):
         service, _, method = path.lstrip("/").partition("/")
         if service in self.services:
             known = ", ".join(sorted(self.services[service]))
-            return _unimplemented(f"service {service} has no method {method!r}; its methods: {known}")
+            return self.unimplemented(f"service {service} has no method {method!r}; its methods: {known}")
         hosted = ", ".join(sorted(self.services)) or "none"
-        return _unimplemented(f"no service {service!r} on this server; it hosts: {hosted}")
+        return self.unimplemented(f"no service {service!r} on this server; it hosts: {hosted}")
 
 
 STOP_BOUND = 5.0  # seconds a stop may last past its grace: grpc's own shutdown once it has cancelled calls
@@ -215,7 +217,10 @@ class GrpcServer:
 
     Calls run on a ``WorkerPool``, not a ThreadPoolExecutor: once ``stop`` has given
     up on a call still running, that call does not hold the process at exit.
+    (``govrpc.aio.server.AsyncGrpcServer`` is its asyncio twin: other handlers, same tables.)
     """
+
+    rpc_handler = staticmethod(_rpc_handler)
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 16,
                  max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = ()) -> None:
@@ -248,14 +253,14 @@ class GrpcServer:
         paths = dict(dispatcher.paths)
         for spec in exported.methods.values():
             path = f"/{exported.key.service}/{spec.name}"
-            handler = _rpc_handler(exported, spec)
+            handler = self.rpc_handler(exported, spec)
             current = paths.get(path)
             if current is None:
                 paths[path] = handler
                 continue
             if not isinstance(current, _KeyedHandler):
                 first = next(e for e in self._exports if e.key.service == exported.key.service)
-                keyed = _KeyedHandler(path)
+                keyed = _KeyedHandler(path, dispatcher.unimplemented)
                 keyed.handlers[str(first.key)] = current
                 current = keyed
             current.handlers[str(exported.key)] = handler
