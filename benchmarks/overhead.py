@@ -13,6 +13,13 @@ Many short rounds in flipped order keep the shared machine's drift (often
 is the median over rounds.
 
 Target: govrpc reaches at least 0.90 of raw grpcio's calls/s with one client thread.
+
+Tracing rows: "govrpc" always propagates W3C trace context (the built-in trace
+filter, no SDK); "govrpc trace=off" is the same reference with the consumer's
+trace stage switched off (what propagation costs the consumer); "govrpc+otel sdk"
+calls a second provider process that records every span, and records every client
+span itself, both through the SDK's BatchSpanProcessor (to an exporter that drops
+them). Targets: propagation >= 0.90, SDK >= 0.85 of raw grpcio, one client thread.
 """
 
 from __future__ import annotations
@@ -30,13 +37,32 @@ from typing import Any, Callable
 RAW_PATH = "/bench.Raw/echo"
 
 
-def serve(registry: str) -> None:
+def sdk_provider() -> Any:
+    """An OpenTelemetry SDK provider recording every span into a batch processor that drops them."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    return provider
+
+
+def serve(registry: str, sdk: bool = False) -> None:
     """The provider process: raw grpc server + govrpc server; prints both ports."""
     from concurrent import futures
 
     import grpc
 
     import govrpc
+
+    if sdk:
+        from opentelemetry import trace
+
+        trace.set_tracer_provider(sdk_provider())
 
     def echo(request: bytes, context: Any) -> bytes:
         return request
@@ -46,7 +72,7 @@ def serve(registry: str) -> None:
     raw_port = raw.add_insecure_port("127.0.0.1:0")
     raw.start()
 
-    @govrpc.service("bench.Echo")
+    @govrpc.service("bench.Echo", group="sdk" if sdk else "")
     class Echo:
         def echo(self, data: bytes) -> bytes:
             return data
@@ -101,9 +127,14 @@ def main() -> int:
     parser.add_argument("--payload", type=int, default=16)
     parser.add_argument("--threads", default="1,8")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-sdk", help=argparse.SUPPRESS)
+    parser.add_argument("--no-sdk", action="store_true", help="leave out the OpenTelemetry SDK row")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
+        return 0
+    if args.serve_sdk:
+        serve(args.serve_sdk, sdk=True)
         return 0
 
     import grpc
@@ -114,7 +145,12 @@ def main() -> int:
     registry = f"file://{workdir}/registry"
     provider = subprocess.Popen([sys.executable, __file__, "--serve", registry],
                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    traced = None if args.no_sdk else subprocess.Popen([sys.executable, __file__, "--serve-sdk", registry],
+                                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
+        if traced is not None:
+            assert traced.stdout is not None
+            traced.stdout.readline()
         assert provider.stdout is not None
         raw_port, _ = (int(x) for x in provider.stdout.readline().split())
         payload = b"x" * args.payload
@@ -136,11 +172,29 @@ def main() -> int:
                 time.sleep(0.05)
         gov = proxy.echo
         assert gov(payload) == payload and raw() == payload
+        untraced = client.proxy("bench.Echo", trace=False).echo
+        variants = {"raw grpcio": raw, "govrpc": lambda: gov(payload), "govrpc trace=off": lambda: untraced(payload)}
+        sdk_rounds: Any = None
+        if traced is not None:
+            from opentelemetry import trace as otel_trace
 
-        variants = {"raw grpcio": raw, "govrpc": lambda: gov(payload)}
+            client_sdk = sdk_provider()
+            traced_echo = client.proxy("bench.Echo", group="sdk").echo
+            while time.monotonic() < deadline:
+                try:
+                    traced_echo(payload)
+                    break
+                except govrpc.NoProviderError:
+                    time.sleep(0.05)
+            variants["govrpc+otel sdk"] = lambda: traced_echo(payload)
+
+            def sdk_rounds(on: bool) -> None:  # the SDK records in this process only during its rounds
+                otel_trace._TRACER_PROVIDER = client_sdk if on else None  # type: ignore[attr-defined]
         print(f"payload {args.payload} B, {args.rounds} alternating rounds of {args.seconds} s per variant, "
               f"provider pid {provider.pid}, python {sys.version.split()[0]}, grpcio {grpc.__version__}")
-        for variant_call in variants.values():  # warm up both
+        for name, variant_call in variants.items():  # warm up every variant
+            if sdk_rounds is not None:
+                sdk_rounds(name == "govrpc+otel sdk")
             run_round(variant_call, 1, 0.3)
         for threads in (int(t) for t in args.threads.split(",")):
             results: dict[str, dict[str, Any]] = {name: {"calls": 0, "lat": [], "cpu": 0.0, "rates": []}
@@ -150,6 +204,8 @@ def main() -> int:
                 if round_ % 2:  # flip the order each round: neither variant always runs first
                     order.reverse()
                 for name, variant_call in order:
+                    if sdk_rounds is not None:
+                        sdk_rounds(name == "govrpc+otel sdk")
                     calls, lat, cpu = run_round(variant_call, threads, args.seconds)
                     r = results[name]
                     r["calls"] += calls
@@ -163,14 +219,23 @@ def main() -> int:
                 r["rate"] = rate
                 print(f"  {name:<12} {rate:>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
                       f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f}")
-            ratio = results["govrpc"]["rate"] / results["raw grpcio"]["rate"]
-            extra_cpu = (results["govrpc"]["cpu"] / results["govrpc"]["calls"]
-                         - results["raw grpcio"]["cpu"] / results["raw grpcio"]["calls"]) * 1e6
-            print(f"  ratio govrpc/raw calls/s: {ratio:.3f}   (client CPU added per call: {extra_cpu:+.0f} µs)"
-                  + ("   target >= 0.90" if threads == 1 else ""))
+            targets = {"govrpc": 0.90, "govrpc trace=off": 0.90, "govrpc+otel sdk": 0.85}
+            for name in [n for n in results if n != "raw grpcio"]:
+                ratio = results[name]["rate"] / results["raw grpcio"]["rate"]
+                extra_cpu = (results[name]["cpu"] / results[name]["calls"]
+                             - results["raw grpcio"]["cpu"] / results["raw grpcio"]["calls"]) * 1e6
+                print(f"  ratio {name}/raw calls/s: {ratio:.3f}   (client CPU added per call: {extra_cpu:+.0f} µs)"
+                      + (f"   target >= {targets[name]:.2f}" if threads == 1 else ""))
         client.close()
         channel.close()
     finally:
+        if traced is not None and traced.stdin:
+            traced.stdin.close()
+            try:
+                traced.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                traced.kill()
+                traced.wait()
         if provider.stdin:
             provider.stdin.close()
         try:

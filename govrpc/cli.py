@@ -189,6 +189,30 @@ def _listing_parsers(sub: argparse._SubParsersAction) -> None:
         _registry_option(parser)
 
 
+def _cmd_trace_report(args: argparse.Namespace) -> int:
+    from govrpc.trace.report import analyse, render_text, write_graph
+
+    data = analyse(args.files, window=args.window).as_dict(top=args.top)
+    if args.graph:
+        write_graph(data, args.graph)
+    print(json.dumps(data, indent=2) if args.json else render_text(data), end="\n" if args.json else "")
+    return 0
+
+
+def _trace_parser(sub: Any) -> None:
+    trace = sub.add_parser("trace", help="analyse collected spans")
+    actions = trace.add_subparsers(dest="action", required=True)
+    report = actions.add_parser("report", help="dependency graph, top consumers and slowest call paths of span files")
+    report.add_argument("files", nargs="+", metavar="FILE",
+                        help="span files: govrpc JSON lines or the OpenTelemetry Collector's OTLP JSON (gzip too)")
+    report.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    report.add_argument("--graph", metavar="PATH", help="draw the dependency graph: .dot, or .svg/.png with Graphviz")
+    report.add_argument("--top", type=_at_least(1), default=10, help="rows per table (default 10)")
+    report.add_argument("--window", type=_at_least(1), default=200_000,
+                        help="spans held while assembling traces (bounds memory; default 200000)")
+    report.set_defaults(func=_cmd_trace_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="govrpc", description="Governed RPC on gRPC.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -200,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     _route_parser(sub)
     _listing_parsers(sub)
+    _trace_parser(sub)
     return parser
 
 

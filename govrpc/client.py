@@ -25,7 +25,7 @@ from govrpc.configurator import ReferenceConfig
 from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
+from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters, starts_future
 from govrpc.options import MAX_MESSAGE_SIZE, TIMEOUT, check_int, check_options, check_seconds
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.net import local_address
@@ -80,8 +80,8 @@ class Reference:
         self.timeout = timeout
         self.timeouts = timeouts
         self.invoker = invoker
-        # .future() starts the cluster's first attempt without a thread when no filter runs above it
-        self.cluster: Any = invoker if invoker is self._cluster else None
+        # .future() starts the cluster's first attempt without a thread when every filter above it can
+        self.cluster: Any = invoker if starts_future(invoker, self._cluster) else None
         if not self._closed:
             self.invoke = invoker.invoke  # what proxies call; refuses once the client is closed
 

@@ -14,7 +14,8 @@ import contextvars
 import threading
 from typing import Callable, Iterator, Mapping
 
-__all__ = ["CancelScope", "attachments", "cancel_scope", "current_attachments", "current_cancel_scope"]
+__all__ = ["CallRecorder", "CancelScope", "attachments", "cancel_scope", "current_attachments",
+           "current_cancel_scope", "current_recorder"]
 
 _ATTACHMENTS: contextvars.ContextVar[Mapping[str, str] | None] = contextvars.ContextVar(
     "govrpc_attachments", default=None)
@@ -81,3 +82,33 @@ def cancel_scope(scope: CancelScope) -> Iterator[CancelScope]:
         yield scope
     finally:
         _CANCEL_SCOPE.reset(token)
+
+
+class CallRecorder:
+    """Where the layers below the consumer filters write down what they decided for a call.
+
+    The tracing stage sets one (``govrpc.trace``) while a call's span records; the cluster
+    and the router chain read ``current_recorder()`` and, only when it is not None, report
+    through it. Nothing here imports the tracing stage: the arrow points down. Every method
+    is a no-op in this base class; calls must be cheap and must not raise.
+    """
+
+    __slots__ = ()
+
+    def listed(self, invocation: object, total: int, routed: int, routers: tuple[str, ...]) -> None:
+        """The directory held ``total`` providers; ``routed`` were left after ``routers`` (and ejection)."""
+
+    def chose(self, invocation: object, balancer: str, address: str) -> None:
+        """``balancer`` picked the provider at ``address`` for the attempt starting now."""
+
+    def retry(self, invocation: object, attempt: int, failed: str, error: BaseException) -> None:
+        """Attempt ``attempt`` (2 or more) starts because the one on ``failed`` raised ``error``."""
+
+    def event(self, name: str, attributes: dict[str, object]) -> None:
+        """Anything else worth explaining (a refusal and its reason, a fallback)."""
+
+
+_RECORDER: contextvars.ContextVar[CallRecorder | None] = contextvars.ContextVar("govrpc_recorder", default=None)
+
+current_recorder = _RECORDER.get
+"""The recorder of the call being made from this context, or None (the usual case: nothing records)."""

@@ -187,6 +187,10 @@ class _FilterLink(Invoker):
     def invoke(self, invocation: Invocation) -> Any:
         return self.filter.invoke(self.next, invocation)
 
+    def future(self, invocation: Invocation, run: Any) -> Any:
+        """The filter's own non-blocking variant, ``future(next, invocation, run)`` (see ``starts_future``)."""
+        return self.filter.future(self.next, invocation, run)  # type: ignore[attr-defined]
+
     @property
     def available(self) -> bool:
         return self.next.available
@@ -230,6 +234,20 @@ def build_async_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: U
     for filter_ in reversed(sorted(bound, key=lambda f: f.order)):
         invoker = _AsyncFilterLink(filter_, invoker)
     return invoker
+
+
+def starts_future(chain: Invoker, cluster: Invoker) -> bool:
+    """Can ``chain`` (reference filters around ``cluster``) start a call without a thread?
+
+    True when every filter in it has a ``future(next, invocation, run)`` method (as
+    ``TraceFilter`` does): ``.future()`` then calls ``chain.future`` and the cluster still
+    sends its first attempt on the transport's non-blocking call."""
+    link = chain
+    while isinstance(link, _FilterLink):
+        if not callable(getattr(link.filter, "future", None)):
+            return False
+        link = link.next
+    return link is cluster
 
 
 LEVELS = ("reference", "invoker")

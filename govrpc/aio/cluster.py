@@ -19,6 +19,7 @@ from govrpc.cluster.configured import ConfiguredClusterInvoker
 from govrpc.cluster.drive import wait_time
 from govrpc.cluster.policy import Attempt, CallState, FanOut, GiveUp, Return, Step, Wait
 from govrpc.cluster.stats import stats_of
+from govrpc.context import current_recorder
 from govrpc.exceptions import CallTimeoutError, CancelledError, GovRpcError
 from govrpc.invocation import Invocation, Invoker, Result
 
@@ -34,6 +35,9 @@ async def acall(cluster: ClusterInvoker, invoker: Invoker, invocation: Invocatio
         raise CallTimeoutError(f"{invocation}: deadline passed before calling {invoker.url.address}",
                                invocation=invocation)
     stats = getattr(invoker, "state", None) or stats_of(invoker)
+    recorder = current_recorder()
+    if recorder is not None:
+        recorder.chose(invocation, type(cluster.loadbalance).__name__, invoker.url.address)
     started = stats.begin()
     try:
         result = await invoker.ainvoke(invocation)  # type: ignore[attr-defined]

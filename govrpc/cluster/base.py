@@ -13,6 +13,7 @@ from govrpc.cluster.drive import drive
 from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.policy import Attempt, CallState, GiveUp, Return, Step
 from govrpc.cluster.stats import stats_of
+from govrpc.context import current_recorder
 from govrpc.exceptions import CallTimeoutError, CancelledError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker, Result
 from govrpc.options import Option
@@ -52,6 +53,11 @@ class ClusterInvoker(Invoker):
         invokers = self.directory.list(invocation)
         if self.outlier.ejected:
             invokers = self.outlier.filter(invokers)
+        recorder = current_recorder()
+        if recorder is not None:  # a span records this call: say what routing left
+            chain = self.directory.router_chain
+            routers = tuple(getattr(r, "name", "") or type(r).__name__ for r in chain.routers) if chain else ()
+            recorder.listed(invocation, len(self.directory.invokers), len(invokers), routers)
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)
@@ -93,6 +99,9 @@ class ClusterInvoker(Invoker):
         start = getattr(invoker, "start", None)
         if start is None:
             return None
+        recorder = current_recorder()
+        if recorder is not None:
+            recorder.chose(invocation, type(self.loadbalance).__name__, invoker.url.address)
         stats = getattr(invoker, "state", None) or stats_of(invoker)
         result: Future[Any] = Future()
         result.set_running_or_notify_cancel()
@@ -130,6 +139,9 @@ class ClusterInvoker(Invoker):
             raise CallTimeoutError(f"{invocation}: deadline passed before calling {invoker.url.address}",
                                    invocation=invocation)
         stats = getattr(invoker, "state", None) or stats_of(invoker)  # a directory's endpoint has one
+        recorder = current_recorder()
+        if recorder is not None:
+            recorder.chose(invocation, type(self.loadbalance).__name__, invoker.url.address)
         started = stats.begin()
         try:
             result = invoker.invoke(invocation)

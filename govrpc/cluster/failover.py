@@ -28,6 +28,7 @@ from govrpc.cluster.directory import Directory
 from govrpc.cluster.drive import drive
 from govrpc.cluster.loadbalance import LoadBalancer
 from govrpc.cluster.policy import Attempt, CallState, GiveUp, Return, Step, Wait, give_up
+from govrpc.context import current_recorder
 from govrpc.exceptions import CallTimeoutError, ConfigurationError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker, Result
 from govrpc.options import IDEMPOTENT, RETRIES, Option
@@ -156,9 +157,14 @@ class FailoverClusterInvoker(ClusterInvoker):
             except BaseException as error:  # noqa: BLE001 - not retryable: raised as it is
                 return GiveUp(error)
             if len(tried) > self.retries:
-                reason = f"{self.retries} retries are used up"
+                return give_up(self._final(invocation, tried, exc, f"{self.retries} retries are used up"), exc)
+            recorder = current_recorder()
             if reason:
+                if recorder is not None:
+                    recorder.event("govrpc.no_retry", {"govrpc.reason": reason, "govrpc.attempts": len(tried)})
                 return give_up(self._final(invocation, tried, exc, reason), exc)
+            if recorder is not None:
+                recorder.retry(invocation, len(tried) + 1, tried[-1].url.address, exc)
             log.debug("%s failed on %s (%s: %s); attempt %d of %d", invocation, tried[-1].url.address,
                       type(exc).__name__, exc, len(tried) + 1, self.retries + 1)
             pause = min(self.wait(_Attempt(len(tried))),  # type: ignore[arg-type]

@@ -1,0 +1,287 @@
+"""``TraceFilter``: every call carries W3C trace context, and spans record when an SDK is set.
+
+One built-in filter (``auto``) on both sides. On the consumer it runs at the
+reference level, outermost, once per logical call: it continues the trace of the
+code calling (the current OpenTelemetry span, or the govrpc call this thread is
+handling), or starts one, and sends ``traceparent`` / ``tracestate`` / ``baggage``
+as gRPC metadata. On the provider it reads them back (a malformed header starts a
+fresh trace, the call goes on) and makes the context current while the provider's
+method runs, so the calls it makes join the same trace and its log records carry
+the ids (``TraceContextFilter``).
+
+Without an SDK this costs a random span id, a string and two contextvar writes
+(``benchmarks/overhead.py``). With one, it is a CLIENT span per call and a SERVER
+span per handled call, named and attributed as ``opentelemetry-instrumentation-grpc``
+does; the cluster and router report through a ``CallRecorder`` what they decided
+(providers left after routing, the balancer and provider chosen, each retry and
+why: a retry is a child span of the call), and a limiter's or breaker's refusal is
+an event. ``.future()`` keeps its non-blocking first attempt: the span starts in
+the caller's context and ends in the future's callback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+from concurrent.futures import Future
+from typing import Any, Callable, ClassVar, Iterator
+
+from govrpc.context import _RECORDER
+from govrpc.invocation import APPLICATION_KEY, Filter, Invocation, Invoker
+from govrpc.options import Option
+from govrpc.trace import otel, w3c
+from govrpc.url import CONSUMER, URL
+
+__all__ = ["TraceFilter"]
+
+_CURRENT = w3c._CURRENT
+_current_ref = _CURRENT.get
+_new_span_id = w3c.new_span_id
+_SpanRef = w3c.SpanRef
+_sdk_tracer = otel.sdk_tracer
+
+Run = Callable[[Callable[[], Any]], "Future[Any]"]
+
+
+def _fresh() -> w3c.SpanRef:
+    return _SpanRef(w3c.new_trace_id(), _new_span_id())
+
+
+class TraceFilter(Filter):
+    """Trace context on every call; OpenTelemetry spans when an SDK is configured.
+
+    Options: ``trace`` (``false`` switches the stage off for a reference or a
+    provider, propagation included; default ``true``).
+    """
+
+    side: ClassVar[str] = "both"
+    level: ClassVar[str] = "reference"
+    order: ClassVar[int] = -1000  # outermost: the span covers every other stage's decision
+    auto: ClassVar[bool] = True
+
+    ENABLED = Option.boolean("trace", True, per_method=False,
+                             doc="propagate trace context and record spans for this reference or provider")
+    options: ClassVar[tuple[Option, ...]] = (ENABLED,)
+
+    def bind(self, url: URL) -> Filter | None:
+        if not self.ENABLED.read(url):
+            return None
+        if url.scheme == CONSUMER:
+            return _ConsumerTrace(url)
+        return _ProviderTrace(url)
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:  # unbound: as on a provider
+        return _ProviderTrace(invoker.url).invoke(invoker, invocation)
+
+
+class _ConsumerTrace(Filter):
+    side: ClassVar[str] = "consumer"
+    order: ClassVar[int] = TraceFilter.order
+
+    def __init__(self, url: URL) -> None:
+        self.application = url.params.get("application", "")
+        self.service = url.path
+        self._names: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def _name(self, method: str) -> tuple[str, dict[str, Any]]:
+        entry = self._names.get(method)
+        if entry is None:
+            entry = (f"/{self.service}/{method}",
+                     {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method,
+                      "govrpc.application": self.application})
+            if len(self._names) < 256:  # generic calls may name anything: keep a bound
+                self._names[method] = entry
+        return entry
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        tracer = _sdk_tracer()
+        if tracer is None:
+            parent = _current_ref()
+            ref = parent.child() if parent is not None else _fresh()
+            ref.inject(invocation.attachments)
+            token = _CURRENT.set(ref)
+            try:
+                return invoker.invoke(invocation)
+            finally:
+                _CURRENT.reset(token)
+        span, recorder, ctx = self._start(tracer, invocation)
+        otoken = otel.otel_context.attach(ctx)
+        rtoken = _RECORDER.set(recorder)
+        exc: BaseException | None = None
+        try:
+            return invoker.invoke(invocation)
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            _RECORDER.reset(rtoken)
+            otel.otel_context.detach(otoken)
+            if recorder is not None:
+                recorder.close(exc)
+            otel.finish(span, exc)
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke`` (``AsyncClient``): the same steps around an awaited call."""
+        with self._scope(invocation):
+            return await invoker.ainvoke(invocation)
+
+    @contextlib.contextmanager
+    def _scope(self, invocation: Invocation) -> Iterator[None]:
+        """``invoke``'s steps as a block (the sync ``invoke`` keeps them inline: one frame less per call)."""
+        tracer = _sdk_tracer()
+        if tracer is None:
+            parent = _current_ref()
+            ref = parent.child() if parent is not None else _fresh()
+            ref.inject(invocation.attachments)
+            token = _CURRENT.set(ref)
+            try:
+                yield
+            finally:
+                _CURRENT.reset(token)
+            return
+        span, recorder, ctx = self._start(tracer, invocation)
+        otoken = otel.otel_context.attach(ctx)
+        rtoken = _RECORDER.set(recorder)
+        exc: BaseException | None = None
+        try:
+            yield
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            _RECORDER.reset(rtoken)
+            otel.otel_context.detach(otoken)
+            if recorder is not None:
+                recorder.close(exc)
+            otel.finish(span, exc)
+
+    def _start(self, tracer: Any, invocation: Invocation) -> tuple[Any, otel.SpanRecorder | None, Any]:
+        name, attributes = self._name(invocation.method)
+        span = tracer.start_span(name, kind=otel.otel_trace.SpanKind.CLIENT, attributes=attributes)
+        if invocation.oneway:
+            span.set_attribute("govrpc.oneway", True)
+        ctx = otel.otel_trace.set_span_in_context(span)
+        otel.inject(span.get_span_context(), ctx, invocation.attachments)
+        recorder = otel.SpanRecorder(span, tracer, name, attributes) if span.is_recording() else None
+        return span, recorder, ctx
+
+    def future(self, invoker: Any, invocation: Invocation, run: Run) -> Future[Any]:
+        """The call started without a thread when what follows can (``invoker.future``), else on ``run``;
+        the span (or the propagated context) is the caller's, and ends when the future is done."""
+        tracer = _sdk_tracer()
+        if tracer is None:
+            parent = _current_ref()
+            ref = parent.child() if parent is not None else _fresh()
+            ref.inject(invocation.attachments)
+            token = _CURRENT.set(ref)
+            try:
+                return _start_future(invoker, invocation, run)
+            finally:
+                _CURRENT.reset(token)
+        span, recorder, ctx = self._start(tracer, invocation)
+        otoken = otel.otel_context.attach(ctx)
+        rtoken = _RECORDER.set(recorder)
+        try:
+            started = _start_future(invoker, invocation, run)
+        except BaseException as exc:
+            if recorder is not None:
+                recorder.close(exc)
+            otel.finish(span, exc)
+            raise
+        finally:
+            _RECORDER.reset(rtoken)
+            otel.otel_context.detach(otoken)
+
+        def done(result: Future[Any]) -> None:
+            exc = result.exception()
+            if recorder is not None:
+                recorder.close(exc)
+            otel.finish(span, exc)
+
+        started.add_done_callback(done)
+        return started
+
+
+def _start_future(invoker: Any, invocation: Invocation, run: Run) -> Future[Any]:
+    """``invoker.future`` in the current context (what follows a failed first attempt runs in it
+    too), or the whole call on ``run`` when it cannot start without a thread."""
+    context = contextvars.copy_context()
+
+    def in_context(fn: Callable[[], Any]) -> Future[Any]:
+        return run(lambda: context.run(fn))
+
+    started = invoker.future(invocation, in_context)
+    if started is None:
+        started = run(lambda: context.run(invoker.invoke, invocation))
+    return started
+
+
+class _ProviderTrace(Filter):
+    side: ClassVar[str] = "provider"
+    order: ClassVar[int] = TraceFilter.order
+
+    def __init__(self, url: URL) -> None:
+        self.service = url.path
+        self._names: dict[str, tuple[str, dict[str, Any]]] = {}
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        attachments = invocation.attachments
+        tracer = _sdk_tracer()
+        if tracer is None:
+            parent = w3c.extract(attachments) if w3c.TRACEPARENT in attachments else None
+            token = _CURRENT.set(parent.child() if parent is not None else _fresh())
+            try:
+                return invoker.invoke(invocation)
+            finally:
+                _CURRENT.reset(token)
+        with self._span(tracer, invocation):
+            return invoker.invoke(invocation)
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke`` (``AsyncServer``)."""
+        tracer = _sdk_tracer()
+        if tracer is None:
+            attachments = invocation.attachments
+            parent = w3c.extract(attachments) if w3c.TRACEPARENT in attachments else None
+            token = _CURRENT.set(parent.child() if parent is not None else _fresh())
+            try:
+                return await invoker.ainvoke(invocation)
+            finally:
+                _CURRENT.reset(token)
+        with self._span(tracer, invocation):
+            return await invoker.ainvoke(invocation)
+
+    @contextlib.contextmanager
+    def _span(self, tracer: Any, invocation: Invocation) -> Iterator[None]:
+        """The SERVER span of a handled call, current while the block runs."""
+        attachments = invocation.attachments
+        method = invocation.method
+        entry = self._names.get(method)
+        if entry is None:
+            entry = (f"/{self.service}/{method}",
+                     {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method})
+            if len(self._names) < 256:
+                self._names[method] = entry
+        parent_ctx = otel.extract(attachments)
+        span = tracer.start_span(entry[0], context=parent_ctx, kind=otel.otel_trace.SpanKind.SERVER,
+                                 attributes=entry[1])
+        caller = attachments.get(APPLICATION_KEY)
+        if caller:
+            span.set_attribute("govrpc.caller", caller)
+        context = invocation.context
+        peer = getattr(context, "peer", "") if context is not None else ""
+        if peer.startswith(("ipv4:", "ipv6:")):
+            host, _, port = peer[5:].rpartition(":")
+            span.set_attribute("net.peer.ip", host.strip("[]"))
+            if port.isdigit():
+                span.set_attribute("net.peer.port", int(port))
+        otoken = otel.otel_context.attach(otel.otel_trace.set_span_in_context(span, parent_ctx))
+        exc: BaseException | None = None
+        try:
+            yield
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            otel.otel_context.detach(otoken)
+            otel.finish(span, exc)

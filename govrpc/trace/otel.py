@@ -1,0 +1,163 @@
+"""The OpenTelemetry side of tracing, used only when an SDK ``TracerProvider`` is set.
+
+``sdk_tracer()`` answers "does a real SDK record spans here?" with one call and a
+type check (the API's default provider is a proxy that records nothing); without
+``opentelemetry-api`` installed it is always None and govrpc propagates on its own
+(``govrpc.trace.w3c``). Spans are named and attributed as the official gRPC
+instrumentation names them (``/pkg.Service/Method``, ``rpc.system``,
+``rpc.service``, ``rpc.method``, ``rpc.grpc.status_code``), so the dashboards and
+queries written for it keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from govrpc.context import CallRecorder
+from govrpc.exceptions import GovRpcError
+from govrpc.trace import w3c
+
+__all__ = ["STATUS_CODES", "SpanRecorder", "available", "extract", "inject", "sdk_tracer", "status_code"]
+
+try:  # the otel extra; without it govrpc still propagates W3C context itself
+    from opentelemetry import baggage as _baggage
+    from opentelemetry import context as otel_context
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+    from opentelemetry.trace.status import Status, StatusCode
+except ImportError:  # pragma: no cover - exercised on installs without the extra
+    otel_trace = None  # type: ignore[assignment]
+
+available = otel_trace is not None
+
+# gRPC's status codes by name, as numbers (the value of rpc.grpc.status_code)
+STATUS_CODES = {name: number for number, name in enumerate((
+    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",
+    "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+    "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"))}
+
+REFUSALS = frozenset({"RateLimitedError", "CircuitOpenError"})
+"""Errors that mean a govrpc stage refused the call (limiter, breaker): recorded as an event."""
+
+_cached: tuple[Any, Any] = (None, None)
+
+
+def sdk_tracer() -> Any:
+    """govrpc's tracer from the SDK provider in force, or None when nothing records."""
+    global _cached
+    if otel_trace is None:
+        return None
+    provider = otel_trace.get_tracer_provider()
+    if provider is _cached[0]:
+        return _cached[1]
+    if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
+        return None
+    from govrpc import __version__
+
+    tracer = provider.get_tracer("govrpc", __version__)
+    _cached = (provider, tracer)
+    return tracer
+
+
+def status_code(exc: BaseException | None) -> int:
+    """``rpc.grpc.status_code`` for an outcome: 0, a govrpc error's code, 2 (UNKNOWN) for a business error."""
+    if exc is None:
+        return 0
+    if isinstance(exc, GovRpcError):
+        return STATUS_CODES.get(exc.code, 2)
+    return 2
+
+
+def inject(span_context: Any, ctx: Any, carrier: dict[str, str]) -> None:
+    """Write W3C ``traceparent`` (and ``tracestate``, ``baggage`` when there are any) for ``span_context``."""
+    carrier[w3c.TRACEPARENT] = (f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
+                                f"{int(span_context.trace_flags):02x}")
+    state = span_context.trace_state
+    if state:
+        carrier[w3c.TRACESTATE] = state.to_header()
+    if _baggage.get_all(ctx):
+        W3CBaggagePropagator().inject(carrier, ctx)
+
+
+_tracecontext = TraceContextTextMapPropagator() if available else None
+_baggage_propagator = W3CBaggagePropagator() if available else None
+
+
+def extract(carrier: Mapping[str, str]) -> Any:
+    """The caller's context from gRPC metadata; an invalid ``traceparent`` gives an empty one (fresh trace)."""
+    ctx = None
+    if w3c.parse_traceparent(carrier.get(w3c.TRACEPARENT)) is not None:
+        ctx = _tracecontext.extract(carrier)  # type: ignore[union-attr]
+    if w3c.BAGGAGE in carrier:
+        ctx = _baggage_propagator.extract(carrier, context=ctx)  # type: ignore[union-attr]
+    return ctx if ctx is not None else otel_context.Context()
+
+
+def finish(span: Any, exc: BaseException | None) -> None:
+    """Set the outcome on ``span`` the way the gRPC instrumentation does, and end it."""
+    code = status_code(exc)
+    span.set_attribute("rpc.grpc.status_code", code)
+    if exc is not None:
+        name = type(exc).__name__
+        if name in REFUSALS:
+            span.add_event("govrpc.refused", {"govrpc.error": name, "govrpc.reason": str(exc)[:500]})
+            span.set_attribute("govrpc.refused", name)
+        span.record_exception(exc)
+        span.set_status(Status(StatusCode.ERROR, f"{name}: {str(exc)[:200]}"))
+    span.end()
+
+
+class SpanRecorder(CallRecorder):
+    """Writes the cluster's and router's decisions on the call's span; retries become child spans."""
+
+    __slots__ = ("span", "tracer", "name", "attributes", "child", "attempt")
+
+    def __init__(self, span: Any, tracer: Any, name: str, attributes: dict[str, Any]) -> None:
+        self.span = span
+        self.tracer = tracer
+        self.name = name
+        self.attributes = attributes
+        self.child: Any = None
+        self.attempt = 1
+
+    def listed(self, invocation: object, total: int, routed: int, routers: tuple[str, ...]) -> None:
+        self.span.add_event("govrpc.routed", {"govrpc.providers.total": total, "govrpc.providers.routed": routed,
+                                              "govrpc.routers": list(routers)})
+        if self.child is None:
+            self.span.set_attribute("govrpc.providers.total", total)
+            self.span.set_attribute("govrpc.providers.routed", routed)
+            self.span.set_attribute("govrpc.routers", list(routers))
+
+    def chose(self, invocation: object, balancer: str, address: str) -> None:
+        target = self.child or self.span
+        target.set_attribute("govrpc.loadbalance", balancer)
+        target.set_attribute("govrpc.provider", address)
+        host, _, port = address.rpartition(":")
+        target.set_attribute("net.peer.name", host)
+        if port.isdigit():
+            target.set_attribute("net.peer.port", int(port))
+        self.span.add_event("govrpc.chose", {"govrpc.loadbalance": balancer, "govrpc.provider": address,
+                                             "govrpc.attempt": self.attempt})
+
+    def retry(self, invocation: Any, attempt: int, failed: str, error: BaseException) -> None:
+        self.span.add_event("govrpc.retry", {"govrpc.attempt": attempt, "govrpc.failed_provider": failed,
+                                             "govrpc.error": type(error).__name__,
+                                             "govrpc.reason": str(error)[:500]})
+        if self.child is not None:
+            finish(self.child, error)
+        self.attempt = attempt
+        parent = otel_trace.set_span_in_context(self.span)
+        self.child = self.tracer.start_span(self.name, context=parent, kind=otel_trace.SpanKind.CLIENT,
+                                            attributes={**self.attributes, "govrpc.attempt": attempt})
+        if invocation.attachments is not None:  # the next attempt's server span is this child's
+            inject(self.child.get_span_context(), parent, invocation.attachments)
+
+    def event(self, name: str, attributes: dict[str, object]) -> None:
+        self.span.add_event(name, attributes)
+
+    def close(self, exc: BaseException | None) -> None:
+        if self.child is not None:
+            finish(self.child, exc)
+            self.child = None
+        self.span.set_attribute("govrpc.attempts", self.attempt)

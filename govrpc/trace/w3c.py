@@ -1,0 +1,96 @@
+"""W3C Trace Context without an SDK: parse and make ``traceparent``, carry ``tracestate`` and baggage.
+
+A ``SpanRef`` is what govrpc keeps in a contextvar for the call being handled when no
+OpenTelemetry SDK records: the trace id, this hop's span id, the flags and the two
+opaque headers it passes on. Parsing is strict (https://www.w3.org/TR/trace-context/):
+a header of the wrong length, with upper-case or non-hex digits, all-zero ids or
+a version other than ``00`` gives None, and the callee starts a fresh trace. (The
+specification would read a future version by its first four fields; govrpc's issue 12
+asks for a fresh trace instead, and both the SDK and the SDK-less paths do that.)
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+from typing import Mapping, NamedTuple
+
+__all__ = ["BAGGAGE", "TRACEPARENT", "TRACESTATE", "SpanRef", "current_span_ref", "new_span_id",
+           "new_trace_id", "parse_traceparent"]
+
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
+BAGGAGE = "baggage"
+
+_HEX = frozenset("0123456789abcdef")
+_ZERO_TRACE = "0" * 32
+_ZERO_SPAN = "0" * 16
+_MAX_HEADER = 8192  # tracestate and baggage beyond this are dropped, not passed on
+
+_randbits = random.getrandbits  # what the OpenTelemetry SDK's id generator uses too
+
+
+def new_trace_id() -> str:
+    """32 lower-case hex digits, never all zero."""
+    return "%032x" % (_randbits(128) or 1)
+
+
+def new_span_id() -> str:
+    """16 lower-case hex digits, never all zero."""
+    return "%016x" % (_randbits(64) or 1)
+
+
+class SpanRef(NamedTuple):
+    """One hop of a trace as govrpc carries it without an SDK."""
+
+    trace_id: str
+    span_id: str
+    flags: str = "01"
+    tracestate: str = ""
+    baggage: str = ""
+
+    def child(self) -> SpanRef:
+        """The same trace, a new span id (the next hop)."""
+        return SpanRef(self.trace_id, new_span_id(), self.flags, self.tracestate, self.baggage)
+
+    @property
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+
+    def inject(self, carrier: dict[str, str]) -> None:
+        """Write this span as the parent of the call ``carrier`` (gRPC metadata) belongs to."""
+        carrier[TRACEPARENT] = f"00-{self.trace_id}-{self.span_id}-{self.flags}"
+        if self.tracestate:
+            carrier[TRACESTATE] = self.tracestate
+        if self.baggage:
+            carrier[BAGGAGE] = self.baggage
+
+
+def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
+    """``(trace_id, parent_span_id, flags)`` of a valid header, else None."""
+    if not value or len(value) != 55 or value[:3] != "00-" or value[35] != "-" or value[52] != "-":
+        return None
+    trace_id, span_id, flags = value[3:35], value[36:52], value[53:55]
+    if not _HEX.issuperset(trace_id) or not _HEX.issuperset(span_id) or not _HEX.issuperset(flags):
+        return None
+    if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
+        return None
+    return trace_id, span_id, flags
+
+
+def extract(carrier: Mapping[str, str]) -> SpanRef | None:
+    """The caller's span from gRPC metadata (as a parent: its id is the caller's), or None."""
+    parsed = parse_traceparent(carrier.get(TRACEPARENT))
+    if parsed is None:
+        return None
+    trace_id, span_id, flags = parsed
+    state = carrier.get(TRACESTATE, "")
+    baggage = carrier.get(BAGGAGE, "")
+    return SpanRef(trace_id, span_id, flags, state if len(state) <= _MAX_HEADER else "",
+                   baggage if len(baggage) <= _MAX_HEADER else "")
+
+
+_CURRENT: contextvars.ContextVar[SpanRef | None] = contextvars.ContextVar("govrpc_trace", default=None)
+
+current_span_ref = _CURRENT.get
+"""The span of the call being handled in this context when no SDK records, or None."""

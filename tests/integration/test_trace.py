@@ -1,0 +1,364 @@
+"""Tracing end to end: one trace across processes, interop with the official gRPC
+instrumentation, log correlation, OTLP export to a receiver on 127.0.0.1, bad headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from concurrent import futures
+from typing import Any, Iterator
+
+import grpc
+import pytest
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import govrpc
+from govrpc.rpc.serialization import MsgpackSerializer
+from govrpc.trace import TraceContextFilter, current_ids
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture
+def sdk(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[TracerProvider, InMemorySpanExporter]]:
+    """An SDK provider in force for this test only (the API lets a process set one just once)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+    yield provider, exporter
+    provider.shutdown()
+
+
+def _node(role: str, registry: str, tmp: Any, sdk: bool) -> tuple[subprocess.Popen[str], str, str]:
+    spans, log = str(tmp / f"{role}.spans"), str(tmp / f"{role}.log")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.trace_node", role, registry, spans, log,
+                             "sdk" if sdk else "nosdk"], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            text=True)
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    assert line.strip() == "ready", line
+    return proc, spans, log
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdin is not None
+    proc.stdin.close()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=5)
+    if proc.stdout is not None:
+        proc.stdout.close()
+
+
+def _read(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.readlines()
+    except FileNotFoundError:
+        return []
+
+
+def _lines(path: str) -> list[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def test_one_trace_across_three_processes_sync_future_oneway(tmp_path: Any, file_registry: str,
+                                                            sdk: Any) -> None:
+    _, exporter = sdk
+    b, b_spans, b_log = _node("B", file_registry, tmp_path, True)
+    a, a_spans, a_log = _node("A", file_registry, tmp_path, True)
+    try:
+        with govrpc.Client(file_registry, application="web", local_first=False, timeout=5.0) as client:
+            proxy = client.proxy("trace.A")
+            assert proxy.get(1) == 3
+            assert proxy.get.future(2).result(timeout=10) == 5
+            proxy.get.oneway(3)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and not any("B.find 3" in line for line in _read(b_log)):
+                time.sleep(0.05)
+    finally:
+        _stop(a)
+        _stop(b)
+    clients = {s.attributes["rpc.method"]: s for s in exporter.get_finished_spans()}
+    assert len(exporter.get_finished_spans()) == 3 and set(clients) == {"get"}
+    consumer = sorted(exporter.get_finished_spans(), key=lambda s: s.start_time)
+    a_rows, b_rows = _lines(a_spans), _lines(b_spans)
+    for span in consumer:
+        trace_id = f"{span.context.trace_id:032x}"
+        assert span.name == "/trace.A/get" and span.kind is otel_trace.SpanKind.CLIENT
+        assert span.parent is None
+        a_server = [r for r in a_rows if r["trace_id"] == trace_id and r["kind"] == "SERVER"]
+        a_client = [r for r in a_rows if r["trace_id"] == trace_id and r["kind"] == "CLIENT"]
+        b_server = [r for r in b_rows if r["trace_id"] == trace_id and r["kind"] == "SERVER"]
+        assert len(a_server) == len(a_client) == len(b_server) == 1, (a_rows, b_rows)
+        assert a_server[0]["parent_span_id"] == f"{span.context.span_id:016x}"
+        assert a_server[0]["name"] == "/trace.A/get"
+        assert a_client[0]["parent_span_id"] == a_server[0]["span_id"]
+        assert a_client[0]["name"] == "/trace.B/find"
+        assert a_client[0]["attributes"]["govrpc.application"] == "app-A"
+        assert b_server[0]["parent_span_id"] == a_client[0]["span_id"]
+        for row in (a_server[0], a_client[0], b_server[0]):
+            assert row["attributes"]["rpc.system"] == "grpc"
+            assert row["attributes"]["rpc.grpc.status_code"] == 0
+    # the providers' log lines carry the ids of the span handling them
+    a_server_ids = {(r["trace_id"], r["span_id"]) for r in a_rows if r["kind"] == "SERVER"}
+    logged = [line.split()[:2] for line in _read(a_log) if "A.get" in line]
+    assert len(logged) == 3 and {tuple(x) for x in logged} == a_server_ids
+
+
+def test_without_sdk_a_trace_id_still_crosses_processes_and_reaches_logs(tmp_path: Any,
+                                                                        file_registry: str) -> None:
+    b, _, b_log = _node("B", file_registry, tmp_path, False)
+    a, _, a_log = _node("A", file_registry, tmp_path, False)
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    handler.addFilter(TraceContextFilter())
+    logger = logging.getLogger("app.consumer")
+    logger.addHandler(handler)
+    seen: list[tuple[str, str]] = []
+
+    @govrpc.service("trace.Probe")
+    class Probe:  # the consumer's own provider: records what its worker sees while calling A
+        def run(self) -> int:
+            seen.append(current_ids())
+            logger.warning("calling A")
+            return int(govrpc_client.proxy("trace.A").get(5))
+
+    try:
+        with govrpc.Server(file_registry, port=0) as server, \
+                govrpc.Client(file_registry, local_first=False, timeout=5.0) as govrpc_client:
+            server.add(Probe())
+            assert govrpc_client.proxy("trace.Probe").run() == 11
+    finally:
+        logger.removeHandler(handler)
+        _stop(a)
+        _stop(b)
+    trace_id = seen[0][0]
+    assert len(trace_id) == 32 and trace_id != "0" * 32
+    assert records[0].trace_id == trace_id  # type: ignore[attr-defined]
+    a_ids = [line.split()[:2] for line in _read(a_log) if "A.get" in line]
+    b_ids = [line.split()[:2] for line in _read(b_log) if "B.find" in line]
+    assert a_ids[0][0] == trace_id and b_ids[0][0] == trace_id
+    assert len({seen[0][1], a_ids[0][1], b_ids[0][1]}) == 3  # each hop its own span id
+
+
+def _raw_server(instrumented: Any) -> tuple[grpc.Server, int]:
+    serializer = MsgpackSerializer()
+
+    def hello(request: bytes, context: grpc.ServicerContext) -> bytes:
+        args, _ = serializer.loads(request)
+        return serializer.dumps(f"hello {args[0]}")
+
+    handler = grpc.method_handlers_generic_handler("plain.Greeter", {
+        "hello": grpc.unary_unary_rpc_method_handler(hello)})
+    server = grpc.server(futures.ThreadPoolExecutor(2), interceptors=[instrumented], handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    return server, port
+
+
+def test_govrpc_client_joins_an_instrumented_grpcio_server_trace(sdk: Any) -> None:
+    from opentelemetry.instrumentation.grpc import server_interceptor
+
+    provider, exporter = sdk
+    server, port = _raw_server(server_interceptor(tracer_provider=provider))
+    try:
+        with govrpc.Client(application="web", timeout=5.0) as client:
+            proxy = client.proxy("plain.Greeter", url=f"grpc://127.0.0.1:{port}")
+            assert proxy.hello("ann") == "hello ann"
+    finally:
+        server.stop(None)
+    spans = {s.kind: s for s in exporter.get_finished_spans()}
+    client_span, server_span = spans[otel_trace.SpanKind.CLIENT], spans[otel_trace.SpanKind.SERVER]
+    assert server_span.instrumentation_scope.name.startswith("opentelemetry.instrumentation.grpc")
+    assert server_span.context.trace_id == client_span.context.trace_id
+    assert server_span.parent.span_id == client_span.context.span_id
+    assert client_span.name == server_span.name == "/plain.Greeter/hello"
+    for key in ("rpc.system", "rpc.service", "rpc.method", "rpc.grpc.status_code"):
+        assert client_span.attributes[key] == server_span.attributes[key], key
+
+
+def test_instrumented_grpcio_client_trace_continues_in_govrpc_server(sdk: Any, memory_registry: str) -> None:
+    from opentelemetry.instrumentation.grpc import client_interceptor, grpcext
+
+    provider, exporter = sdk
+    inner: list[tuple[str, str]] = []
+
+    @govrpc.service("plain.Echo")
+    class Echo:
+        def echo(self, text: str) -> str:
+            inner.append(current_ids())
+            return text
+
+    serializer = MsgpackSerializer()
+    with govrpc.Server(memory_registry, port=0) as server:
+        server.add(Echo())
+        raw = grpc.insecure_channel(f"127.0.0.1:{server.port}")
+        channel = grpcext.intercept_channel(raw, client_interceptor(tracer_provider=provider))
+        try:
+            call = channel.unary_unary("/plain.Echo/echo")
+            assert serializer.loads(call(serializer.dumps_call(("hi",), {}), timeout=5)) == "hi"
+        finally:
+            raw.close()
+    spans = {s.kind: s for s in exporter.get_finished_spans()}
+    client_span, server_span = spans[otel_trace.SpanKind.CLIENT], spans[otel_trace.SpanKind.SERVER]
+    assert client_span.instrumentation_scope.name.startswith("opentelemetry.instrumentation.grpc")
+    assert server_span.context.trace_id == client_span.context.trace_id
+    assert server_span.parent.span_id == client_span.context.span_id
+    assert server_span.name == client_span.name == "/plain.Echo/echo"
+    assert inner == [(f"{server_span.context.trace_id:032x}", f"{server_span.context.span_id:016x}")]
+
+
+@govrpc.service("trace.Ids")
+class Ids:
+    def ids(self) -> list[str]:
+        return list(current_ids())
+
+
+@pytest.mark.parametrize("header", [
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01x",   # wrong length
+    "00-0af7651916cd43dd8448eb211c80319z-b7ad6b7169203331-01",    # bad hex
+    "00-0AF7651916CD43DD8448EB211C80319C-b7ad6b7169203331-01",    # upper case
+    "00-00000000000000000000000000000000-b7ad6b7169203331-01",    # all-zero trace id
+    "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",    # all-zero span id
+    "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",    # a future version
+    "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",    # forbidden version
+])
+@pytest.mark.parametrize("with_sdk", [False, True])
+def test_a_malformed_traceparent_gives_a_fresh_trace_and_a_successful_call(
+        header: str, with_sdk: bool, memory_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    if with_sdk:
+        provider = TracerProvider()
+        monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+    serializer = MsgpackSerializer()
+    with govrpc.Server(memory_registry, port=0) as server:
+        server.add(Ids())
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = channel.unary_unary("/trace.Ids/ids")
+            trace_id, span_id = serializer.loads(call(serializer.dumps_call((), {}), timeout=5,
+                                                      metadata=(("traceparent", header),)))
+    assert len(trace_id) == 32 and int(trace_id, 16) != 0 and trace_id != header[3:35].lower()
+    assert len(span_id) == 16 and int(span_id, 16) != 0
+
+
+def test_a_valid_traceparent_is_continued(memory_registry: str) -> None:
+    serializer = MsgpackSerializer()
+    header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with govrpc.Server(memory_registry, port=0) as server:
+        server.add(Ids())
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = channel.unary_unary("/trace.Ids/ids")
+            trace_id, span_id = serializer.loads(call(serializer.dumps_call((), {}), timeout=5,
+                                                      metadata=(("traceparent", header),)))
+    assert trace_id == "0af7651916cd43dd8448eb211c80319c" and span_id != "b7ad6b7169203331"
+
+
+class _Receiver:
+    def __init__(self) -> None:
+        self.requests: list[Any] = []
+        self.got = threading.Event()
+
+    def Export(self, request: Any, context: Any) -> Any:  # noqa: N802 - the proto's name
+        from opentelemetry.proto.collector.trace.v1 import trace_service_pb2
+
+        self.requests.append(request)
+        self.got.set()
+        return trace_service_pb2.ExportTraceServiceResponse()
+
+
+def test_spans_reach_an_otlp_receiver_through_the_standard_exporter(memory_registry: str,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.proto.collector.trace.v1 import trace_service_pb2_grpc
+
+    receiver = _Receiver()
+    collector = grpc.server(futures.ThreadPoolExecutor(2))
+    servicer = type("Servicer", (trace_service_pb2_grpc.TraceServiceServicer,), {"Export": receiver.Export})()
+    trace_service_pb2_grpc.add_TraceServiceServicer_to_server(servicer, collector)
+    port = collector.add_insecure_port("127.0.0.1:0")
+    collector.start()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True),
+                                                   schedule_delay_millis=50))
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+    try:
+        with govrpc.Server(memory_registry, port=0) as server, \
+                govrpc.Client(memory_registry, local_first=False, timeout=5.0) as client:
+            server.add(Ids())
+            client.proxy("trace.Ids").ids()
+        assert provider.force_flush(10_000)
+        assert receiver.got.wait(10)
+    finally:
+        provider.shutdown()
+        collector.stop(None)
+    spans = [s for r in receiver.requests for rs in r.resource_spans for ss in rs.scope_spans for s in ss.spans]
+    kinds = sorted((s.name, s.kind) for s in spans)
+    assert kinds == [("/trace.Ids/ids", 2), ("/trace.Ids/ids", 3)]  # SERVER, CLIENT
+    assert spans[0].trace_id == spans[1].trace_id
+
+
+def test_in_process_calls_carry_the_trace(memory_registry: str, sdk: Any) -> None:
+    _, exporter = sdk
+    with govrpc.Server(memory_registry, port=0) as server, \
+            govrpc.Client(memory_registry, timeout=5.0) as client:  # local_first: in-process
+        server.add(Ids())
+        trace_id, span_id = client.proxy("trace.Ids").ids()
+    spans = {s.kind: s for s in exporter.get_finished_spans()}
+    server_span = spans[otel_trace.SpanKind.SERVER]
+    assert f"{server_span.context.trace_id:032x}" == trace_id
+    assert server_span.parent.span_id == spans[otel_trace.SpanKind.CLIENT].context.span_id
+    assert spans[otel_trace.SpanKind.CLIENT].attributes["govrpc.provider"]
+
+
+def test_a_retry_is_a_child_span_of_the_call_with_the_reason(memory_registry: str, sdk: Any) -> None:
+    import socket
+
+    _, exporter = sdk
+    dead = socket.socket()
+    dead.bind(("127.0.0.1", 0))
+    dead_port = dead.getsockname()[1]
+    dead.close()  # nothing listens there: connection refused, surely not sent, so retried
+    with govrpc.Server(memory_registry, port=0) as server, \
+            govrpc.Client(memory_registry, local_first=False, timeout=5.0) as client:
+        server.add(Ids())
+        proxy = client.proxy("trace.Ids", url=[f"grpc://127.0.0.1:{dead_port}", f"grpc://127.0.0.1:{server.port}"],
+                             loadbalance="roundrobin")
+        retried = None
+        for _ in range(4):
+            exporter.clear()
+            proxy.ids()
+            calls = [s for s in exporter.get_finished_spans()
+                     if s.kind is otel_trace.SpanKind.CLIENT and s.parent is None]
+            if calls[0].attributes["govrpc.attempts"] == 2:
+                retried = calls[0]
+                break
+    assert retried is not None
+    spans = exporter.get_finished_spans()
+    child = [s for s in spans if s.parent is not None and s.parent.span_id == retried.context.span_id
+             and s.kind is otel_trace.SpanKind.CLIENT]
+    assert len(child) == 1 and child[0].attributes["govrpc.attempt"] == 2
+    assert child[0].attributes["govrpc.provider"] == f"127.0.0.1:{server.port}"
+    server_span = [s for s in spans if s.kind is otel_trace.SpanKind.SERVER][0]
+    assert server_span.parent.span_id == child[0].context.span_id
+    retry = [e for e in retried.events if e.name == "govrpc.retry"][0]
+    assert retry.attributes["govrpc.failed_provider"] == f"127.0.0.1:{dead_port}"
+    assert retry.attributes["govrpc.error"] == "ConnectionRefusedByProviderError"
+    assert retried.attributes["govrpc.loadbalance"] == "RoundRobinLoadBalancer"
+    assert retried.attributes["govrpc.providers.routed"] == 2
