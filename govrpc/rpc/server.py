@@ -66,19 +66,24 @@ def _status(code_name: str) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN)
 
 
-def _fail(context: grpc.ServicerContext, exc: BaseException, trailing: Trailers = ()) -> None:
-    """Abort the call with ``exc`` encoded for the consumer (raises); ``trailing``: a filter's own."""
+def _failure(exc: BaseException, trailing: Trailers = ()) -> tuple[grpc.StatusCode, str, Trailers]:
+    """The status code, message and trailing metadata that carry ``exc`` to the consumer."""
     if isinstance(exc, GovRpcError):
-        context.set_trailing_metadata(((ERROR_KEY, type(exc).__name__), *trailing))
-        context.abort(_status(exc.code), truncate(exc.message or str(exc)))
+        return _status(exc.code), truncate(exc.message or str(exc)), ((ERROR_KEY, type(exc).__name__), *trailing)
     if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt...: the caller must not wait for them
         log.warning("provider raised %s (answered as a RemoteError): %s", type(exc).__name__, exc)
     remote_type, message, args = encode_exception(exc)
     pairs: list[tuple[str, str | bytes]] = [(EXCEPTION_KEY, remote_type)]
     if args is not None:
         pairs.append((ARGS_KEY, args))
-    context.set_trailing_metadata((*pairs, *trailing))
-    context.abort(grpc.StatusCode.UNKNOWN, message)
+    return grpc.StatusCode.UNKNOWN, message, (*pairs, *trailing)
+
+
+def _fail(context: grpc.ServicerContext, exc: BaseException, trailing: Trailers = ()) -> None:
+    """Abort the call with ``exc`` encoded for the consumer (raises); ``trailing``: a filter's own."""
+    code, message, trailers = _failure(exc, trailing)
+    context.set_trailing_metadata(trailers)
+    context.abort(code, message)
 
 
 def _refuse(context: grpc.ServicerContext, code: grpc.StatusCode, error: str, message: str) -> None:
