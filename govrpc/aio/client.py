@@ -89,6 +89,7 @@ class AsyncReference:
     def __init__(self, reference: Reference) -> None:
         self.reference = reference
         self.key = reference.key
+        self.directory = reference.directory
         self.cluster = AsyncClusterInvoker(reference._cluster)  # type: ignore[arg-type]
         self._bind(reference.config)
         reference.config.subscribe(self._bind)
