@@ -39,6 +39,10 @@ _current_ref = _CURRENT.get
 _new_span_id = w3c.new_span_id
 _SpanRef = w3c.SpanRef
 _sdk_tracer = otel.sdk_tracer
+_randbits = w3c._randbits
+_new_ref = tuple.__new__  # a SpanRef without its Python-level __new__ frame
+_api = otel.otel_trace
+_TRACEPARENT = w3c.TRACEPARENT
 
 Run = Callable[[Callable[[], Any]], "Future[Any]"]
 
@@ -94,11 +98,17 @@ class _ConsumerTrace(Filter):
         return entry
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
-        tracer = _sdk_tracer()
+        # no SDK provider set at all (the API's global is None): no call, no span, propagation only
+        tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
         if tracer is None:
             parent = _current_ref()
-            ref = parent.child() if parent is not None else _fresh()
-            ref.inject(invocation.attachments)
+            if parent is None:  # a new trace: the common case at an edge, kept to a few C calls
+                ref = _new_ref(_SpanRef, ("%032x" % (_randbits(128) or 1), "%016x" % (_randbits(64) or 1),
+                                          "01", "", ""))
+                invocation.attachments[_TRACEPARENT] = f"00-{ref.trace_id}-{ref.span_id}-01"
+            else:
+                ref = parent.child()
+                ref.inject(invocation.attachments)
             token = _CURRENT.set(ref)
             try:
                 return invoker.invoke(invocation)

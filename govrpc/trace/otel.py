@@ -41,13 +41,24 @@ REFUSALS = frozenset({"RateLimitedError", "CircuitOpenError"})
 """Errors that mean a govrpc stage refused the call (limiter, breaker): recorded as an event."""
 
 _cached: tuple[Any, Any] = (None, None)
+_UNKNOWN = object()
 
 
 def sdk_tracer() -> Any:
-    """govrpc's tracer from the SDK provider in force, or None when nothing records."""
+    """govrpc's tracer from the SDK provider in force, or None when nothing records.
+
+    Runs on every call: it reads the API's global provider directly (``get_tracer_provider``
+    also consults the environment each time: 1.4 µs), falling back to the public call only
+    when a provider is set (or the private global is gone in some later API version).
+    """
     global _cached
     if otel_trace is None:
         return None
+    provider = getattr(otel_trace, "_TRACER_PROVIDER", _UNKNOWN)
+    if provider is None:  # nothing set: the API would hand out its proxy, which records nothing
+        return None
+    if provider is _cached[0]:
+        return _cached[1]
     provider = otel_trace.get_tracer_provider()
     if provider is _cached[0]:
         return _cached[1]
