@@ -110,18 +110,19 @@ class Server:
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
         self._local_workers = LocalWorkers(max_workers)
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
+        self._servicers: dict[ServiceKey, dict[str, Any]] = {}  # generated servicers' handlers
         self.urls: list[URL] = []
         self.invokers: dict[ServiceKey, Invoker] = {}
         self._state: str = ServerState.NEW  # a str Enum: plain strings compare equal
         self._lock = threading.Lock()
 
     # -- configuration ------------------------------------------------------------
-    def add(self, instance: Any) -> Server:
+    def add(self, instance: Any, spec: ServiceSpec | None = None) -> Server:
         """Host ``instance``, an object of a class marked with ``@govrpc.service``.
 
         Before ``start`` the service is registered on start; after it, at once.
         """
-        spec = describe(instance)
+        spec = spec or describe(instance)
         with self._lock:
             if self._state in ("stopping", "stopped"):
                 raise ConfigurationError(f"cannot add service {spec.key}: the server is {self._state}")
@@ -136,9 +137,27 @@ class Server:
             self._export(instance, spec)
         return self
 
+    def add_servicer(self, add_to_server: Any, servicer: Any, *, version: str = "", group: str = "") -> Server:
+        """Host a generated gRPC servicer (``add_GreeterServicer_to_server, GreeterServicer()``) under
+        its gRPC service name, with the provider filters around its unary methods; see
+        ``govrpc.rpc.servicer``. Raises ``ConfigurationError`` for what is not a generated servicer."""
+        from govrpc.rpc.servicer import describe_servicer
+
+        spec, handlers = describe_servicer(add_to_server, servicer, version, group)
+        self._servicers[spec.key] = handlers
+        try:
+            return self.add(servicer, spec)
+        except BaseException:
+            self._servicers.pop(spec.key, None)
+            raise
+
     def _export(self, instance: Any, spec: ServiceSpec) -> None:
         """Serve one service, then register it; its filters are bound to the URL it is published with."""
         url = self._provider_url(spec)
+        servicer = self._servicers.get(spec.key)
+        if servicer is not None:
+            self._export_servicer(spec, url, servicer)
+            return
         provider = ProviderInvoker(instance, spec, url)
         invoker = build_filter_chain(self.filters, provider, url)
         self.invokers[spec.key] = invoker
@@ -150,6 +169,17 @@ class Server:
         export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers,
                      filtered=filtered)
         self.registry.register(url)
+        self.urls.append(url)
+
+    def _export_servicer(self, spec: ServiceSpec, url: URL, handlers: dict[str, Any]) -> None:
+        from govrpc.rpc.servicer import ServicerInvoker, servicer_handlers
+
+        invoker = build_filter_chain(self.filters, ServicerInvoker(url, handlers), url)
+        self.invokers[spec.key] = invoker
+        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
+                                          handlers=servicer_handlers(spec.key, spec, handlers, invoker)))
+        assert self.registry is not None
+        self.registry.register(url)  # over gRPC only: a servicer needs its grpc.ServicerContext
         self.urls.append(url)
 
     # -- lifecycle ---------------------------------------------------------------

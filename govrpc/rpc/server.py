@@ -52,7 +52,8 @@ class ExportedService:
     """A service as the transport sees it: its key, methods and the invoker behind them."""
 
     def __init__(self, key: ServiceKey, methods: Iterable[MethodSpec], invoker: Invoker,
-                 serializer: Serializer, direct: dict[str, Callable[..., Any]] | None = None) -> None:
+                 serializer: Serializer, direct: dict[str, Callable[..., Any]] | None = None,
+                 handlers: dict[str, grpc.RpcMethodHandler] | None = None) -> None:
         self.key = key
         self.methods = {m.name: m for m in methods}
         self.invoker = invoker
@@ -60,6 +61,7 @@ class ExportedService:
         # the user's bound methods, given when no provider filter runs: then nothing reads the
         # Invocation, and a call skips building one (and its ProviderContext)
         self.direct = direct or {}
+        self.handlers = handlers or {}  # ready-made handlers by method (a generated servicer's)
 
 
 def _status(code_name: str) -> grpc.StatusCode:
@@ -258,7 +260,7 @@ class GrpcServer:
         paths = dict(dispatcher.paths)
         for spec in exported.methods.values():
             path = f"/{exported.key.service}/{spec.name}"
-            handler = self.rpc_handler(exported, spec)
+            handler = exported.handlers.get(spec.name) or self.rpc_handler(exported, spec)
             current = paths.get(path)
             if current is None:
                 paths[path] = handler
