@@ -39,6 +39,7 @@ class Greeter:
         self.name = name
         self.calls = 0
         self.cancelled: list[str] = []
+        self.started = 0
         self.notified = asyncio.Event()
 
     async def hello(self, who: str) -> str:
@@ -53,6 +54,7 @@ class Greeter:
         return self.name
 
     async def slow(self, seconds: float) -> float:
+        self.started += 1
         try:
             await asyncio.sleep(seconds)
         except asyncio.CancelledError:
@@ -186,26 +188,47 @@ def test_every_cluster_strategy_on_asyncio(memory_registry, cluster: str) -> Non
     run(main)
 
 
+STARTED = "started"
+
+
 @govrpc.service("aio.Greeter")
 class SlowGreeter(Greeter):
     async def whoami(self) -> str:
+        self.cancelled.append(STARTED)
         await self.slow(5.0)
+        return self.name
+
+
+@govrpc.service("aio.Greeter")
+class WaitingGreeter(Greeter):
+    """Answers once ``other`` is running its call: the race's loser is surely in flight."""
+
+    def __init__(self, name: str, other: Greeter) -> None:
+        super().__init__(name)
+        self.other = other
+
+    async def whoami(self) -> str:
+        for _ in range(200):
+            if self.other.cancelled:
+                break
+            await asyncio.sleep(0.01)
         return self.name
 
 
 def test_async_forking_returns_the_first_answer_and_cancels_the_other_branch(memory_registry) -> None:
     async def main() -> None:
-        fast, slow = Greeter("fast"), SlowGreeter("slow")
+        slow = SlowGreeter("slow")
+        fast = WaitingGreeter("fast", slow)
         servers = [await serve(memory_registry, fast), await serve(memory_registry, slow)]
         try:
             async with govrpc.AsyncClient(memory_registry, local_first=False) as client:
                 racing = client.proxy("aio.Greeter", cluster="forking", forks=2, timeout=3.0)
                 assert await racing.whoami() == "fast"
                 for _ in range(100):  # the losing branch's RPC was cancelled, and so its handler
-                    if slow.cancelled:
+                    if len(slow.cancelled) == 2:
                         break
                     await asyncio.sleep(0.05)
-                assert slow.cancelled == ["slow"]
+                assert slow.cancelled == [STARTED, "slow"]
         finally:
             for server in servers:
                 await server.stop(grace=0)
@@ -218,7 +241,7 @@ def test_deadline_reaches_the_async_provider_and_cancels_its_task(memory_registr
         server = await serve(memory_registry, provider)
         try:
             async with govrpc.AsyncClient(memory_registry, local_first=False) as client:
-                greeter = client.proxy("aio.Greeter", timeout=0.3, retries=0)
+                greeter = client.proxy("aio.Greeter", timeout=1.0, retries=0)
                 with pytest.raises(govrpc.CallTimeoutError):
                     await greeter.slow(5.0)
                 for _ in range(100):  # the provider's task was cancelled, not left sleeping
@@ -239,7 +262,10 @@ def test_cancelling_the_awaiting_task_cancels_the_rpc(memory_registry) -> None:
             async with govrpc.AsyncClient(memory_registry, local_first=False) as client:
                 greeter = client.proxy("aio.Greeter", timeout=10.0, retries=0)
                 task = asyncio.ensure_future(greeter.slow(5.0))
-                await asyncio.sleep(0.3)
+                for _ in range(200):  # cancel once the provider runs it
+                    if provider.started:
+                        break
+                    await asyncio.sleep(0.01)
                 task.cancel()
                 with pytest.raises(asyncio.CancelledError):
                     await task
