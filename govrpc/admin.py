@@ -54,11 +54,15 @@ class Admin:
 
         Raises ``RuleError`` naming the position of the mistake; nothing is stored then.
         """
+        self.check_rule(category, text, name)
+        self.registry.put_rule(service, category, name, text)
+
+    def check_rule(self, category: str, text: str, name: str = "") -> None:
+        """Parse a rule as ``put_rule`` would, storing nothing; raises ``RuleError`` with the position."""
         if category == ROUTERS:
             compile_rule(text, name)
         elif category == CONFIGURATORS:
             parse_configurator(text, name)
-        self.registry.put_rule(service, category, name, text)
 
     def set_override(self, service: str, name: str, text: str) -> None:
         """Check and store configurator ``name`` of ``service`` (see ``govrpc.configurator``)."""
@@ -83,15 +87,20 @@ class Admin:
     def explain_route(self, service: str, method: str, *, application: str = "govrpc-consumer",
                       host: str = "127.0.0.1", args: Sequence[Any] = (),
                       attachments: Mapping[str, str] | None = None,
-                      consumer: Mapping[str, str] | None = None) -> list[RouteStep]:
-        """Dry run: for a call of ``method`` from this consumer, what each router keeps and why."""
+                      consumer: Mapping[str, str] | None = None,
+                      rules: Mapping[str, str] | None = None) -> list[RouteStep]:
+        """Dry run: for a call of ``method`` from this consumer, what each router keeps and why.
+
+        ``rules`` (name -> text) replaces the stored route rules: what a rule would do before it is saved.
+        """
         params = {"application": application, **(consumer or {})}
         consumer_url = URL(CONSUMER, host, 0, service, params)
         key = ServiceKey(service, params.get("version", ""), params.get("group", ""))
         providers = [u for u in self.registry.lookup(service, PROVIDERS)
                      if u.scheme in PROVIDER_SCHEMES and (key.matches(u) or not (key.version or key.group))]
         invocation = Invocation(key, method, tuple(args), {}, dict(attachments or {}))
-        return explain_route(consumer_url, sorted(providers, key=str), self.routes(service), invocation)
+        stored = self.routes(service) if rules is None else dict(rules)
+        return explain_route(consumer_url, sorted(providers, key=str), stored, invocation)
 
     def delete_rule(self, service: str, category: str, name: str) -> None:
         self.registry.delete_rule(service, category, name)

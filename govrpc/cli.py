@@ -189,6 +189,47 @@ def _listing_parsers(sub: argparse._SubParsersAction) -> None:
         _registry_option(parser)
 
 
+def _cmd_console(args: argparse.Namespace) -> int:
+    from govrpc.console import ConsoleServer, Login, hash_password
+
+    if args.hash_password:
+        import getpass
+
+        password = sys.stdin.readline().rstrip("\n") if not sys.stdin.isatty() else getpass.getpass("password: ")
+        print(hash_password(password))
+        return 0
+    login = Login.from_environment(password_file=args.password_file, user=args.user)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"govrpc: warning: the console listens on {args.host}, not only this host", file=sys.stderr)
+    try:
+        server = ConsoleServer(args.registry, login, host=args.host, port=args.port, spans=tuple(args.spans or ()))
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
+    print(f"govrpc console on {server.url} (registry {args.registry})", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+    return 0
+
+
+def _console_parser(sub: argparse._SubParsersAction) -> None:
+    console = sub.add_parser("console", help="the governance web console (login: $GOVRPC_CONSOLE_PASSWORD)")
+    console.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    console.add_argument("--port", type=_at_least(0), default=8080, help="port (default 8080, 0: any free one)")
+    console.add_argument("--user", default=None, help="login user (default $GOVRPC_CONSOLE_USER or admin)")
+    console.add_argument("--password-file", default=None,
+                         help="file holding the password hash (default $GOVRPC_CONSOLE_PASSWORD_FILE)")
+    console.add_argument("--hash-password", action="store_true",
+                         help="read a password (stdin or prompt), print its hash for --password-file, exit")
+    console.add_argument("--spans", action="append", metavar="FILE",
+                         help="span file for the dependency page, as `govrpc trace report` reads (repeat)")
+    _registry_option(console)
+    console.set_defaults(func=_cmd_console)
+
+
 def _cmd_trace_report(args: argparse.Namespace) -> int:
     from govrpc.trace.report import analyse, render_text, write_graph
 
@@ -224,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     _route_parser(sub)
     _listing_parsers(sub)
+    _console_parser(sub)
     _trace_parser(sub)
     return parser
 

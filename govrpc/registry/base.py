@@ -6,6 +6,7 @@ Layout shared by every registry (DESIGN.md section 4)::
     {service}/consumers/{encoded consumer URL}    live consumers
     {service}/configurators/{name}                overrides, persistent text
     {service}/routers/{name}                      route rules, persistent text
+    {service}/history/{category}.{name}.v{n}      versions of rules (govrpc.console.history)
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ log = logging.getLogger("govrpc.registry")
 
 PROVIDERS, CONSUMERS, CONFIGURATORS, ROUTERS = "providers", "consumers", "configurators", "routers"
 CATEGORIES = (PROVIDERS, CONSUMERS, CONFIGURATORS, ROUTERS)
-RULE_CATEGORIES = (CONFIGURATORS, ROUTERS)
+HISTORY = "history"  # govrpc.console: earlier versions of rules, who wrote them and when
+RULE_CATEGORIES = (CONFIGURATORS, ROUTERS, HISTORY)
 
 NotifyListener = Callable[[list[URL]], None]
 """Receives the whole current list of provider URLs of a service, after every change."""
