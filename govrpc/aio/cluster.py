@@ -16,7 +16,7 @@ from typing import Any
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.configured import ConfiguredClusterInvoker
-from govrpc.cluster.drive import wait_time
+from govrpc.cluster.drive import record_branches, wait_time
 from govrpc.cluster.policy import Attempt, CallState, FanOut, GiveUp, Return, Step, Wait
 from govrpc.cluster.stats import stats_of
 from govrpc.context import current_recorder
@@ -97,12 +97,7 @@ async def _fan_out(cluster: ClusterInvoker, step: FanOut,
             done, pending = await asyncio.wait(pending, timeout=wait_time(invocation), return_when=when)
             if not done:
                 break
-            won = False
-            for task in done:
-                error = task.exception()
-                results[index[task]] = Result(task.result()) if error is None else Result(exception=error)
-                won = won or error is None
-            if won and step.first:
+            if record_branches(done, index, results) and step.first:
                 break
     finally:
         for task in pending:

@@ -22,7 +22,7 @@ from govrpc.invocation import Invocation, Invoker, Result
 if TYPE_CHECKING:
     from govrpc.cluster.base import ClusterInvoker
 
-__all__ = ["POOL_SIZE", "drive", "wait_time"]
+__all__ = ["POOL_SIZE", "drive", "record_branches", "wait_time"]
 
 POOL_SIZE = 64
 _pool: concurrent.futures.ThreadPoolExecutor | None = None
@@ -73,6 +73,16 @@ def drive(cluster: ClusterInvoker, state: CallState, step: Step | None = None) -
         step = cluster.decide(state)
 
 
+def record_branches(done: Any, index: dict[Any, int], results: list[Result | None]) -> bool:
+    """Put the outcome of each finished branch (a future or task) in its place; True if one succeeded."""
+    won = False
+    for future in done:
+        error = future.exception()
+        results[index[future]] = Result(future.result()) if error is None else Result(exception=error)
+        won = won or error is None
+    return won
+
+
 def _branch(cluster: ClusterInvoker, invoker: Invoker, invocation: Invocation, scope: CancelScope) -> Any:
     with cancel_scope(scope):
         return cluster.call(invoker, invocation)
@@ -92,12 +102,7 @@ def _fan_out(cluster: ClusterInvoker, step: FanOut, invocation: Invocation) -> l
             done, pending = concurrent.futures.wait(pending, timeout=wait_time(invocation), return_when=when)
             if not done:
                 break
-            won = False
-            for future in done:
-                error = future.exception()
-                results[index[future]] = Result(future.result()) if error is None else Result(exception=error)
-                won = won or error is None
-            if won and step.first:
+            if record_branches(done, index, results) and step.first:
                 break
     finally:
         for future in pending:

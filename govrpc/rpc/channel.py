@@ -41,7 +41,35 @@ Codec = tuple[str, Callable[[Any], bytes] | None, Callable[[bytes], Any] | None]
 _identity: Callable[[Any], Any] = lambda value: value  # noqa: E731 - grpc (de)serializes with the stub's codecs
 
 
-class ChannelRpcError(grpc.RpcError, grpc.Call):
+class _EndedCall(grpc.Call):
+    """A ``grpc.Call`` that has ended (what ``with_call`` returns for an answered governed call)."""
+
+    def initial_metadata(self) -> tuple[()]:
+        return ()
+
+    def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
+        return ()
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.OK
+
+    def details(self) -> str:
+        return ""
+
+    def is_active(self) -> bool:
+        return False
+
+    def time_remaining(self) -> float | None:
+        return None
+
+    def cancel(self) -> bool:
+        return False
+
+    def add_callback(self, callback: Any) -> bool:
+        return False
+
+
+class ChannelRpcError(grpc.RpcError, _EndedCall):
     """A govrpc error (no provider, timeout, refused by a limit...) as a stub's caller expects it."""
 
     def __init__(self, error: errors.GovRpcError) -> None:
@@ -55,23 +83,8 @@ class ChannelRpcError(grpc.RpcError, grpc.Call):
     def details(self) -> str:
         return self.error.message or str(self.error)
 
-    def initial_metadata(self) -> tuple[()]:
-        return ()
-
     def trailing_metadata(self) -> tuple[tuple[str, str], ...]:
         return (("govrpc-error", type(self.error).__name__),)
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_callback(self, callback: Any) -> bool:
-        return False
 
 
 class StubInvoker(GrpcInvoker):
@@ -138,41 +151,13 @@ class _MultiCallable:
     def with_call(self, request: Any, timeout: float | None = None, metadata: Any = None, credentials: Any = None,
                   wait_for_ready: bool | None = None, compression: Any = None) -> tuple[Any, grpc.Call]:
         value = self(request, timeout, metadata)
-        return value, _Answered()
+        return value, _EndedCall()
 
     def future(self, request: Any, timeout: float | None = None, metadata: Any = None, credentials: Any = None,
                wait_for_ready: bool | None = None, compression: Any = None) -> Future[Any]:
         if self._kind == STREAM_UNARY:
             return self._call(request, timeout, metadata)
         return self._channel.client._run(lambda: self(request, timeout, metadata))
-
-
-class _Answered(grpc.Call):
-    """The call object ``with_call`` returns for an answered governed call."""
-
-    def initial_metadata(self) -> tuple[()]:
-        return ()
-
-    def trailing_metadata(self) -> tuple[()]:
-        return ()
-
-    def code(self) -> grpc.StatusCode:
-        return grpc.StatusCode.OK
-
-    def details(self) -> str:
-        return ""
-
-    def is_active(self) -> bool:
-        return False
-
-    def time_remaining(self) -> float | None:
-        return None
-
-    def cancel(self) -> bool:
-        return False
-
-    def add_callback(self, callback: Any) -> bool:
-        return False
 
 
 class GovernedChannel(grpc.Channel):
