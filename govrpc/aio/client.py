@@ -187,11 +187,22 @@ class AsyncClient:
         if options.get("cluster") == "failcache":
             raise ConfigurationError("cluster 'failcache' is not available on AsyncClient yet "
                                      "(its re-send timer has no asyncio driver); use govrpc.Client")
-        reference = self._core.reference(service, **options)
+        return self._wrap(self._core.reference(service, **options))
+
+    def _wrap(self, reference: Reference) -> AsyncReference:
         made = self._references.get(id(reference))
         if made is None or made.reference is not reference:
             made = self._references[id(reference)] = AsyncReference(reference)
         return made
+
+    def channel(self, service: str, **options: Any) -> Any:
+        """A channel for grpc.aio stubs of ``service``: the twin of ``govrpc.Client.channel``
+        (``govrpc.aio.channel``)."""
+        from govrpc.aio.channel import AsyncGovernedChannel
+
+        if self._closed:
+            raise ConfigurationError("client is closed")
+        return AsyncGovernedChannel(self, service, options)
 
     def proxy(self, service: str, **options: Any) -> AsyncServiceProxy:
         """A proxy whose methods are awaited; options as ``govrpc.Client.proxy``."""

@@ -91,6 +91,8 @@ class StubInvoker(GrpcInvoker):
     """Sends a stub's messages to one provider with the stub's own codecs (``codecs``, by method
     name, filled by the channel as the stub asks for its methods)."""
 
+    defer_answer = True  # a client-streaming call returns its future (grpc.aio's calls are awaitables already)
+
     def __init__(self, url: URL, pool: ChannelPool, codecs: dict[str, Codec], *, application: str = "") -> None:
         super().__init__(url, pool, application=application)
         self._codecs = codecs
@@ -110,7 +112,7 @@ class StubInvoker(GrpcInvoker):
             kind, serialize, deserialize = codec
             multicallable = getattr(self._channel, kind)(f"/{self.url.path}/{name}", request_serializer=serialize,
                                                          response_deserializer=deserialize, _registered_method=True)
-            if kind == STREAM_UNARY:  # opened now, answered later: nothing to retry once requests flow
+            if kind == STREAM_UNARY and self.defer_answer:  # opened now, answered later: never retried
                 multicallable = multicallable.future
             entry = (multicallable, _first_arg, _identity)
             self._methods[name] = entry
@@ -130,14 +132,9 @@ class _MultiCallable:
         self._kind = kind
 
     def _call(self, request: Any, timeout: float | None, metadata: Any) -> Any:
-        reference = self._channel.reference
-        attachments = dict(_ATTACHMENTS.get() or {})
-        if metadata:
-            attachments.update((k.lower(), v) for k, v in metadata)
-        seconds = timeout if timeout is not None else reference.timeout_of(self._name)
-        invocation = Invocation(reference.key, self._name, (request,), {}, attachments, time.monotonic() + seconds)
+        channel = self._channel
         try:
-            return reference.invoke(invocation)
+            return channel.reference.invoke(channel.invocation(self._name, request, timeout, metadata))
         except errors.GovRpcError as exc:
             raise ChannelRpcError(exc) from exc
 
@@ -163,35 +160,49 @@ class _MultiCallable:
 class GovernedChannel(grpc.Channel):
     """What ``Client.channel`` returns: a ``grpc.Channel`` for stubs of one service."""
 
+    transport: type[StubInvoker] = StubInvoker
+
     def __init__(self, client: Client, service: str, options: dict[str, Any]) -> None:
         self.client = client
         self.service = service
         self.codecs: dict[str, Codec] = {}
-        codecs, pool, application = self.codecs, client.pool, client.application
+        codecs, pool, application, cls = self.codecs, client.pool, client.application, self.transport
 
         def transport(url: URL) -> StubInvoker:
-            return StubInvoker(url, pool, codecs, application=application)
+            return cls(url, pool, codecs, application=application)
 
         self.reference: Reference = client.reference(service, transport=transport, **options)
 
-    def _method(self, method: str, kind: str, serializer: Any, deserializer: Any) -> _MultiCallable:
+    def invocation(self, name: str, request: Any, timeout: float | None, metadata: Any) -> Invocation:
+        """The ``Invocation`` of one stub call: the stub's message, its metadata as attachments."""
+        reference = self.reference
+        attachments = dict(_ATTACHMENTS.get() or {})
+        if metadata:
+            attachments.update((k.lower(), v) for k, v in metadata)
+        seconds = timeout if timeout is not None else reference.timeout_of(name)
+        return Invocation(reference.key, name, (request,), {}, attachments, time.monotonic() + seconds)
+
+    def _method(self, method: str, kind: str, serializer: Any, deserializer: Any) -> Any:
         service, _, name = method.lstrip("/").partition("/")
         if service != self.service or not name:
             raise errors.ConfigurationError(
                 f"this channel governs calls to {self.service}, not {method!r}: make one channel per service")
         self.codecs[name] = (kind, serializer, deserializer)
+        return self._multicallable(name, kind)
+
+    def _multicallable(self, name: str, kind: str) -> Any:
         return _MultiCallable(self, name, kind)
 
     def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool = False) -> _MultiCallable:
+                    _registered_method: bool = False) -> Any:
         return self._method(method, UNARY, request_serializer, response_deserializer)
 
     def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> _MultiCallable:
+                     _registered_method: bool = False) -> Any:
         return self._method(method, UNARY_STREAM, request_serializer, response_deserializer)
 
     def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> _MultiCallable:
+                     _registered_method: bool = False) -> Any:
         return self._method(method, STREAM_UNARY, request_serializer, response_deserializer)
 
     def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,

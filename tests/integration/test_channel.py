@@ -179,3 +179,36 @@ def test_failover_of_a_stub_call_when_a_provider_is_sigkilled(stubs, file_regist
             proc.wait()
             assert proc.stdout is not None
             proc.stdout.close()
+
+
+def test_grpc_aio_stubs_on_the_async_governed_channel(stubs, memory_registry, servers) -> None:
+    import asyncio
+
+    pb2, pb2_grpc, _ = stubs
+    serve(servers, memory_registry, stubs, "a")
+    serve(servers, memory_registry, stubs, "b")
+
+    async def requests(names: str) -> Any:
+        for name in names:
+            yield pb2.HelloRequest(name=name)
+
+    async def main() -> None:
+        async with govrpc.AsyncClient(memory_registry, local_first=False) as client:
+            stub = pb2_grpc.GreeterStub(client.channel(SERVICE, loadbalance="roundrobin", timeout=5.0))
+            replies = await asyncio.gather(*(stub.SayHello(pb2.HelloRequest(name=str(i))) for i in range(6)))
+            assert [r.message for r in replies] == [f"hello {i}" for i in range(6)]
+            assert collections.Counter(r.server for r in replies) == {"a": 3, "b": 3}
+            listed = [r async for r in stub.ListHellos(pb2.HelloRequest(name="dee", count=3))]
+            assert [r.message for r in listed] == ["hello dee #0", "hello dee #1", "hello dee #2"]
+            assert len({r.server for r in listed}) == 1  # one provider per stream
+            assert (await stub.CollectHellos(requests("xyz"))).message == "x,y,z"
+            assert [r.message async for r in stub.ChatHellos(requests("pq"))] == ["hi p", "hi q"]
+            with pytest.raises(grpc.RpcError) as caught:
+                await stub.SayHello(pb2.HelloRequest(name="missing"))
+            assert caught.value.code() is grpc.StatusCode.NOT_FOUND
+            nowhere = pb2_grpc.GreeterStub(client.channel("govrpctest.stubs.Greeter", group="none", timeout=1.0))
+            with pytest.raises(grpc.RpcError) as caught:
+                await nowhere.SayHello(pb2.HelloRequest(name="x"))
+            assert isinstance(caught.value.error, govrpc.NoProviderError)
+
+    asyncio.run(asyncio.wait_for(main(), 30))
