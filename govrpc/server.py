@@ -165,9 +165,10 @@ class Server:
         self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
                                           direct=None if filtered else provider.methods))
         assert self.registry is not None
-        # before registering: a consumer in this process may call it in-process
-        export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers,
-                     filtered=filtered)
+        # before registering: a consumer in this process may call it in-process (streams cross gRPC)
+        if not any(m.stream for m in spec.methods):
+            export_local(url, invoker, self._serializer, spec.methods, self.max_message_size,
+                         self._local_workers, filtered=filtered)
         self.registry.register(url)
         self.urls.append(url)
 
@@ -209,6 +210,8 @@ class Server:
                 params[f"{m.name}.idempotent"] = "true"
             if m.arity is not None:  # lets consumers check hash.arguments when they are configured
                 params[f"{m.name}.args"] = m.arity
+            if m.stream:  # consumers open the right kind of call
+                params[f"{m.name}.stream"] = m.stream
         if self._grpc.hosts(spec.key.service):  # another version/group is served already: calls name theirs
             params["dispatch"] = "key"
         params.update(self.tags)

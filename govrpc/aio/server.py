@@ -45,6 +45,16 @@ class AsyncProviderInvoker(Invoker):
         self.spec = spec
         self.methods = {m.name: getattr(instance, m.name) for m in spec.methods}
         self.awaited = frozenset(n for n, fn in self.methods.items() if inspect.iscoroutinefunction(fn))
+        self.streams = frozenset(n for n, fn in self.methods.items() if inspect.isasyncgenfunction(fn))
+        for m in spec.methods:
+            if m.stream and m.name not in self.awaited | self.streams:
+                raise ConfigurationError(f"service {spec.key}: {m.name} streams, so on AsyncServer it must be an "
+                                         f"async generator or async def (its stream is an async iterator)")
+
+    @classmethod
+    def check(cls, instance: Any, spec: ServiceSpec) -> None:
+        """Raise ``ConfigurationError`` for a method this invoker could not serve."""
+        cls(instance, spec, URL("grpc", "127.0.0.1", 0, spec.key.service))
 
     def invoke(self, invocation: Invocation) -> Any:
         raise ConfigurationError(f"{invocation}: an AsyncServer's provider is awaited (ainvoke)")
@@ -57,6 +67,8 @@ class AsyncProviderInvoker(Invoker):
                 f"its methods: {', '.join(sorted(self.methods))}", invocation=invocation)
         if invocation.method in self.awaited:
             return await method(*invocation.args, **invocation.kwargs)
+        if invocation.method in self.streams:  # an async generator: the handler iterates it
+            return method(*invocation.args, **invocation.kwargs)
         return await asyncio.to_thread(method, *invocation.args, **invocation.kwargs)
 
 
@@ -119,7 +131,70 @@ def _async_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[...
     return behavior
 
 
+def _async_stream_handler(exported: ExportedService, spec: MethodSpec) -> grpc.RpcMethodHandler:
+    """The asyncio twin of ``rpc.streams.stream_handler``: a streaming method on grpc.aio."""
+    key, name, invoker = exported.key, spec.name, exported.invoker
+    where = f"{key}.{name}"
+    loads, dumps = exported.serializer.loads, exported.serializer.dumps
+    consumes = spec.stream in ("client", "bidi")
+    ainvoke = invoker.ainvoke  # type: ignore[attr-defined]
+
+    async def decoded(requests: Any) -> Any:
+        async for message in requests:
+            yield loads(message)
+
+    async def open_(request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, list[Any]]:
+        metadata = context.invocation_metadata()
+        attachments, binary, application = split_metadata(metadata) if metadata else ({}, {}, "")
+        provider_context = ProviderContext(context.peer(), application, binary, spec)
+        remaining = context.time_remaining()
+        deadline = time.monotonic() + remaining if remaining is not None else float("inf")
+        failure: BaseException | None = None
+        try:
+            args, kwargs = ((decoded(request),), {}) if consumes else decode_envelope(loads(request), where)
+            result = await ainvoke(Invocation(key, name, args, kwargs, attachments, deadline,
+                                              context=provider_context))
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
+            failure = exc
+        if failure is not None:
+            code, message, trailers = _failure(failure, provider_context.trailing)
+            await context.abort(code, message, trailing_metadata=tuple(trailers))
+        return result, provider_context.trailing
+
+    if spec.stream == "client":
+        async def answer(requests: Any, context: grpc.aio.ServicerContext) -> bytes:
+            value, trailing = await open_(requests, context)
+            if trailing:
+                context.set_trailing_metadata(tuple(trailing))
+            return dumps(value)
+
+        return grpc.stream_unary_rpc_method_handler(answer)
+
+    async def produce(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        values, trailing = await open_(request, context)
+        failure: BaseException | None = None
+        try:
+            async for value in values:
+                yield dumps(value)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the stream ends with the error
+            failure = exc
+        if failure is not None:
+            code, message, trailers = _failure(failure, trailing)
+            await context.abort(code, message, trailing_metadata=tuple(trailers))
+        if trailing:
+            context.set_trailing_metadata(tuple(trailing))
+
+    make = grpc.stream_stream_rpc_method_handler if consumes else grpc.unary_stream_rpc_method_handler
+    return make(produce)
+
+
 def _async_rpc_handler(exported: ExportedService, spec: MethodSpec) -> grpc.RpcMethodHandler:
+    if spec.stream:
+        return _async_stream_handler(exported, spec)
     behavior = _async_behavior(exported, spec)
     if spec.is_protobuf:
         return grpc.unary_unary_rpc_method_handler(
@@ -199,6 +274,7 @@ class AsyncServer:
     async def add(self, instance: Any) -> AsyncServer:
         """Host ``instance`` (``async def`` and plain methods); registered on start, or at once after it."""
         spec = describe(instance, allow_async=True)
+        AsyncProviderInvoker.check(instance, spec)
         if self._state in (ServerState.STOPPING, ServerState.STOPPED):
             raise ConfigurationError(f"cannot add service {spec.key}: the server is {self._state}")
         if spec.key in self._services:

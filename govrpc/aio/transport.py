@@ -20,6 +20,7 @@ import grpc.aio
 from govrpc import exceptions as errors
 from govrpc.invocation import Invocation
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker, translate_error
+from govrpc.rpc.streams import avalues
 
 __all__ = ["AsyncChannelPool", "AsyncGrpcInvoker"]
 
@@ -90,11 +91,19 @@ class AsyncGrpcInvoker(GrpcInvoker):
     start = None  # type: ignore[assignment]  # no concurrent.futures call here: awaited instead
     _tasks: set[asyncio.Task[Any]] = set()  # oneway calls in flight (kept from the collector)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._streams = any(key.endswith(".stream") for key in self.url.params)
+
     def invoke(self, invocation: Invocation) -> Any:
         raise errors.ConfigurationError(f"{invocation}: an AsyncClient's providers are awaited (ainvoke)")
 
     async def ainvoke(self, invocation: Invocation) -> Any:
         call, decode, request, timeout, metadata = self._prepare(invocation)
+        stream = self.url.params.get(f"{invocation.method}.stream") if self._streams else None
+        if stream == "server" or stream == "bidi":  # opened: its caller iterates it
+            return avalues(call(request, timeout=timeout, metadata=metadata), self.serializer.loads,
+                           invocation, self.address)
         try:
             if invocation.oneway:
                 task = asyncio.ensure_future(self._oneway(call(request, timeout=timeout, metadata=metadata),

@@ -153,6 +153,10 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
 
 
 def _rpc_handler(exported: ExportedService, spec: MethodSpec) -> grpc.RpcMethodHandler:
+    if spec.stream:
+        from govrpc.rpc.streams import stream_handler
+
+        return stream_handler(exported, spec)
     behavior = _unary_behavior(exported, spec)
     if spec.is_protobuf:
         # the request is parsed by the behaviour, so garbage gets INVALID_ARGUMENT (grpc's own: INTERNAL)
