@@ -181,12 +181,9 @@ class AsyncClient:
     def reference(self, service: str, **options: Any) -> AsyncReference:
         """The (cached) reference for a service key and options; see ``govrpc.Client.proxy``.
 
-        ``cluster="failcache"`` is refused: its background re-sends are not driven on asyncio yet."""
+        (failcache's timer thread re-sends queued calls through this client's event loop.)"""
         if self._closed:
             raise ConfigurationError("client is closed")
-        if options.get("cluster") == "failcache":
-            raise ConfigurationError("cluster 'failcache' is not available on AsyncClient yet "
-                                     "(its re-send timer has no asyncio driver); use govrpc.Client")
         return self._wrap(self._core.reference(service, **options))
 
     def _wrap(self, reference: Reference) -> AsyncReference:

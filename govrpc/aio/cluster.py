@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Callable
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.configured import ConfiguredClusterInvoker
 from govrpc.cluster.drive import record_branches, wait_time
+from govrpc.cluster.failcache import FailcacheClusterInvoker
 from govrpc.cluster.policy import Attempt, CallState, FanOut, GiveUp, Return, Step, Wait
 from govrpc.cluster.stats import stats_of
 from govrpc.context import current_recorder
@@ -107,6 +108,17 @@ async def _fan_out(cluster: ClusterInvoker, step: FanOut,
     return list(zip(step.invokers, results))
 
 
+def _on_loop(cluster: ClusterInvoker, loop: asyncio.AbstractEventLoop) -> Callable[[Invoker, Invocation], Any]:
+    """Failcache's re-send for its timer thread: the attempt is awaited on the loop, the thread waits."""
+    def send(invoker: Invoker, invocation: Invocation) -> Any:
+        if loop.is_closed():
+            raise CallTimeoutError(f"{invocation}: the event loop of its AsyncClient is closed",
+                                   invocation=invocation)
+        future = asyncio.run_coroutine_threadsafe(acall(cluster, invoker, invocation), loop)
+        return future.result(max(invocation.remaining(), 0.0) + 1.0)
+    return send
+
+
 class AsyncClusterInvoker(Invoker):
     """A reference's cluster awaited: the method's strategy (shared with the sync side), driven here."""
 
@@ -119,6 +131,8 @@ class AsyncClusterInvoker(Invoker):
 
     async def ainvoke(self, invocation: Invocation) -> Any:
         cluster = self.configured.cluster_for(invocation.method)
+        if type(cluster) is FailcacheClusterInvoker and cluster.send == cluster.call:
+            cluster.send = _on_loop(cluster, asyncio.get_running_loop())
         try:
             invokers = cluster.list(invocation)
         except Exception as exc:  # noqa: BLE001 - no provider: the strategy says what that becomes

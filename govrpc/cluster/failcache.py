@@ -109,6 +109,8 @@ class FailcacheClusterInvoker(ClusterInvoker):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._successor: FailcacheClusterInvoker | None = None
+        # how the timer thread re-sends one call: ``call``, or the asyncio driver's (the loop's) twin
+        self.send: Callable[[Invoker, Invocation], Any] = self.call
         self.queued = 0       # counters (metrics): calls queued, re-sent with success, given up, refused
         self.recovered = 0
         self.given_up = 0
@@ -175,7 +177,7 @@ class FailcacheClusterInvoker(ClusterInvoker):
             invocation = dataclasses.replace(pending.invocation, deadline=time.monotonic() + self.timeout)
             pending.attempts += 1
             try:
-                self.call(self.loadbalance.select(self.list(invocation), invocation), invocation)
+                self.send(self.loadbalance.select(self.list(invocation), invocation), invocation)
             except Exception as exc:  # noqa: BLE001 - any failure counts against the call
                 pending.error = exc
                 # no provider listed right now: they may come back, as the queue promises to wait for

@@ -386,3 +386,26 @@ def test_async_failover_loses_no_call_when_a_provider_is_sigkilled(file_registry
         assert answers["p1"] and answers["p2"]
     finally:
         stop(procs)
+
+
+def test_async_failcache_resends_through_the_loop_once_the_provider_is_back(memory_registry) -> None:
+    from govrpc.cluster.failcache import RetryAccepted
+
+    async def main() -> None:
+        port = free_port()
+        provider = Greeter("late")
+        async with govrpc.AsyncClient(memory_registry, local_first=False) as client:
+            greeter = client.proxy("aio.Greeter", url=f"grpc://127.0.0.1:{port}", cluster="failcache",
+                                   timeout=1.0, **{"failcache.period": 0.2, "failcache.retries": 20})
+            queued = await greeter.hello("ann")
+            assert isinstance(queued, RetryAccepted) and provider.calls == 0
+            server = await serve(memory_registry, provider, port=port)
+            try:
+                for _ in range(200):
+                    if provider.calls:
+                        break
+                    await asyncio.sleep(0.05)
+                assert provider.calls == 1  # the timer thread's re-send was awaited on this loop
+            finally:
+                await server.stop(grace=0)
+    run(main)
