@@ -103,7 +103,7 @@ class AsyncGrpcInvoker(GrpcInvoker):
         stream = self.url.params.get(f"{invocation.method}.stream") if self._streams else None
         if stream == "server" or stream == "bidi":  # opened: its caller iterates it
             return avalues(call(request, timeout=timeout, metadata=metadata), self.serializer.loads,
-                           invocation, self.address)
+                           invocation, self.address, translate_error)
         try:
             if invocation.oneway:
                 task = asyncio.ensure_future(self._oneway(call(request, timeout=timeout, metadata=metadata),

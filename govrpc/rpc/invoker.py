@@ -20,6 +20,7 @@ from govrpc.context import _CANCEL_SCOPE
 from govrpc.extension import get_extension
 from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
+from govrpc.rpc.streams import consumer_codec
 from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, rebuild_exception
 from govrpc.url import URL
 
@@ -169,10 +170,8 @@ class GrpcInvoker(Invoker):
             encode: Callable[[Invocation], Any]
             decode: Callable[[Any], Any]
             if stream in ("server", "client", "bidi"):  # a decorated streaming method (rpc/streams.py)
-                from govrpc.rpc.streams import consumer_codec
-
                 kind, encode, decode = consumer_codec(stream, self.serializer, self.url.service_key, name,
-                                                      self.address)
+                                                      self.address, translate_error)
             elif response_type:
                 cls = _response_class(response_type)
                 encode = _protobuf_request(name, response_type)

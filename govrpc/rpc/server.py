@@ -28,6 +28,7 @@ from govrpc.exceptions import GovRpcError, SerializationError
 from govrpc.invocation import Invocation, Invoker, ProviderContext
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.serialization import Serializer
+from govrpc.rpc.streams import stream_handler
 from govrpc.rpc.wire import (
     ARGS_KEY,
     ERROR_KEY,
@@ -154,9 +155,7 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
 
 def _rpc_handler(exported: ExportedService, spec: MethodSpec) -> grpc.RpcMethodHandler:
     if spec.stream:
-        from govrpc.rpc.streams import stream_handler
-
-        return stream_handler(exported, spec)
+        return stream_handler(exported, spec, _fail)
     behavior = _unary_behavior(exported, spec)
     if spec.is_protobuf:
         # the request is parsed by the behaviour, so garbage gets INVALID_ARGUMENT (grpc's own: INTERNAL)

@@ -31,10 +31,13 @@ __all__ = ["avalues", "consumer_codec", "stream_handler"]
 KIND = {"server": "unary_stream", "client": "stream_unary", "bidi": "stream_stream"}
 
 
-def stream_handler(exported: Any, spec: MethodSpec) -> grpc.RpcMethodHandler:
-    """The grpc handler serving streaming method ``spec`` of ``exported`` (an ``ExportedService``)."""
-    from govrpc.rpc.server import _fail
+Fail = Callable[[grpc.ServicerContext, BaseException, Any], None]
+Translate = Callable[[grpc.RpcError, Invocation, str], BaseException]
 
+
+def stream_handler(exported: Any, spec: MethodSpec, _fail: Fail) -> grpc.RpcMethodHandler:
+    """The grpc handler serving streaming method ``spec`` of ``exported`` (an ``ExportedService``);
+    ``_fail`` aborts a call with an error encoded for the consumer (``rpc.server``'s)."""
     key, name, invoker = exported.key, spec.name, exported.invoker
     where = f"{key}.{name}"
     loads, dumps = exported.serializer.loads, exported.serializer.dumps
@@ -81,9 +84,10 @@ def stream_handler(exported: Any, spec: MethodSpec) -> grpc.RpcMethodHandler:
     return make(produce)
 
 
-def consumer_codec(stream: str, serializer: Any, key: ServiceKey, name: str, address: str
+def consumer_codec(stream: str, serializer: Any, key: ServiceKey, name: str, address: str, translate: Translate
                    ) -> tuple[str, Callable[[Invocation], Any], Callable[[Any], Any]]:
-    """The multicallable kind, request encoder and response decoder of streaming method ``name``."""
+    """The multicallable kind, request encoder and response decoder of streaming method ``name``
+    (``translate``: ``rpc.invoker.translate_error``, for errors while the stream is read)."""
     dumps, loads = serializer.dumps, serializer.loads
     kind = KIND[stream]
     if stream == "server":
@@ -104,7 +108,7 @@ def consumer_codec(stream: str, serializer: Any, key: ServiceKey, name: str, add
     where = Invocation(key, name)  # names the call in errors raised while the stream is read
 
     def decode(call: Any) -> Iterator[Any]:
-        return _values(call, loads, where, address)
+        return _values(call, loads, where, address, translate)
 
     return kind, encode, decode
 
@@ -121,10 +125,9 @@ async def _adumps(values: Any, dumps: Callable[[Any], bytes]) -> Any:
         yield dumps(value)
 
 
-async def avalues(call: Any, loads: Callable[[bytes], Any], where: Invocation, address: str) -> Any:
+async def avalues(call: Any, loads: Callable[[bytes], Any], where: Invocation, address: str,
+                  translate_error: Translate) -> Any:
     """The asyncio twin of a stream's decoder: the values of a grpc.aio stream, errors translated."""
-    from govrpc.rpc.invoker import translate_error
-
     try:
         async for message in call:
             yield loads(message)
@@ -132,9 +135,8 @@ async def avalues(call: Any, loads: Callable[[bytes], Any], where: Invocation, a
         raise translate_error(exc, where, address) from None
 
 
-def _values(call: Any, loads: Callable[[bytes], Any], where: Invocation, address: str) -> Iterator[Any]:
-    from govrpc.rpc.invoker import translate_error
-
+def _values(call: Any, loads: Callable[[bytes], Any], where: Invocation, address: str,
+            translate_error: Translate) -> Iterator[Any]:
     try:
         for message in call:
             yield loads(message)
