@@ -51,8 +51,11 @@ _LAZY = {
     "URL": "govrpc.url",
     "UnauthenticatedError": "govrpc.exceptions",
     "attachments": "govrpc.context",
+    "fallback": "govrpc.degrade.switches",
+    "mock": "govrpc.degrade.mask",
     "safe_exception": "govrpc.exceptions",
     "serializable": "govrpc.rpc.serialization",
+    "switch": "govrpc.degrade.switches",
 }
 
 if TYPE_CHECKING:
@@ -61,6 +64,8 @@ if TYPE_CHECKING:
     from govrpc.aio.server import AsyncServer
     from govrpc.client import Client
     from govrpc.context import attachments
+    from govrpc.degrade.mask import mock
+    from govrpc.degrade.switches import fallback, switch
     from govrpc.exceptions import (
         CallTimeoutError,
         CircuitOpenError,
@@ -134,8 +139,11 @@ __all__ = [
     "URL",
     "UnauthenticatedError",
     "attachments",
+    "fallback",
     "method",
+    "mock",
     "safe_exception",
     "serializable",
     "service",
+    "switch",
 ]

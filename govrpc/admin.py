@@ -7,9 +7,15 @@ the same on every registry.
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import json
+import logging
+from typing import Any, Iterable, Mapping, Sequence
 
 from govrpc.configurator import parse_configurator
+from govrpc.degrade.mask import MASK, MOCK, mock_class_for
+from govrpc.degrade.publish import BREAKERS
+from govrpc.degrade.switches import SWITCH_SERVICE, SWITCHES, check_switch, switch_text
+from govrpc.exceptions import ConfigurationError
 from govrpc.invocation import Invocation
 from govrpc.registry.base import (
     CONFIGURATORS,
@@ -23,7 +29,12 @@ from govrpc.registry.base import (
 from govrpc.router.chain import RouteStep, compile_rule, explain_route
 from govrpc.url import CONSUMER, PROVIDER_SCHEMES, URL, ServiceKey
 
-__all__ = ["Admin"]
+__all__ = ["Admin", "MASK_RULE"]
+
+log = logging.getLogger("govrpc.admin")
+
+MASK_RULE = "mask"
+"""The configurator that holds a service's masks (``mock`` / ``{method}.mock`` lines)."""
 
 
 class Admin:
@@ -101,6 +112,92 @@ class Admin:
         invocation = Invocation(key, method, tuple(args), {}, dict(attachments or {}))
         stored = self.routes(service) if rules is None else dict(rules)
         return explain_route(consumer_url, sorted(providers, key=str), stored, invocation)
+
+    # -- degradation: masks, switches, breaker states ---------------------------------------
+    def masks(self, service: str) -> dict[str, str]:
+        """The masks of ``service``: ``mock`` / ``{method}.mock`` -> text (from configurator ``mask``;
+        a node that does not parse holds none)."""
+        text = self.registry.rules(service, CONFIGURATORS).get(MASK_RULE)
+        if not text:
+            return {}
+        try:
+            params = parse_configurator(text, MASK_RULE).params
+        except ConfigurationError as exc:  # written by hand around Admin: the next mask() replaces it
+            log.warning("configurator %s/%s does not parse (%s); treated as holding no mask", service, MASK_RULE, exc)
+            return {}
+        return {k: v for k, v in params.items() if k == "mock" or k.endswith(".mock")}
+
+    def mask(self, service: str, action: str, *, methods: Iterable[str] | None = None, force: bool = True) -> None:
+        """Mask ``service`` (or only ``methods``) for every consumer: ``action`` is ``return null``,
+        ``return JSON``, ``throw ErrorName`` or ``mock``; ``force`` (the provider is never called) or
+        not (only when the call fails). Raises ``ConfigurationError`` / ``RuleError`` naming the key;
+        nothing is stored then."""
+        if not isinstance(action, str) or ":" in action.split(" ", 1)[0]:
+            raise ConfigurationError(f"mask action {action!r}: give return/throw/mock and force=True/False")
+        names = list(methods) if methods is not None else None
+        if names is not None and (not names or not all(isinstance(m, str) and m.isidentifier() for m in names)):
+            raise ConfigurationError(f"mask methods must be method names, not {methods!r}")
+        keys = [f"{m}.mock" for m in names] if names is not None else ["mock"]
+        text = f"{'force' if force else 'fail'}:{action.strip()}"
+        for key in keys:
+            spec = MASK.check(text, key)
+            cls = mock_class_for(service) if spec.action == MOCK else None
+            if cls is not None and key != "mock" and not callable(getattr(cls, key[:-len(".mock")], None)):
+                raise ConfigurationError(f"{key}: the mock {cls.__name__} of {service} has no method "
+                                         f"{key[:-len('.mock')]!r}")
+        params = {**self.masks(service), **{key: text for key in keys}}
+        self._write_masks(service, params)
+
+    def unmask(self, service: str, *, methods: Iterable[str] | None = None) -> None:
+        """Remove the masks of ``methods`` (default: every mask of ``service``)."""
+        params = self.masks(service)
+        if methods is None:
+            params = {}
+        else:
+            for method in methods:
+                params.pop(f"{method}.mock", None)
+        self._write_masks(service, params)
+
+    def _write_masks(self, service: str, params: Mapping[str, str]) -> None:
+        if not params:
+            self.registry.delete_rule(service, CONFIGURATORS, MASK_RULE)
+            return
+        text = "# masks written by govrpc.Admin.mask\n" + "".join(f"{k} = {v}\n" for k, v in sorted(params.items()))
+        self.set_override(service, MASK_RULE, text)
+
+    def set_switch(self, name: str, value: Any) -> None:
+        """Set business switch ``name`` to ``value`` (a JSON value; True/False for on/off) in every
+        process watching this registry. Raises ``ConfigurationError`` for a bad name or value."""
+        self.registry.put_rule(SWITCH_SERVICE, SWITCHES, check_switch(name), switch_text(value))
+
+    def delete_switch(self, name: str) -> None:
+        """Remove switch ``name``: processes fall back to the default their code gives."""
+        self.registry.delete_rule(SWITCH_SERVICE, SWITCHES, check_switch(name))
+
+    def switches(self) -> dict[str, Any]:
+        """Every switch stored in the registry: name -> value (a node that is not JSON is left out)."""
+        values = {}
+        for name, text in self.registry.rules(SWITCH_SERVICE, SWITCHES).items():
+            try:
+                values[name] = json.loads(text)
+            except ValueError:
+                log.warning("switch %s holds %r, not JSON; left out", name, text)
+        return values
+
+    def breakers(self, service: str) -> list[dict[str, Any]]:
+        """The open and half-open breakers consumers of ``service`` publish: one document per
+        consumer (``consumer``, ``updated``, ``total``, ``breakers``: service, method, address,
+        state, since, for, opened, rejected)."""
+        documents = []
+        for name, text in sorted(self.registry.rules(service, BREAKERS).items()):
+            try:
+                document = json.loads(text)
+            except ValueError:
+                log.warning("breaker states %s of %s are not JSON; left out", name, service)
+                continue
+            if isinstance(document, dict):
+                documents.append(document)
+        return documents
 
     def delete_rule(self, service: str, category: str, name: str) -> None:
         self.registry.delete_rule(service, category, name)

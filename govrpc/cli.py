@@ -189,6 +189,100 @@ def _listing_parsers(sub: argparse._SubParsersAction) -> None:
         _registry_option(parser)
 
 
+def _cmd_mask(args: argparse.Namespace) -> int:
+    from govrpc.admin import Admin
+
+    methods = args.method or None
+    with Admin(args.registry) as admin:
+        if args.command == "mask":
+            admin.mask(args.service, " ".join(args.action), methods=methods, force=not args.fail)
+            where = ", ".join(methods) if methods else "every method"
+            print(f"{args.service} ({where}) masked: {'fail' if args.fail else 'force'}:{' '.join(args.action)}")
+        else:
+            admin.unmask(args.service, methods=methods)
+            print(f"{args.service}: " + (f"masks of {', '.join(methods)} removed" if methods else "every mask removed"))
+        for key, text in sorted(admin.masks(args.service).items()):
+            print(f"    {key} = {text}")
+    return 0
+
+
+def _cmd_switch(args: argparse.Namespace) -> int:
+    from govrpc.admin import Admin
+
+    with Admin(args.registry) as admin:
+        if args.delete:
+            if not args.name:
+                raise ConfigurationError("switch --delete needs the switch name")
+            admin.delete_switch(args.name)
+            print(f"switch {args.name} removed")
+        elif args.name and args.value is not None:
+            admin.set_switch(args.name, _switch_value(args.value))
+            print(f"switch {args.name} = {args.value}")
+        else:
+            values = admin.switches()
+            if args.name:
+                values = {k: v for k, v in values.items() if k == args.name}
+            if args.json:
+                print(json.dumps(values, indent=2, sort_keys=True))
+            elif not values:
+                print("no switch is set" if not args.name else f"switch {args.name} is not set")
+            else:
+                print(_table([(k, json.dumps(v)) for k, v in sorted(values.items())], ("SWITCH", "VALUE")))
+    return 0
+
+
+def _switch_value(text: str) -> Any:
+    """on/off/true/false, else JSON, else the text itself."""
+    lowered = text.lower()
+    if lowered in ("on", "true"):
+        return True
+    if lowered in ("off", "false"):
+        return False
+    return _argument(text)
+
+
+def _cmd_breakers(args: argparse.Namespace) -> int:
+    from govrpc.admin import Admin
+
+    with Admin(args.registry) as admin:
+        documents = admin.breakers(args.service)
+    if args.json:
+        print(json.dumps(documents, indent=2, sort_keys=True))
+        return 0
+    rows = [(d.get("consumer", ""), b.get("method", ""), b.get("address", ""), b.get("state", ""),
+             f"{b.get('for', 0):.1f}s", str(b.get("rejected", 0)))
+            for d in documents for b in d.get("breakers", ())]
+    if not rows:
+        print(f"no consumer of {args.service} reports an open or half-open breaker")
+    else:
+        print(_table(rows, ("CONSUMER", "METHOD", "PROVIDER", "STATE", "FOR", "REJECTED")))
+    return 0
+
+
+def _degrade_parsers(sub: argparse._SubParsersAction) -> None:
+    mask = sub.add_parser("mask", help="mask a service or methods: return null/JSON, throw an error, call the mock")
+    mask.add_argument("service")
+    mask.add_argument("action", nargs="+", help="return null | return JSON | throw ErrorName | mock")
+    mask.add_argument("--fail", action="store_true", help="only when the call fails (default: force, never call)")
+    unmask = sub.add_parser("unmask", help="remove masks of a service (or of --method ones)")
+    unmask.add_argument("service")
+    for parser in (mask, unmask):
+        parser.add_argument("--method", action="append", help="only this method (repeat for more)")
+        parser.set_defaults(func=_cmd_mask)
+    switch = sub.add_parser("switch", help="business switches: list, show NAME, set NAME VALUE, --delete NAME")
+    switch.add_argument("name", nargs="?")
+    switch.add_argument("value", nargs="?", help="on, off, or a JSON value")
+    switch.add_argument("--delete", action="store_true", help="remove the switch")
+    switch.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    switch.set_defaults(func=_cmd_switch)
+    breakers = sub.add_parser("breakers", help="open and half-open circuit breakers consumers of a service report")
+    breakers.add_argument("service")
+    breakers.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    breakers.set_defaults(func=_cmd_breakers)
+    for parser in (mask, unmask, switch, breakers):
+        _registry_option(parser)
+
+
 def _cmd_console(args: argparse.Namespace) -> int:
     from govrpc.console import ConsoleServer, Login, hash_password
 
@@ -265,6 +359,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_cmd_demo)
     _route_parser(sub)
     _listing_parsers(sub)
+    _degrade_parsers(sub)
     _console_parser(sub)
     _trace_parser(sub)
     return parser

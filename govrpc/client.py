@@ -23,6 +23,8 @@ from govrpc.cluster.consistenthash import check_hash_arguments
 from govrpc.cluster.directory import Directory, RegistryDirectory, StaticDirectory
 from govrpc.configurator import ReferenceConfig
 from govrpc.context import _ATTACHMENTS
+from govrpc.degrade.breaker import BreakerSettings
+from govrpc.degrade.publish import ClientDegradation
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters, starts_future
@@ -236,6 +238,7 @@ class Client:
         self._lock = threading.Lock()
         self._references: dict[tuple[Any, ...], Reference] = {}
         self._closed = False
+        self._degradation = ClientDegradation(self.registry, application, self.filters)  # breakers, switches
 
     # -- references ------------------------------------------------------------
     def _consumer_url(self, key: ServiceKey, options: Mapping[str, Any]) -> URL:
@@ -261,6 +264,8 @@ class Client:
             timeout = check_seconds(timeout, "timeout")
         key = ServiceKey(service, version, group)
         methods = method_options(options.pop("methods", {}))  # per-method options become {method}.{key}
+        if isinstance(options.get("breaker"), Mapping):  # breaker={"failures": 5} -> breaker.failures=5
+            options.update(BreakerSettings.from_mapping(options.pop("breaker")))
         options = {**check_options({"retries": retries, **options}), **methods}  # each checked by its owner
         cache_key = (key, cluster, loadbalance, retries, timeout,
                      tuple(url) if isinstance(url, (list, tuple)) else url, tuple(sorted(options.items())),
@@ -294,7 +299,12 @@ class Client:
         except Exception:
             directory.close()
             raise
-        reference = Reference(key, consumer_url, directory, configured, timeout or self.timeout, config, per_call)
+        try:  # binding the reference filters may refuse the settings (a mask naming no mock)
+            reference = Reference(key, consumer_url, directory, configured, timeout or self.timeout, config,
+                                  per_call)
+        except Exception:
+            configured.close()
+            raise
         with self._lock:
             existing = self._references.get(cache_key)
             if existing is not None:
@@ -398,6 +408,7 @@ class Client:
         while self.pool.addresses() and time.monotonic() < end:
             time.sleep(0.01)
         self.pool.close()
+        self._degradation.close()
         release_registry(self.registry)
 
     def __enter__(self) -> Client:

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
+from govrpc.degrade.switches import watch_switches
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
 from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
@@ -241,6 +242,7 @@ class Server:
                 self._state = ServerState.STOPPED
                 raise
             self._state = ServerState.STARTED
+            self._switches = watch_switches(self.registry)  # business switches reach provider code too
             services = list(self._services.values())
         try:
             for instance, spec in services:
@@ -320,6 +322,7 @@ class Server:
         if not self._local_workers.drain(deadline - time.monotonic()):
             log.warning("in-process calls still running after the %s s grace", grace)
         self._local_workers.shutdown(wait=False)
+        self._switches.close()
         release_registry(registry)
         self._state = "stopped"
         log.info("stopped %s:%d", self.host, self.port)

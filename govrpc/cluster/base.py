@@ -1,4 +1,5 @@
-"""The cluster invoker's frame: list, drop ejected providers, fail if empty, apply the strategy."""
+"""The cluster invoker's frame: list, drop ejected providers and open circuits, fail if empty, apply
+the strategy."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from govrpc.cluster.outlier import OutlierDetector
 from govrpc.cluster.policy import Attempt, CallState, GiveUp, Return, Step
 from govrpc.cluster.stats import stats_of
 from govrpc.context import current_recorder
-from govrpc.exceptions import CallTimeoutError, CancelledError, GovRpcError, NoProviderError
+from govrpc.degrade.breaker import BREAKER_OPTIONS, NOT_CLOSED
+from govrpc.exceptions import CallTimeoutError, CancelledError, CircuitOpenError, GovRpcError, NoProviderError
 from govrpc.invocation import Invocation, Invoker, Result
 from govrpc.options import Option
 from govrpc.url import URL
@@ -34,22 +36,31 @@ class ClusterInvoker(Invoker):
     ``call``, which records the statistics balancers and ejection read.
     Options are read from the consumer ``url`` in ``__init__``, each through the
     ``Option`` the class declares in ``options`` (``govrpc.options``), which is
-    also how a configurator checks them; the outlier options come with every strategy.
+    also how a configurator checks them; the outlier options come with every strategy, and the
+    breaker options too (a method with its own breaker settings gets its own invoker, which
+    leaves providers whose circuit is open for that method out of ``list``).
     """
 
-    options: ClassVar[tuple[Option, ...]] = OutlierDetector.options
+    options: ClassVar[tuple[Option, ...]] = (*OutlierDetector.options, *BREAKER_OPTIONS)
+    breaking: bool = False  # class defaults: a strategy that skips __init__ still lists
+    _kept: tuple[Sequence[Invoker], list[Invoker]] | None = None
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         self.directory = directory
         self.loadbalance = loadbalance
         self.url = url
         self.outlier = OutlierDetector.from_url(url)
+        # circuit breakers configured for these calls: only then does ``list`` look at them
+        self.breaking = url.params.get("breaker", "").lower() != "off" and any(
+            k.startswith("breaker.") or k == "breaker" for k in url.params)
+        self._kept = None
 
     def invoke(self, invocation: Invocation) -> Any:
         return self.do_invoke(invocation, self.list(invocation))
 
     def list(self, invocation: Invocation) -> Sequence[Invoker]:
-        """The routed invokers, without ejected ones; raises ``NoProviderError`` if empty."""
+        """The routed invokers, without ejected ones and those whose circuit breaker for the method
+        is open; raises ``NoProviderError`` if none is listed, ``CircuitOpenError`` if all are open."""
         invokers = self.directory.list(invocation)
         if self.outlier.ejected:
             invokers = self.outlier.filter(invokers)
@@ -61,7 +72,33 @@ class ClusterInvoker(Invoker):
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)
+        if self.breaking and NOT_CLOSED[0]:  # some breaker of this process is open or half-open
+            invokers = self._closed_circuits(invocation, invokers)
         return invokers
+
+    def _closed_circuits(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Sequence[Invoker]:
+        method, now = invocation.method, _monotonic()
+        kept = [i for i in invokers
+                if (table := getattr(getattr(i, "state", None), "breaker", None)) is None
+                or not table.blocks(method, now)]
+        if not kept:
+            addresses = ", ".join(i.url.address for i in invokers)
+            recorder = current_recorder()
+            if recorder is not None:
+                recorder.event("govrpc.breaker.open", {"method": method, "skipped": addresses})
+            raise CircuitOpenError(f"{invocation}: the circuit breaker is open on every provider [{addresses}]",
+                                   invocation=invocation)
+        if len(kept) == len(invokers):
+            return invokers
+        recorder = current_recorder()
+        if recorder is not None:  # the call's span says why these providers were not candidates
+            recorder.event("govrpc.breaker.open", {"method": method, "skipped": ", ".join(
+                i.url.address for i in invokers if i not in kept)})
+        last = self._kept
+        if last is not None and last[0] is invokers and last[1] == kept:
+            return last[1]  # the same list object: balancers keep their per-list tables by identity
+        self._kept = (invokers, kept)
+        return kept
 
     @abc.abstractmethod
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:

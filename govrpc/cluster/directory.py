@@ -47,6 +47,12 @@ class Endpoint(Invoker):
         self.transport = transport
         self.in_process = bool(getattr(transport, "in_process", False))
         self.chain = build_filter_chain(filters, transport, bind_url(url, consumer)) if filters else transport
+        link: Any = self.chain
+        while link is not transport:  # a bound filter that keeps per-provider state (breakers) gets it
+            attach = getattr(link.filter, "attach_state", None)
+            if attach is not None:
+                attach(state)
+            link = link.next
         self.invoke = self.chain.invoke  # type: ignore[method-assign]
         # the transport's non-blocking call, when nothing runs between it and the cluster
         self.start = getattr(transport, "start", None) if self.chain is transport else None

@@ -6,6 +6,8 @@ Layout shared by every registry (DESIGN.md section 4)::
     {service}/consumers/{encoded consumer URL}    live consumers
     {service}/configurators/{name}                overrides, persistent text
     {service}/routers/{name}                      route rules, persistent text
+    {service}/breakers/{consumer}                 a consumer's open breakers (govrpc.degrade.publish)
+    govrpc.switches/switches/{name}               business switches (govrpc.degrade.switches)
     {service}/history/{category}.{name}.v{n}      versions of rules (govrpc.console.history)
 """
 
@@ -44,8 +46,9 @@ log = logging.getLogger("govrpc.registry")
 
 PROVIDERS, CONSUMERS, CONFIGURATORS, ROUTERS = "providers", "consumers", "configurators", "routers"
 CATEGORIES = (PROVIDERS, CONSUMERS, CONFIGURATORS, ROUTERS)
+SWITCHES, BREAKERS = "switches", "breakers"  # govrpc.degrade: business switches, published breaker states
 HISTORY = "history"  # govrpc.console: earlier versions of rules, who wrote them and when
-RULE_CATEGORIES = (CONFIGURATORS, ROUTERS, HISTORY)
+RULE_CATEGORIES = (CONFIGURATORS, ROUTERS, SWITCHES, BREAKERS, HISTORY)
 
 NotifyListener = Callable[[list[URL]], None]
 """Receives the whole current list of provider URLs of a service, after every change."""
