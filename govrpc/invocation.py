@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from govrpc.service import MethodSpec
 
 __all__ = ["APPLICATION_KEY", "Filter", "Invocation", "Invoker", "ProviderContext", "Result",
-           "build_async_filter_chain", "build_filter_chain", "load_filters"]
+           "async_chain", "build_async_filter_chain", "build_filter_chain", "load_filters"]
 
 APPLICATION_KEY = "govrpc-app"
 """Request metadata: the calling consumer's application (static, precomputed per provider)."""
@@ -220,20 +220,28 @@ class _AsyncFilterLink(_FilterLink):
         return await self.filter.ainvoke(self.next, invocation)  # type: ignore[attr-defined]
 
 
-def build_async_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | None = None) -> Invoker:
-    """The asyncio twin of ``build_filter_chain``: links whose verb is ``ainvoke`` around an
-    ``invoker`` that has one. A filter runs on asyncio through its ``async def ainvoke(invoker,
+def async_chain(chain: Invoker, invoker: Invoker) -> Invoker:
+    """The asyncio twin of ``chain`` (a ``build_filter_chain`` result): the same bound filters, in
+    the same order, as links whose verb is ``ainvoke``, around ``invoker`` (which has one) instead
+    of the chain's end. A filter runs on asyncio through its ``async def ainvoke(invoker,
     invocation)`` (continuing with ``await invoker.ainvoke(invocation)``), which wraps the same
     decision objects as its ``invoke``; a bound filter without one is refused (ConfigurationError)."""
-    target = url if url is not None else invoker.url
-    bound = [b for b in (f.bind(target) for f in filters) if b is not None]
-    for filter_ in bound:
+    filters = []
+    while isinstance(chain, _FilterLink):
+        filters.append(chain.filter)
+        chain = chain.next
+    for filter_ in filters:
         if not callable(getattr(filter_, "ainvoke", None)):
             raise ConfigurationError(f"filter {type(filter_).__name__} has no asyncio twin (async def ainvoke): "
                                      f"it cannot run in an AsyncClient or AsyncServer")
-    for filter_ in reversed(sorted(bound, key=lambda f: f.order)):
+    for filter_ in reversed(filters):
         invoker = _AsyncFilterLink(filter_, invoker)
     return invoker
+
+
+def build_async_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | None = None) -> Invoker:
+    """``async_chain`` of ``build_filter_chain(filters, invoker, url)``: filters bound for asyncio."""
+    return async_chain(build_filter_chain(filters, invoker, url), invoker)
 
 
 def starts_future(chain: Invoker, cluster: Invoker) -> bool:

@@ -31,7 +31,7 @@ from govrpc.client import Client, Reference, UnknownMethodError
 from govrpc.configurator import ReferenceConfig
 from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError
-from govrpc.invocation import Filter, Invocation, Invoker, build_async_filter_chain
+from govrpc.invocation import Filter, Invocation, Invoker, async_chain
 from govrpc.options import check_seconds
 from govrpc.registry.base import Registry
 from govrpc.rpc.inprocess import InProcessInvoker, find_local
@@ -95,9 +95,8 @@ class AsyncReference:
         reference.config.subscribe(self._bind)
 
     def _bind(self, config: ReferenceConfig) -> None:
-        filters = self.reference.filters
-        chain = build_async_filter_chain(filters, self.cluster, config.url) if filters else self.cluster
-        self.ainvoke = chain.ainvoke  # type: ignore[attr-defined]
+        # the sync reference's bound filters (bound again by it on every change), awaited
+        self.ainvoke = async_chain(self.reference.invoker, self.cluster).ainvoke  # type: ignore[attr-defined]
 
     def invocation(self, method: str, args: tuple[Any, ...], kwargs: Mapping[str, Any], oneway: bool = False,
                    timeout: float | None = None) -> Invocation:

@@ -409,3 +409,41 @@ def test_async_failcache_resends_through_the_loop_once_the_provider_is_back(memo
             finally:
                 await server.stop(grace=0)
     run(main)
+
+
+def test_async_breakers_and_masks_share_the_sync_decisions(memory_registry) -> None:
+    """The breaker of a dead provider opens from AsyncClient calls and ``list`` leaves it out; a
+    mask answers a failed call: the same decision objects as on the sync side, awaited."""
+    async def main() -> None:
+        server = await serve(memory_registry, Greeter("live"))
+        dead = f"grpc://127.0.0.1:{free_port()}/aio.Greeter"
+        urls = [f"grpc://127.0.0.1:{server.port}/aio.Greeter", dead]
+        try:
+            async with govrpc.AsyncClient(memory_registry, local_first=False) as client:
+                greeter = client.proxy("aio.Greeter", url=urls, cluster="failfast", loadbalance="roundrobin",
+                                       timeout=2.0, breaker={"failures": 2, "open": 30})
+                outcomes = []
+                for _ in range(12):
+                    try:
+                        outcomes.append(await greeter.whoami())
+                    except govrpc.GovRpcError as exc:
+                        outcomes.append(type(exc).__name__)
+                assert outcomes[-6:] == ["live"] * 6  # the dead provider's circuit is open: not listed
+                assert outcomes.count("live") >= 8
+                endpoint = next(e for e in client.reference("aio.Greeter", url=urls, cluster="failfast",
+                                                            loadbalance="roundrobin", timeout=2.0,
+                                                            breaker={"failures": 2, "open": 30}).directory.invokers
+                                if e.url.address.endswith(dead.split(":")[2].split("/")[0]))
+                assert endpoint.state.breaker.get("whoami").state.name == "open"
+                only_dead = client.proxy("aio.Greeter", url=[dead], cluster="failfast", timeout=2.0,
+                                         breaker={"failures": 1, "open": 30})
+                with pytest.raises(govrpc.GovRpcError):
+                    await only_dead.whoami()
+                with pytest.raises(govrpc.CircuitOpenError):
+                    await only_dead.whoami()
+                masked = client.proxy("aio.Greeter", url=[dead], cluster="failfast", timeout=2.0,
+                                      mock='fail:return "masked"')
+                assert await masked.whoami() == "masked"
+        finally:
+            await server.stop(grace=0)
+    run(main)
