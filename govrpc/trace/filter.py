@@ -132,6 +132,15 @@ class _ConsumerTrace(Filter):
 
     async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
         """The asyncio twin of ``invoke`` (``AsyncClient``): the same steps around an awaited call."""
+        if _sdk_tracer() is None:  # the usual case, inline as in ``invoke``
+            parent = _current_ref()
+            ref = parent.child() if parent is not None else _fresh()
+            ref.inject(invocation.attachments)
+            token = _CURRENT.set(ref)
+            try:
+                return await invoker.ainvoke(invocation)
+            finally:
+                _CURRENT.reset(token)
         with self._scope(invocation):
             return await invoker.ainvoke(invocation)
 
