@@ -24,6 +24,10 @@ trace stage switched off (what propagation costs the consumer); "govrpc+otel sdk
 calls a second provider process that records every span, and records every client
 span itself, both through the SDK's BatchSpanProcessor (to an exporter that drops
 them). Targets: propagation >= 0.90, SDK >= 0.85 of raw grpcio, one client thread.
+The SDK's own cost for the two spans of a call (``start_span(...).end()`` through the
+same processor) is the floor of that row: ``python benchmarks/consumer_cost.py
+--floor`` prints it, ``--sdk`` and ``--sdk --side provider`` what govrpc spends on
+each side with it.
 """
 
 from __future__ import annotations

@@ -13,18 +13,24 @@ Without an SDK this costs a random span id, a string and two contextvar writes
 (``benchmarks/overhead.py``). With one, it is a CLIENT span per call and a SERVER
 span per handled call, named and attributed as ``opentelemetry-instrumentation-grpc``
 does; the cluster and router report through a ``CallRecorder`` what they decided
-(providers left after routing, the balancer and provider chosen, each retry and
-why: a retry is a child span of the call), and a limiter's or breaker's refusal is
-an event. ``.future()`` keeps its non-blocking first attempt: the span starts in
-the caller's context and ends in the future's callback.
+(providers left after routing, the balancer and provider chosen: attributes set with
+the outcome in one batch when the span ends; each retry and why: an event, and a child
+span per further attempt), and a limiter's or breaker's refusal is an event.
+``.future()`` keeps its non-blocking first attempt: the span starts in the caller's
+context and ends in the future's callback.
+
+Every attribute the SDK is handed costs it a lock and a type check (about 0.5 µs),
+so what is known at start goes to ``start_span`` from a per-method (server: per
+method, caller and peer) cache, and nothing is built for a span that does not
+record. ``python benchmarks/consumer_cost.py --sdk [--side provider | --floor]``
+measures both sides against the SDK's own ``start_span(...).end()``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 from concurrent.futures import Future
-from typing import Any, Callable, ClassVar, Iterator
+from typing import Any, Callable, ClassVar
 
 from govrpc.context import _RECORDER
 from govrpc.invocation import APPLICATION_KEY, Filter, Invocation, Invoker
@@ -43,6 +49,13 @@ _randbits = w3c._randbits
 _new_ref = tuple.__new__  # a SpanRef without its Python-level __new__ frame
 _api = otel.otel_trace
 _TRACEPARENT = w3c.TRACEPARENT
+if otel.available:
+    _attach = otel.otel_context.attach
+    _detach = otel.otel_context.detach
+    _get_current = otel.otel_context.get_current
+    _set_span_in_context = otel.otel_trace.set_span_in_context
+    _CLIENT = otel.otel_trace.SpanKind.CLIENT
+    _SERVER = otel.otel_trace.SpanKind.SERVER
 
 Run = Callable[[Callable[[], Any]], "Future[Any]"]
 
@@ -115,7 +128,7 @@ class _ConsumerTrace(Filter):
             finally:
                 _CURRENT.reset(token)
         span, recorder, ctx = self._start(tracer, invocation)
-        otoken = otel.otel_context.attach(ctx)
+        otoken = _attach(ctx)
         rtoken = _RECORDER.set(recorder)
         exc: BaseException | None = None
         try:
@@ -125,14 +138,16 @@ class _ConsumerTrace(Filter):
             raise
         finally:
             _RECORDER.reset(rtoken)
-            otel.otel_context.detach(otoken)
+            _detach(otoken)
             if recorder is not None:
                 recorder.close(exc)
-            otel.finish(span, exc)
+            else:
+                span.end()  # sampled out: records nothing
 
     async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
         """The asyncio twin of ``invoke`` (``AsyncClient``): the same steps around an awaited call."""
-        if _sdk_tracer() is None:  # the usual case, inline as in ``invoke``
+        tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
+        if tracer is None:
             parent = _current_ref()
             ref = parent.child() if parent is not None else _fresh()
             ref.inject(invocation.attachments)
@@ -141,46 +156,32 @@ class _ConsumerTrace(Filter):
                 return await invoker.ainvoke(invocation)
             finally:
                 _CURRENT.reset(token)
-        with self._scope(invocation):
-            return await invoker.ainvoke(invocation)
-
-    @contextlib.contextmanager
-    def _scope(self, invocation: Invocation) -> Iterator[None]:
-        """``invoke``'s steps as a block (the sync ``invoke`` keeps them inline: one frame less per call)."""
-        tracer = _sdk_tracer()
-        if tracer is None:
-            parent = _current_ref()
-            ref = parent.child() if parent is not None else _fresh()
-            ref.inject(invocation.attachments)
-            token = _CURRENT.set(ref)
-            try:
-                yield
-            finally:
-                _CURRENT.reset(token)
-            return
         span, recorder, ctx = self._start(tracer, invocation)
-        otoken = otel.otel_context.attach(ctx)
+        otoken = _attach(ctx)
         rtoken = _RECORDER.set(recorder)
         exc: BaseException | None = None
         try:
-            yield
+            return await invoker.ainvoke(invocation)
         except BaseException as error:
             exc = error
             raise
         finally:
             _RECORDER.reset(rtoken)
-            otel.otel_context.detach(otoken)
+            _detach(otoken)
             if recorder is not None:
                 recorder.close(exc)
-            otel.finish(span, exc)
+            else:
+                span.end()
 
     def _start(self, tracer: Any, invocation: Invocation) -> tuple[Any, otel.SpanRecorder | None, Any]:
         name, attributes = self._name(invocation.method)
-        span = tracer.start_span(name, kind=otel.otel_trace.SpanKind.CLIENT, attributes=attributes)
         if invocation.oneway:
-            span.set_attribute("govrpc.oneway", True)
-        ctx = otel.otel_trace.set_span_in_context(span)
+            attributes = {**attributes, "govrpc.oneway": True}
+        parent = _get_current()  # read once: start_span and its sampler would read it three times
+        span = tracer.start_span(name, context=parent, kind=_CLIENT, attributes=attributes)
+        ctx = _set_span_in_context(span, parent)
         otel.inject(span.get_span_context(), ctx, invocation.attachments)
+        # sampled out: the ids still travel, nothing is written on the span
         recorder = otel.SpanRecorder(span, tracer, name, attributes) if span.is_recording() else None
         return span, recorder, ctx
 
@@ -198,24 +199,25 @@ class _ConsumerTrace(Filter):
             finally:
                 _CURRENT.reset(token)
         span, recorder, ctx = self._start(tracer, invocation)
-        otoken = otel.otel_context.attach(ctx)
+        otoken = _attach(ctx)
         rtoken = _RECORDER.set(recorder)
         try:
             started = _start_future(invoker, invocation, run)
         except BaseException as exc:
             if recorder is not None:
                 recorder.close(exc)
-            otel.finish(span, exc)
+            else:
+                span.end()
             raise
         finally:
             _RECORDER.reset(rtoken)
-            otel.otel_context.detach(otoken)
+            _detach(otoken)
 
         def done(result: Future[Any]) -> None:
-            exc = result.exception()
             if recorder is not None:
-                recorder.close(exc)
-            otel.finish(span, exc)
+                recorder.close(result.exception())
+            else:
+                span.end()
 
         started.add_done_callback(done)
         return started
@@ -241,7 +243,7 @@ class _ProviderTrace(Filter):
 
     def __init__(self, url: URL) -> None:
         self.service = url.path
-        self._names: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._starts: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments
@@ -253,54 +255,68 @@ class _ProviderTrace(Filter):
                 return invoker.invoke(invocation)
             finally:
                 _CURRENT.reset(token)
-        with self._span(tracer, invocation):
+        context = invocation.context  # the transport moves the caller's application header there
+        if context is not None:
+            peer, caller = context.peer, context.application
+        else:
+            peer, caller = "", attachments.get(APPLICATION_KEY) or ""
+        name, attributes = self._start_of(invocation.method, caller, peer)
+        parent_ctx = otel.extract(attachments)
+        span = tracer.start_span(name, context=parent_ctx, kind=_SERVER, attributes=attributes)
+        otoken = _attach(_set_span_in_context(span, parent_ctx))
+        exc: BaseException | None = None
+        try:
             return invoker.invoke(invocation)
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            _detach(otoken)
+            otel.finish(span, exc)
 
     async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
         """The asyncio twin of ``invoke`` (``AsyncServer``)."""
+        attachments = invocation.attachments
         tracer = _sdk_tracer()
         if tracer is None:
-            attachments = invocation.attachments
             parent = w3c.extract(attachments) if w3c.TRACEPARENT in attachments else None
             token = _CURRENT.set(parent.child() if parent is not None else _fresh())
             try:
                 return await invoker.ainvoke(invocation)
             finally:
                 _CURRENT.reset(token)
-        with self._span(tracer, invocation):
-            return await invoker.ainvoke(invocation)
-
-    @contextlib.contextmanager
-    def _span(self, tracer: Any, invocation: Invocation) -> Iterator[None]:
-        """The SERVER span of a handled call, current while the block runs."""
-        attachments = invocation.attachments
-        method = invocation.method
-        entry = self._names.get(method)
-        if entry is None:
-            entry = (f"/{self.service}/{method}",
-                     {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method})
-            if len(self._names) < 256:
-                self._names[method] = entry
-        parent_ctx = otel.extract(attachments)
-        span = tracer.start_span(entry[0], context=parent_ctx, kind=otel.otel_trace.SpanKind.SERVER,
-                                 attributes=entry[1])
-        caller = attachments.get(APPLICATION_KEY)
-        if caller:
-            span.set_attribute("govrpc.caller", caller)
         context = invocation.context
-        peer = getattr(context, "peer", "") if context is not None else ""
-        if peer.startswith(("ipv4:", "ipv6:")):
-            host, _, port = peer[5:].rpartition(":")
-            span.set_attribute("net.peer.ip", host.strip("[]"))
-            if port.isdigit():
-                span.set_attribute("net.peer.port", int(port))
-        otoken = otel.otel_context.attach(otel.otel_trace.set_span_in_context(span, parent_ctx))
+        peer, caller = (context.peer, context.application) if context is not None else ("", "")
+        name, attributes = self._start_of(invocation.method, caller, peer)
+        parent_ctx = otel.extract(attachments)
+        span = tracer.start_span(name, context=parent_ctx, kind=_SERVER, attributes=attributes)
+        otoken = _attach(_set_span_in_context(span, parent_ctx))
         exc: BaseException | None = None
         try:
-            yield
+            return await invoker.ainvoke(invocation)
         except BaseException as error:
             exc = error
             raise
         finally:
-            otel.otel_context.detach(otoken)
+            _detach(otoken)
             otel.finish(span, exc)
+
+    def _start_of(self, method: str, caller: str, peer: str) -> tuple[str, dict[str, Any]]:
+        """The server span's name and attributes at start, made once per method, caller and peer
+        (a peer is one connection: its address and port stay while it lasts)."""
+        key = (method, caller, peer)
+        entry = self._starts.get(key)
+        if entry is None:
+            attributes: dict[str, Any] = {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method}
+            if caller:
+                attributes["govrpc.caller"] = caller
+            if peer.startswith(("ipv4:", "ipv6:")):
+                host, _, port = peer[5:].rpartition(":")
+                attributes["net.peer.ip"] = host.strip("[]")
+                if port.isdigit():
+                    attributes["net.peer.port"] = int(port)
+            entry = (f"/{self.service}/{method}", attributes)
+            if len(self._starts) >= 1024:  # peers come and go: start again rather than grow
+                self._starts.clear()
+            self._starts[key] = entry
+        return entry

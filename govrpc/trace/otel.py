@@ -82,33 +82,48 @@ def status_code(exc: BaseException | None) -> int:
 
 def inject(span_context: Any, ctx: Any, carrier: dict[str, str]) -> None:
     """Write W3C ``traceparent`` (and ``tracestate``, ``baggage`` when there are any) for ``span_context``."""
-    carrier[w3c.TRACEPARENT] = (f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-"
-                                f"{int(span_context.trace_flags):02x}")
+    carrier[w3c.TRACEPARENT] = "00-%032x-%016x-%02x" % (span_context.trace_id, span_context.span_id,
+                                                        span_context.trace_flags)
     state = span_context.trace_state
     if state:
         carrier[w3c.TRACESTATE] = state.to_header()
-    if _baggage.get_all(ctx):
-        W3CBaggagePropagator().inject(carrier, ctx)
+    if ctx.get(_BAGGAGE_KEY) if _BAGGAGE_KEY is not None else _baggage.get_all(ctx):  # get_all copies
+        _baggage_propagator.inject(carrier, ctx)  # type: ignore[union-attr]
 
 
 _tracecontext = TraceContextTextMapPropagator() if available else None
 _baggage_propagator = W3CBaggagePropagator() if available else None
+_BAGGAGE_KEY = getattr(_baggage, "_BAGGAGE_KEY", None) if available else None
+_EMPTY = otel_context.Context() if available else None
 
 
 def extract(carrier: Mapping[str, str]) -> Any:
-    """The caller's context from gRPC metadata; an invalid ``traceparent`` gives an empty one (fresh trace)."""
-    ctx = None
-    if w3c.parse_traceparent(carrier.get(w3c.TRACEPARENT)) is not None:
-        ctx = _tracecontext.extract(carrier)  # type: ignore[union-attr]
+    """The caller's context from gRPC metadata; an invalid ``traceparent`` gives an empty one (fresh trace).
+
+    govrpc's own parse is stricter than the SDK propagator's regular expression (version
+    ``00`` only), so a header it accepts is built into the remote parent directly."""
+    parsed = w3c.parse_traceparent(carrier.get(w3c.TRACEPARENT))
+    ctx = _EMPTY
+    if parsed is not None:
+        trace_id, span_id, flags = parsed
+        state = carrier.get(w3c.TRACESTATE)
+        parent = otel_trace.SpanContext(
+            int(trace_id, 16), int(span_id, 16), True, otel_trace.TraceFlags(int(flags, 16)),
+            otel_trace.TraceState.from_header([state]) if state and len(state) <= w3c._MAX_HEADER else None)
+        ctx = otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(parent), ctx)
     if w3c.BAGGAGE in carrier:
         ctx = _baggage_propagator.extract(carrier, context=ctx)  # type: ignore[union-attr]
-    return ctx if ctx is not None else otel_context.Context()
+    return ctx
 
 
-def finish(span: Any, exc: BaseException | None) -> None:
-    """Set the outcome on ``span`` the way the gRPC instrumentation does, and end it."""
-    code = status_code(exc)
-    span.set_attribute("rpc.grpc.status_code", code)
+def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | None = None) -> None:
+    """Set the outcome on ``span`` the way the gRPC instrumentation does (with ``attributes``, in
+    one batch: each SDK call takes the span's lock and checks every value again), and end it."""
+    if attributes is None:
+        span.set_attribute("rpc.grpc.status_code", status_code(exc))
+    else:
+        attributes["rpc.grpc.status_code"] = status_code(exc)
+        span.set_attributes(attributes)
     if exc is not None:
         name = type(exc).__name__
         if name in REFUSALS:
@@ -119,10 +134,31 @@ def finish(span: Any, exc: BaseException | None) -> None:
     span.end()
 
 
-class SpanRecorder(CallRecorder):
-    """Writes the cluster's and router's decisions on the call's span; retries become child spans."""
+_peers: dict[str, dict[str, Any]] = {}
 
-    __slots__ = ("span", "tracer", "name", "attributes", "child", "attempt")
+
+def _peer(address: str) -> dict[str, Any]:
+    """``net.peer.name`` and ``net.peer.port`` of a provider's ``host:port`` (kept: providers are few)."""
+    peer = _peers.get(address)
+    if peer is None:
+        host, _, port = address.rpartition(":")
+        peer = {"net.peer.name": host, "net.peer.port": int(port)} if port.isdigit() else {"net.peer.name": host}
+        if len(_peers) >= 1024:
+            _peers.clear()
+        _peers[address] = peer
+    return peer
+
+
+class SpanRecorder(CallRecorder):
+    """What the cluster and router decided for a call, written on its span once, when it ends.
+
+    The first attempt's decisions are kept as plain values and set with the outcome in one
+    batch (``finish``); only a retry makes more: an event on the call's span and a child
+    span per further attempt, which carries that attempt's listing and choice.
+    """
+
+    __slots__ = ("span", "tracer", "name", "attributes", "child", "attempt", "total", "routed", "routers",
+                 "balancer", "address")
 
     def __init__(self, span: Any, tracer: Any, name: str, attributes: dict[str, Any]) -> None:
         self.span = span
@@ -131,25 +167,24 @@ class SpanRecorder(CallRecorder):
         self.attributes = attributes
         self.child: Any = None
         self.attempt = 1
+        self.total = -1  # not listed (the call was refused before the cluster)
+        self.routed = 0
+        self.routers: tuple[str, ...] = ()
+        self.balancer = ""  # no provider chosen
+        self.address = ""
 
     def listed(self, invocation: object, total: int, routed: int, routers: tuple[str, ...]) -> None:
-        self.span.add_event("govrpc.routed", {"govrpc.providers.total": total, "govrpc.providers.routed": routed,
-                                              "govrpc.routers": list(routers)})
         if self.child is None:
-            self.span.set_attribute("govrpc.providers.total", total)
-            self.span.set_attribute("govrpc.providers.routed", routed)
-            self.span.set_attribute("govrpc.routers", list(routers))
+            self.total, self.routed, self.routers = total, routed, routers
+        else:
+            self.child.set_attributes({"govrpc.providers.total": total, "govrpc.providers.routed": routed,
+                                       "govrpc.routers": routers})
 
     def chose(self, invocation: object, balancer: str, address: str) -> None:
-        target = self.child or self.span
-        target.set_attribute("govrpc.loadbalance", balancer)
-        target.set_attribute("govrpc.provider", address)
-        host, _, port = address.rpartition(":")
-        target.set_attribute("net.peer.name", host)
-        if port.isdigit():
-            target.set_attribute("net.peer.port", int(port))
-        self.span.add_event("govrpc.chose", {"govrpc.loadbalance": balancer, "govrpc.provider": address,
-                                             "govrpc.attempt": self.attempt})
+        if self.child is None:
+            self.balancer, self.address = balancer, address
+        else:
+            self.child.set_attributes({"govrpc.loadbalance": balancer, "govrpc.provider": address, **_peer(address)})
 
     def retry(self, invocation: Any, attempt: int, failed: str, error: BaseException) -> None:
         self.span.add_event("govrpc.retry", {"govrpc.attempt": attempt, "govrpc.failed_provider": failed,
@@ -168,7 +203,17 @@ class SpanRecorder(CallRecorder):
         self.span.add_event(name, attributes)
 
     def close(self, exc: BaseException | None) -> None:
+        """End the retry's child span, if any, and the call's span with the decisions and ``exc``."""
         if self.child is not None:
             finish(self.child, exc)
             self.child = None
-        self.span.set_attribute("govrpc.attempts", self.attempt)
+        decided: dict[str, Any] = {"govrpc.attempts": self.attempt}
+        if self.total >= 0:
+            decided["govrpc.providers.total"] = self.total
+            decided["govrpc.providers.routed"] = self.routed
+            decided["govrpc.routers"] = self.routers
+        if self.address:
+            decided["govrpc.loadbalance"] = self.balancer
+            decided["govrpc.provider"] = self.address
+            decided.update(_peer(self.address))
+        finish(self.span, exc, decided)

@@ -362,3 +362,69 @@ def test_a_retry_is_a_child_span_of_the_call_with_the_reason(memory_registry: st
     assert retry.attributes["govrpc.error"] == "ConnectionRefusedByProviderError"
     assert retried.attributes["govrpc.loadbalance"] == "RoundRobinLoadBalancer"
     assert retried.attributes["govrpc.providers.routed"] == 2
+    assert child[0].attributes["govrpc.providers.routed"] == 2  # the retry's own listing is on its span
+
+
+def test_a_call_span_holds_its_decisions_as_attributes_set_once(memory_registry: str, sdk: Any) -> None:
+    _, exporter = sdk
+    with govrpc.Server(memory_registry, port=0) as server, \
+            govrpc.Client(memory_registry, application="web", local_first=False, timeout=5.0) as client:
+        server.add(Ids())
+        client.proxy("trace.Ids", loadbalance="roundrobin").ids()
+    spans = {s.kind: s for s in exporter.get_finished_spans()}
+    call, served = spans[otel_trace.SpanKind.CLIENT], spans[otel_trace.SpanKind.SERVER]
+    assert {k: v for k, v in call.attributes.items() if k != "govrpc.routers"} == {
+        "rpc.system": "grpc", "rpc.service": "trace.Ids", "rpc.method": "ids", "govrpc.application": "web",
+        "govrpc.providers.total": 1, "govrpc.providers.routed": 1, "govrpc.loadbalance": "RoundRobinLoadBalancer",
+        "govrpc.provider": f"127.0.0.1:{server.port}", "net.peer.name": "127.0.0.1", "net.peer.port": server.port,
+        "govrpc.attempts": 1, "rpc.grpc.status_code": 0}
+    assert isinstance(call.attributes["govrpc.routers"], tuple)
+    assert call.events == ()  # a call without a retry writes no event: its decisions are attributes
+    assert served.attributes["govrpc.caller"] == "web" and served.attributes["net.peer.ip"] == "127.0.0.1"
+    assert served.attributes["rpc.grpc.status_code"] == 0
+
+
+def test_server_spans_name_each_caller(memory_registry: str, sdk: Any) -> None:
+    _, exporter = sdk
+    with govrpc.Server(memory_registry, port=0) as server:
+        server.add(Ids())
+        for application in ("app-a", "app-b", "app-a"):
+            with govrpc.Client(memory_registry, application=application, local_first=False, timeout=5.0) as client:
+                client.proxy("trace.Ids").ids()
+    served = [s.attributes for s in exporter.get_finished_spans() if s.kind is otel_trace.SpanKind.SERVER]
+    assert [a["govrpc.caller"] for a in served] == ["app-a", "app-b", "app-a"]
+    assert all(isinstance(a["net.peer.port"], int) and a["net.peer.port"] > 0 for a in served)
+
+
+@govrpc.service("trace.Seen")
+class Seen:
+    def seen(self) -> dict[str, Any]:
+        from opentelemetry import baggage
+
+        span_context = otel_trace.get_current_span().get_span_context()
+        return {"baggage": dict(baggage.get_all()), "tracestate": span_context.trace_state.to_header(),
+                "trace_id": f"{span_context.trace_id:032x}"}
+
+
+def test_with_an_sdk_tracestate_and_baggage_travel_on_through_a_govrpc_hop(memory_registry: str, sdk: Any) -> None:
+    _, exporter = sdk
+    header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    serializer = MsgpackSerializer()
+    with govrpc.Server(memory_registry, port=0) as server, \
+            govrpc.Client(memory_registry, local_first=False, timeout=5.0) as client:
+
+        @govrpc.service("trace.Relay")
+        class Relay:
+            def relay(self) -> dict[str, Any]:
+                return client.proxy("trace.Seen").seen()
+
+        server.add(Seen())
+        server.add(Relay())
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = channel.unary_unary("/trace.Relay/relay")
+            seen = serializer.loads(call(serializer.dumps_call((), {}), timeout=5, metadata=(
+                ("traceparent", header), ("tracestate", "vendor=abc"), ("baggage", "user=ann"))))
+    assert seen == {"baggage": {"user": "ann"}, "tracestate": "vendor=abc",
+                    "trace_id": "0af7651916cd43dd8448eb211c80319c"}
+    relayed = [s for s in exporter.get_finished_spans() if s.name == "/trace.Relay/relay"][0]
+    assert relayed.parent.span_id == 0xb7ad6b7169203331 and relayed.parent.is_remote
