@@ -447,3 +447,37 @@ def test_async_breakers_and_masks_share_the_sync_decisions(memory_registry) -> N
         finally:
             await server.stop(grace=0)
     run(main)
+
+
+def test_async_spans_with_an_sdk_join_one_trace(memory_registry, monkeypatch) -> None:
+    from opentelemetry import trace as otel_trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+
+    async def main() -> str:
+        server = await serve(memory_registry, Greeter())
+        dead = f"grpc://127.0.0.1:{free_port()}/aio.Greeter"
+        try:
+            async with govrpc.AsyncClient(memory_registry, local_first=False) as client:
+                live = f"grpc://127.0.0.1:{server.port}/aio.Greeter"
+                greeter = client.proxy("aio.Greeter", url=[dead, live], loadbalance="roundrobin", timeout=2.0)
+                return await greeter.trace_id()
+        finally:
+            await server.stop(grace=0)
+
+    try:
+        seen = run(main)
+    finally:
+        provider.shutdown()
+    spans = exporter.get_finished_spans()
+    client_span = next(s for s in spans if s.kind is otel_trace.SpanKind.CLIENT and s.name.endswith("/trace_id"))
+    server_span = next(s for s in spans if s.kind is otel_trace.SpanKind.SERVER)
+    assert f"{client_span.context.trace_id:032x}" == seen  # the provider's task ran in the caller's trace
+    assert server_span.context.trace_id == client_span.context.trace_id
+    assert server_span.parent is not None
