@@ -28,6 +28,10 @@ The SDK's own cost for the two spans of a call (``start_span(...).end()`` throug
 same processor) is the floor of that row: ``python benchmarks/consumer_cost.py
 --floor`` prints it, ``--sdk`` and ``--sdk --side provider`` what govrpc spends on
 each side with it.
+
+Flow-control row: "govrpc+flow" calls a service with a rate limit and a concurrency
+limit on the provider (``tps``, ``concurrency``) and a rate limit and ``actives`` on
+the consumer, all set so they never refuse. Target: >= 0.90 of raw grpcio, one thread.
 """
 
 from __future__ import annotations
@@ -85,7 +89,15 @@ def serve(registry: str, sdk: bool = False) -> None:
         def echo(self, data: bytes) -> bytes:
             return data
 
-    server = govrpc.Server(registry, max_workers=16).add(Echo()).start()
+    server = govrpc.Server(registry, max_workers=16).add(Echo())
+    if not sdk:  # flow control on, limits that never refuse: what a check costs on the provider
+        @govrpc.service("bench.Echo", group="flow")
+        class FlowEcho:
+            def echo(self, data: bytes) -> bytes:
+                return data
+
+        server.add(FlowEcho(), tps=1_000_000, concurrency=64)
+    server.start()
     print(raw_port, server.port, flush=True)
     sys.stdin.read()  # until the parent closes our stdin
     server.stop(grace=0)
@@ -246,10 +258,18 @@ def main() -> int:
         gov = proxy.echo
         assert gov(payload) == payload and raw() == payload
         untraced = client.proxy("bench.Echo", trace=False).echo
+        # consumer side too: its own rate and calls in flight, limits that never refuse
+        flowed = client.proxy("bench.Echo", group="flow", tps=1_000_000, actives=64).echo
+        while time.monotonic() < deadline:
+            try:
+                flowed(payload)
+                break
+            except govrpc.NoProviderError:
+                time.sleep(0.05)
         breaking = client.proxy("bench.Echo", breaker={"failures": 5, "ratio": 0.5, "slow": 1.0}).echo
         assert breaking(payload) == payload
         variants = {"raw grpcio": raw, "govrpc": lambda: gov(payload), "govrpc trace=off": lambda: untraced(payload),
-                    "govrpc+breaker": lambda: breaking(payload)}
+                    "govrpc+breaker": lambda: breaking(payload), "govrpc+flow": lambda: flowed(payload)}
         # a stub's multicallable (what generated code asks a channel for) on client.channel, against
         # "raw grpcio", the same multicallable on a plain channel
         stub_call = client.channel("bench.Raw", url=f"grpc://127.0.0.1:{raw_port}").unary_unary(RAW_PATH)
@@ -301,7 +321,7 @@ def main() -> int:
                 print(f"  {name:<15} {rate:>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
                       f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f}")
             targets = {"govrpc": 0.90, "govrpc trace=off": 0.90, "govrpc+otel sdk": 0.85, "govrpc+breaker": 0.90,
-                       "stub on client.channel": 0.90}
+                       "govrpc+flow": 0.90, "stub on client.channel": 0.90}
             for name in [n for n in results if n != "raw grpcio"]:
                 ratio = results[name]["rate"] / results["raw grpcio"]["rate"]
                 extra_cpu = (results[name]["cpu"] / results[name]["calls"]

@@ -37,6 +37,7 @@ _LAZY = {
     "MessageTooLargeError": "govrpc.exceptions",
     "MethodNotFoundError": "govrpc.exceptions",
     "NoProviderError": "govrpc.exceptions",
+    "Priority": "govrpc.flowctl.priority",
     "ProviderUnavailableError": "govrpc.exceptions",
     "RateLimitedError": "govrpc.exceptions",
     "RegistryError": "govrpc.exceptions",
@@ -50,9 +51,12 @@ _LAZY = {
     "ServiceKey": "govrpc.url",
     "URL": "govrpc.url",
     "UnauthenticatedError": "govrpc.exceptions",
+    "add_refusal_listener": "govrpc.flowctl.events",
     "attachments": "govrpc.context",
     "fallback": "govrpc.degrade.switches",
     "mock": "govrpc.degrade.mask",
+    "refusal_counts": "govrpc.flowctl.events",
+    "remove_refusal_listener": "govrpc.flowctl.events",
     "safe_exception": "govrpc.exceptions",
     "serializable": "govrpc.rpc.serialization",
     "switch": "govrpc.degrade.switches",
@@ -87,6 +91,8 @@ if TYPE_CHECKING:
         UnauthenticatedError,
         safe_exception,
     )
+    from govrpc.flowctl.events import add_refusal_listener, refusal_counts, remove_refusal_listener
+    from govrpc.flowctl.priority import Priority
     from govrpc.invocation import Filter, Invocation, Invoker, Result
     from govrpc.rpc.serialization import serializable
     from govrpc.server import Server
@@ -125,6 +131,7 @@ __all__ = [
     "MessageTooLargeError",
     "MethodNotFoundError",
     "NoProviderError",
+    "Priority",
     "ProviderUnavailableError",
     "RateLimitedError",
     "RegistryError",
@@ -138,10 +145,13 @@ __all__ = [
     "ServiceKey",
     "URL",
     "UnauthenticatedError",
+    "add_refusal_listener",
     "attachments",
     "fallback",
     "method",
     "mock",
+    "refusal_counts",
+    "remove_refusal_listener",
     "safe_exception",
     "serializable",
     "service",

@@ -15,7 +15,7 @@ from govrpc.configurator import parse_configurator
 from govrpc.degrade.mask import MASK, MOCK, mock_class_for
 from govrpc.degrade.publish import BREAKERS
 from govrpc.degrade.switches import SWITCH_SERVICE, SWITCHES, check_switch, switch_text
-from govrpc.exceptions import ConfigurationError
+from govrpc.exceptions import ConfigurationError, GovRpcError
 from govrpc.invocation import Invocation
 from govrpc.registry.base import (
     CONFIGURATORS,
@@ -113,6 +113,68 @@ class Admin:
         stored = self.routes(service) if rules is None else dict(rules)
         return explain_route(consumer_url, sorted(providers, key=str), stored, invocation)
 
+    # -- flow control ----------------------------------------------------------------
+    def flow(self, service: str) -> dict[str, dict[str, str]]:
+        """The flow settings of ``service``: configurator name -> its flow keys (scope keys
+        ``address`` / ``application`` included), and ``provider host:port`` -> the flow keys
+        each live provider published (``Server.add(..., tps=...)``)."""
+        from govrpc.flowctl.rules import flow_params
+        from govrpc.flowctl.settings import FLOW_KEYS
+        from govrpc.options import split_method_key
+
+        found: dict[str, dict[str, str]] = {}
+        for name, text in sorted(self.registry.rules(service, CONFIGURATORS).items()):
+            try:
+                params = flow_params(text)
+                rule = parse_configurator(text)
+            except GovRpcError:
+                continue  # a broken rule holds no setting in force
+            if params:
+                scope = {"address": ",".join(sorted(rule.addresses))} if rule.addresses else {}
+                scope.update({"application": rule.application} if rule.application else {})
+                found[name] = {**scope, **params}
+        for url in self.providers(service):
+            published = {k: v for k, v in url.params.items() if split_method_key(k)[1] in FLOW_KEYS}
+            if published:
+                found[f"provider {url.address}"] = published
+        return found
+
+    def set_flow(self, service: str, settings: Mapping[str, Any], *, application: str = "",
+                 address: str = "") -> None:
+        """Set flow keys (``{"tps": 200, "find.concurrency": 4}``) for every provider of ``service``,
+        one provider (``address``) or the consumers of one ``application``; keys already set in
+        that scope stay unless given. Raises ``ConfigurationError`` naming a bad key or value."""
+        from govrpc.flowctl.rules import check_flow_settings, flow_rule_name, render_flow_rule
+
+        name = flow_rule_name(application, address)
+        checked = check_flow_settings(settings)
+        params = {**self._flow_of(service, name), **checked}
+        self.put_rule(service, CONFIGURATORS, name, render_flow_rule(params, application, address))
+
+    def remove_flow(self, service: str, keys: Sequence[str] = (), *, application: str = "",
+                    address: str = "") -> None:
+        """Remove flow ``keys`` of one scope (all of them when ``keys`` is empty)."""
+        from govrpc.flowctl.rules import flow_rule_name, render_flow_rule
+
+        name = flow_rule_name(application, address)
+        if name not in self.registry.rules(service, CONFIGURATORS):
+            return
+        params = {k: v for k, v in self._flow_of(service, name).items() if keys and k not in keys}
+        if params:
+            self.put_rule(service, CONFIGURATORS, name, render_flow_rule(params, application, address))
+        else:
+            self.registry.delete_rule(service, CONFIGURATORS, name)
+
+    def _flow_of(self, service: str, name: str) -> dict[str, str]:
+        """The flow keys stored in configurator ``name`` (none if it is missing or broken: it holds
+        no setting in force, and what is written now replaces it)."""
+        from govrpc.flowctl.rules import flow_params
+
+        current = self.registry.rules(service, CONFIGURATORS).get(name)
+        try:
+            return flow_params(current) if current else {}
+        except GovRpcError:
+            return {}
     # -- degradation: masks, switches, breaker states ---------------------------------------
     def masks(self, service: str) -> dict[str, str]:
         """The masks of ``service``: ``mock`` / ``{method}.mock`` -> text (from configurator ``mask``;

@@ -128,6 +128,54 @@ def _route_parser(sub: argparse._SubParsersAction) -> None:
         parser.set_defaults(func=_cmd_route)
 
 
+def _cmd_flow(args: argparse.Namespace) -> int:
+    from govrpc.admin import Admin
+
+    with Admin(args.registry) as admin:
+        if args.action == "list":
+            flow = admin.flow(args.service)
+            if args.json:
+                print(json.dumps(flow, indent=2, sort_keys=True))
+            elif not flow:
+                print(f"{args.service} has no flow setting")
+            for name, params in flow.items() if not args.json else ():
+                print(f"== {name}")
+                for key, value in params.items():
+                    print(f"{key} = {value}")
+        elif args.action == "set":
+            settings = _pairs(args.setting, "flow set")
+            if not settings:
+                raise ConfigurationError("flow set needs at least one KEY=VALUE (tps=200, find.concurrency=4)")
+            admin.set_flow(args.service, settings, application=args.application or "", address=args.address or "")
+            print(f"flow of {args.service} set: {', '.join(f'{k}={v}' for k, v in settings.items())}")
+        else:
+            admin.remove_flow(args.service, args.key or (), application=args.application or "",
+                              address=args.address or "")
+            print(f"flow of {args.service}: removed {', '.join(args.key) if args.key else 'every key'}")
+    return 0
+
+
+def _flow_parser(sub: argparse._SubParsersAction) -> None:
+    flow = sub.add_parser("flow", help="flow control of a service: list, set, rm (tps, concurrency, actives...)")
+    actions = flow.add_subparsers(dest="action", required=True)
+    listing = actions.add_parser("list", help="the flow settings in force: configurators and published ones")
+    listing.add_argument("service")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    setting = actions.add_parser("set", help="set flow keys (checked; refused with the key named)")
+    setting.add_argument("service")
+    setting.add_argument("setting", nargs="*", metavar="KEY=VALUE")
+    rm = actions.add_parser("rm", help="remove flow keys (all of the scope when none is named)")
+    rm.add_argument("service")
+    rm.add_argument("key", nargs="*")
+    for parser in (setting, rm):
+        scope = parser.add_mutually_exclusive_group()
+        scope.add_argument("--application", help="the consumers of this application, not the providers")
+        scope.add_argument("--address", help="this provider (host:port) only")
+    for parser in (listing, setting, rm):
+        _registry_option(parser)
+        parser.set_defaults(func=_cmd_flow)
+
+
 def _table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in [header, *rows]]
@@ -358,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=_at_least(1), default=4, help="consumer threads (default 4)")
     demo.set_defaults(func=_cmd_demo)
     _route_parser(sub)
+    _flow_parser(sub)
     _listing_parsers(sub)
     _degrade_parsers(sub)
     _console_parser(sub)

@@ -14,7 +14,11 @@ A configurator is a small text stored under ``{service}/configurators/{name}``::
 One ``key = value`` per line; ``#`` starts a comment. Scope keys: ``address``
 (``host:port``, comma-separated; the rule then changes those providers only)
 and ``application`` (the rule applies to consumers of that application only).
-Provider keys: ``weight`` (> 0) and ``disabled`` (true/false). Consumer keys:
+Provider keys: ``weight`` (> 0) and ``disabled`` (true/false), and the options
+stages declare with ``side = "provider"`` (``tps``, ``concurrency``...): a
+provider's server applies those of rules without ``application`` (general, or
+``address``-scoped naming it) to its filters (``configure_server``); in a rule
+with ``application`` they configure that application's consumers. Consumer keys:
 ``cluster``, ``loadbalance``, ``retries``, ``timeout`` (seconds, at most one
 day), ``idempotent`` and every option an installed extension declares
 (``govrpc.options``: strategies, balancers, filters, a third party's too); those
@@ -53,7 +57,10 @@ __all__ = [
     "ReferenceConfig",
     "configure_consumer",
     "configure_provider",
+    "configure_server",
     "parse_configurator",
+    "provider_keys",
+    "provider_side",
     "split_method_key",
 ]
 
@@ -147,11 +154,35 @@ def parse_configurator(text: str, name: str = "") -> Configurator:
         raise RuleError("the rule overrides nothing (no key other than address/application/enabled)",
                         rule=text, position=0)
     if addresses:
-        consumer = [k for k in params if k not in PROVIDER_KEYS]
+        consumer = [k for k in params if not provider_side(k)]
         if consumer:
-            raise RuleError(f"an address-scoped rule changes providers only (weight, disabled), "
+            raise RuleError(f"an address-scoped rule changes providers only (weight, disabled and the "
+                            f"provider keys of stages: {', '.join(sorted(provider_keys()))}), "
                             f"not {', '.join(consumer)}", rule=text, position=text.find(consumer[0]))
     return Configurator(MappingProxyType(params), frozenset(addresses), application, enabled, name)
+
+
+def provider_side(key: str) -> bool:
+    """Is ``key`` (or ``{method}.key``) a provider's setting (weight, a provider's limits...)?"""
+    options = known_options()
+    option = options.get(split_method_key(key, options)[1])
+    return option is not None and option.side == "provider"
+
+
+def provider_keys() -> frozenset[str]:
+    """The names of every provider-side option (``Option.side == "provider"``)."""
+    return frozenset(name for name, option in known_options().items() if option.side == "provider")
+
+
+def configure_server(url: URL, rules: Sequence[Configurator]) -> URL:
+    """A provider's own ``url`` with the provider-side settings of the rules meant for it: those
+    without ``application`` (general, or ``address``-scoped and naming its address); what its
+    server binds the provider filters to."""
+    changes: dict[str, str] = {}
+    for rule in rules:
+        if rule.enabled and not rule.application and (not rule.addresses or url.address in rule.addresses):
+            changes.update((k, v) for k, v in rule.params.items() if provider_side(k))
+    return url.with_params(**changes) if changes else url
 
 
 def _ordered(rules: Sequence[Configurator]) -> list[Configurator]:
@@ -180,7 +211,9 @@ def configure_consumer(url: URL, rules: Sequence[Configurator], application: str
     changes: dict[str, str] = {}
     for rule in rules:
         if rule.applies_to(application) and not rule.addresses:
-            changes.update((k, v) for k, v in rule.params.items() if k not in PROVIDER_KEYS)
+            # a stage's provider keys (tps, concurrency...) configure consumers only in a rule naming them
+            changes.update((k, v) for k, v in rule.params.items()
+                           if k not in PROVIDER_KEYS and (rule.application or not provider_side(k)))
     if not changes:
         return url
     general = {k for k in changes if split_method_key(k)[0] is None}

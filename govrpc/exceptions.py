@@ -142,11 +142,31 @@ class CancelledError(RpcError):
 
 
 class RateLimitedError(RpcError):
-    """Refused by flow control (rate, concurrency or shedding)."""
+    """Refused by flow control (rate, concurrency, connections or shedding): the provider
+    protecting itself, never counted as its failure (no ejection, no breaker).
+
+    ``reason`` (``rate``, ``concurrency``, ``actives``, ``connections``, ``cluster``,
+    ``shed``), ``limit`` (the key that refused, e.g. ``find.tps``), ``priority`` and
+    ``level`` say why; ``retry_after`` is the seconds after which a retry may pass
+    (None: unknown). A refusal whose retry is pointless (the deadline cannot be met)
+    has ``retryable`` False, and failover does not try again.
+    """
 
     code = "RESOURCE_EXHAUSTED"
     retryable = True
     surely_not_sent = True
+
+    def __init__(self, message: str = "", *, invocation: Invocation | None = None, reason: str = "",
+                 limit: str = "", priority: str = "", level: str = "", retry_after: float | None = None,
+                 retryable: bool = True) -> None:
+        super().__init__(message, invocation=invocation)
+        self.reason = reason
+        self.limit = limit
+        self.priority = priority
+        self.level = level
+        self.retry_after = retry_after
+        if not retryable:
+            self.retryable = False  # type: ignore[misc]
 
 
 class CircuitOpenError(RpcError):

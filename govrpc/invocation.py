@@ -31,8 +31,8 @@ from govrpc.url import URL, ServiceKey
 if TYPE_CHECKING:
     from govrpc.service import MethodSpec
 
-__all__ = ["APPLICATION_KEY", "Filter", "Invocation", "Invoker", "ProviderContext", "Result",
-           "async_chain", "build_async_filter_chain", "build_filter_chain", "load_filters"]
+__all__ = ["APPLICATION_KEY", "PEERS_KEY", "PEERS_WEIGHT_KEY", "Filter", "Invocation", "Invoker", "ProviderContext",
+           "Result", "async_chain", "build_async_filter_chain", "build_filter_chain", "load_filters"]
 
 APPLICATION_KEY = "govrpc-app"
 """Request metadata: the calling consumer's application (static, precomputed per provider)."""
@@ -171,9 +171,20 @@ class Filter(abc.ABC):
         """
         return self
 
+    def wants_peers(self, url: URL) -> bool:
+        """Provider side: must ``url``'s binding know the live instances of its service? Then its
+        server watches them and binds the filters to ``url`` with ``peers`` (how many, itself
+        included) and ``peers.weight`` (their published weights summed) added, again whenever
+        instances join or leave. Default False: no watch, no cost."""
+        return False
+
     @abc.abstractmethod
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         """Run around ``invoker.invoke(invocation)``."""
+
+
+PEERS_KEY, PEERS_WEIGHT_KEY = "peers", "peers.weight"
+"""What a provider's server adds to the URL its filters bind to when one ``wants_peers``."""
 
 
 class _FilterLink(Invoker):

@@ -8,6 +8,7 @@ refuse new calls and drain in-flight ones, then stop.
 from __future__ import annotations
 
 import enum
+import functools
 import logging
 import os
 import signal
@@ -15,16 +16,26 @@ import threading
 import time
 from typing import Any, Iterable, Mapping
 
+from govrpc.cluster.configured import method_options
+from govrpc.configurator import ConfiguratorWatcher, configure_server
 from govrpc.degrade.switches import watch_switches
 from govrpc.exceptions import ConfigurationError, MethodNotFoundError
 from govrpc.extension import get_extension
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain, load_filters
-from govrpc.options import MAX_MESSAGE_SIZE, check_int
+from govrpc.invocation import (
+    PEERS_KEY,
+    PEERS_WEIGHT_KEY,
+    Filter,
+    Invocation,
+    Invoker,
+    build_filter_chain,
+    load_filters,
+)
+from govrpc.options import MAX_MESSAGE_SIZE, check_int, check_options, known_options
 from govrpc.registry.base import Registry, acquire_registry, release_registry
-from govrpc.rpc.inprocess import LocalWorkers, export_local, withdraw_local
+from govrpc.rpc.inprocess import LocalWorkers, export_local, find_local, withdraw_local
 from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
 from govrpc.service import ServiceSpec, describe
-from govrpc.url import URL, ServiceKey
+from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
 
 __all__ = ["ProviderInvoker", "Server", "ServerState"]
 
@@ -48,6 +59,45 @@ class ProviderInvoker(Invoker):
                 f"service {self.spec.key} has no method {invocation.method!r}; "
                 f"its methods: {', '.join(sorted(self.methods))}", invocation=invocation)
         return method(*invocation.args, **invocation.kwargs)
+
+
+class _Hosted:
+    """One hosted service: its published URL, the end of its chain, what the transport serves,
+    and the configurators watched for it (``configured``: the URL its filters are bound to)."""
+
+    __slots__ = ("url", "target", "exported", "watcher", "configured", "peers", "peers_listener")
+
+    def __init__(self, url: URL, target: Any, watcher: ConfiguratorWatcher) -> None:
+        self.peers: tuple[int, int] | None = None  # (instances, their weights): once a filter wants them
+        self.peers_listener: Any = None
+        self.url = url
+        self.target = target
+        self.exported: ExportedService | None = None
+        self.watcher = watcher
+        self.configured = url
+
+
+def _servicer_target(url: URL, handlers: dict[str, Any]) -> Invoker:
+    from govrpc.rpc.servicer import ServicerInvoker
+
+    return ServicerInvoker(url, handlers)
+
+
+def _servicer_handlers(spec: ServiceSpec, handlers: dict[str, Any], exported: ExportedService) -> dict[str, Any]:
+    from govrpc.rpc.servicer import servicer_handlers
+
+    return servicer_handlers(spec, handlers, exported)
+
+
+def _provider_options(options: Mapping[str, Any]) -> dict[str, str]:
+    """``Server.add``'s settings as URL text, each checked by the option that owns it."""
+    options = dict(options)
+    methods = method_options(options.pop("methods", None) or {})
+    known = known_options()
+    for key in options:
+        if key not in known:
+            raise ConfigurationError(f"unknown provider option {key!r}; options: {', '.join(known)}")
+    return {**check_options(options), **methods}
 
 
 class ServerState(str, enum.Enum):
@@ -112,18 +162,44 @@ class Server:
         self._local_workers = LocalWorkers(max_workers)
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
         self._servicers: dict[ServiceKey, dict[str, Any]] = {}  # generated servicers' handlers
+        self._settings: dict[ServiceKey, dict[str, str]] = {}
+        self._hosted: dict[ServiceKey, _Hosted] = {}
+        self._rebind_lock = threading.RLock()
         self.urls: list[URL] = []
         self.invokers: dict[ServiceKey, Invoker] = {}
         self._state: str = ServerState.NEW  # a str Enum: plain strings compare equal
         self._lock = threading.Lock()
 
     # -- configuration ------------------------------------------------------------
-    def add(self, instance: Any, spec: ServiceSpec | None = None) -> Server:
+    def add(self, instance: Any, **options: Any) -> Server:
         """Host ``instance``, an object of a class marked with ``@govrpc.service``.
 
         Before ``start`` the service is registered on start; after it, at once.
+        ``options`` are provider settings published on its URL and read by the provider
+        filters, with the names configurators use (``tps=200``, ``concurrency=8``; per
+        method through ``methods={"find": {"tps": 50}}``). Registry configurators override
+        them at run time (see ``govrpc.configurator``): the filter chain is rebound then.
+
+        Raises ``ConfigurationError`` naming an unknown option or a bad value.
         """
-        spec = spec or describe(instance)
+        return self._host(instance, describe(instance), _provider_options(options))
+
+    def add_servicer(self, add_to_server: Any, servicer: Any, *, version: str = "", group: str = "",
+                     **options: Any) -> Server:
+        """Host a generated gRPC servicer (``add_GreeterServicer_to_server, GreeterServicer()``) under
+        its gRPC service name, with the provider filters around its unary methods (``options`` as
+        ``add``); see ``govrpc.rpc.servicer``. Raises ``ConfigurationError`` for what is not a
+        generated servicer."""
+        from govrpc.rpc.servicer import describe_servicer
+
+        settings = _provider_options(options)
+        spec, handlers = describe_servicer(add_to_server, servicer, version, group)
+        with self._lock:
+            if spec.key not in self._services:
+                self._servicers[spec.key] = handlers
+        return self._host(servicer, spec, settings)
+
+    def _host(self, instance: Any, spec: ServiceSpec, settings: dict[str, str]) -> Server:
         with self._lock:
             if self._state in ("stopping", "stopped"):
                 raise ConfigurationError(f"cannot add service {spec.key}: the server is {self._state}")
@@ -133,56 +209,101 @@ class Server:
                     f"service {spec.key} is already hosted by this server (class {other}); "
                     f"give {type(instance).__qualname__} another name, version or group")
             self._services[spec.key] = (instance, spec)
+            self._settings[spec.key] = settings
             started = self._state == "started"
         if started:
             self._export(instance, spec)
         return self
 
-    def add_servicer(self, add_to_server: Any, servicer: Any, *, version: str = "", group: str = "") -> Server:
-        """Host a generated gRPC servicer (``add_GreeterServicer_to_server, GreeterServicer()``) under
-        its gRPC service name, with the provider filters around its unary methods; see
-        ``govrpc.rpc.servicer``. Raises ``ConfigurationError`` for what is not a generated servicer."""
-        from govrpc.rpc.servicer import describe_servicer
-
-        spec, handlers = describe_servicer(add_to_server, servicer, version, group)
-        self._servicers[spec.key] = handlers
-        try:
-            return self.add(servicer, spec)
-        except BaseException:
-            self._servicers.pop(spec.key, None)
-            raise
-
     def _export(self, instance: Any, spec: ServiceSpec) -> None:
-        """Serve one service, then register it; its filters are bound to the URL it is published with."""
+        """Serve one service, watch its configurators, then register it; its filters are bound to
+        the URL it is published with (configurators applied, see ``configured_url``)."""
         url = self._provider_url(spec)
+        assert self.registry is not None
         servicer = self._servicers.get(spec.key)
-        if servicer is not None:
-            self._export_servicer(spec, url, servicer)
-            return
-        provider = ProviderInvoker(instance, spec, url)
+        provider: Any = ProviderInvoker(instance, spec, url) if servicer is None else _servicer_target(url, servicer)
+        watcher = ConfiguratorWatcher(self.registry, spec.key.service, "")  # "": rules without application
+        hosted = _Hosted(url, provider, watcher)
         invoker = build_filter_chain(self.filters, provider, url)
         self.invokers[spec.key] = invoker
         filtered = invoker is not provider  # else nothing reads the Invocation: calls skip building one
-        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
-                                          direct=None if filtered else provider.methods))
-        assert self.registry is not None
-        # before registering: a consumer in this process may call it in-process (streams cross gRPC)
-        if not any(m.stream for m in spec.methods):
+        hosted.exported = ExportedService(spec.key, spec.methods, invoker, self._serializer,
+                                          direct=None if filtered else provider.methods)
+        if servicer is not None:  # its own handlers, around the chain the exported service holds now
+            hosted.exported.handlers = _servicer_handlers(spec, servicer, hosted.exported)
+        self._grpc.export(hosted.exported)
+        # before registering: a consumer in this process may call it in-process (not a servicer,
+        # which needs its grpc.ServicerContext, nor a streaming method: those cross gRPC)
+        if servicer is None and not any(m.stream for m in spec.methods):
             export_local(url, invoker, self._serializer, spec.methods, self.max_message_size,
                          self._local_workers, filtered=filtered)
+        self._hosted[spec.key] = hosted
+        watcher.add_listener(functools.partial(self._reconfigured, spec.key))
+        watcher.start()  # calls back at once with the rules stored now
         self.registry.register(url)
         self.urls.append(url)
 
-    def _export_servicer(self, spec: ServiceSpec, url: URL, handlers: dict[str, Any]) -> None:
-        from govrpc.rpc.servicer import ServicerInvoker, servicer_handlers
+    # -- run-time configuration: the provider side's seam ---------------------------
+    def configured_url(self, key: ServiceKey) -> URL:
+        """The URL the provider filters of ``key`` are bound to: its published URL with the
+        provider-side settings of the registry's configurators meant for it applied (rules
+        without ``application``: general ones, and ``address`` rules naming this provider)."""
+        return self._hosted[key].configured
 
-        invoker = build_filter_chain(self.filters, ServicerInvoker(url, handlers), url)
-        self.invokers[spec.key] = invoker
-        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._serializer,
-                                          handlers=servicer_handlers(spec.key, spec, handlers, invoker)))
-        assert self.registry is not None
-        self.registry.register(url)  # over gRPC only: a servicer needs its grpc.ServicerContext
-        self.urls.append(url)
+    def _reconfigured(self, key: ServiceKey, watcher: ConfiguratorWatcher) -> None:
+        self._rebind(key)
+
+    def _peers_changed(self, key: ServiceKey, urls: Any) -> None:
+        hosted = self._hosted.get(key)
+        if hosted is None:
+            return
+        own = hosted.url
+        live = [u for u in urls if u.scheme in PROVIDER_SCHEMES and key.matches(u) and u.address != own.address]
+        weights = [int(u.params.get("weight", 100)) if str(u.params.get("weight", "")).isdigit() else 100
+                   for u in live]
+        hosted.peers = (len(live) + 1, sum(weights) + self.weight)  # itself, registered or not yet
+        self._rebind(key)
+
+    def _rebind(self, key: ServiceKey) -> None:
+        """Configurators (or the live instances) of a hosted service changed: bind the provider
+        filters to the new URL and swap the chain whole (calls in flight finish on the old one).
+        Settings a filter refuses leave the last good chain in force, with a warning. Any
+        stage's provider options take effect this way: nothing here knows a stage."""
+        subscribe = None
+        with self._rebind_lock:
+            hosted = self._hosted.get(key)
+            if hosted is None or hosted.exported is None or self._state in ("stopping", "stopped"):
+                return
+            url = configure_server(hosted.url, hosted.watcher.rules)
+            if hosted.peers is None and any(f.wants_peers(url) for f in self.filters):
+                hosted.peers = (1, self.weight)
+                hosted.peers_listener = subscribe = functools.partial(self._peers_changed, key)
+            if hosted.peers is not None:
+                url = url.with_params(**{PEERS_KEY: hosted.peers[0], PEERS_WEIGHT_KEY: hosted.peers[1]})
+            if url != hosted.configured:
+                try:
+                    self._swap(key, hosted, url, build_filter_chain(self.filters, hosted.target, url))
+                except ConfigurationError as exc:
+                    log.warning("configurators of %s give provider settings that do not work (%s); "
+                                "keeping the previous ones", key, exc)
+        if subscribe is not None and self.registry is not None:  # outside the lock: it calls back
+            self.registry.subscribe(key.service, subscribe)
+
+    def _swap(self, key: ServiceKey, hosted: _Hosted, url: URL, invoker: Invoker) -> None:
+        hosted.configured = url
+        self.invokers[key] = invoker
+        filtered = invoker is not hosted.target
+        exported = hosted.exported
+        assert exported is not None
+        # a call reads the invoker, then the shortcut: clear the shortcut before, set it after
+        exported.direct = {}
+        exported.invoker = invoker
+        if not filtered:
+            exported.direct = hosted.target.methods
+        local = find_local(hosted.url)
+        if local is not None:
+            local.invoker, local.filtered = invoker, filtered
+        log.info("provider filters of %s bound to %s", key, url)
 
     # -- lifecycle ---------------------------------------------------------------
     @property
@@ -216,6 +337,7 @@ class Server:
         if self._grpc.hosts(spec.key.service):  # another version/group is served already: calls name theirs
             params["dispatch"] = "key"
         params.update(self.tags)
+        params.update(self._settings.get(spec.key, {}))
         return URL("grpc", self.advertise, self.port, spec.key.service, params)
 
     @property
@@ -304,6 +426,12 @@ class Server:
         deadline = time.monotonic() + (grace or 0)  # the whole stop fits in the grace (+ STOP_BOUND)
         registry = self.registry
         assert registry is not None
+        # not under the rebind lock: a rebind running on the registry's delivery thread would wait
+        # for it while this waits for that thread (the state is "stopping": no rebind starts now)
+        for hosted in self._hosted.values():
+            hosted.watcher.close()
+            if hosted.peers_listener is not None:
+                registry.unsubscribe(hosted.url.path, hosted.peers_listener)
         for url in self.urls:
             try:
                 registry.unregister(url)

@@ -21,7 +21,7 @@ from govrpc.cluster.failcache import FailcacheClusterInvoker
 from govrpc.cluster.policy import Attempt, CallState, FanOut, GiveUp, Return, Step, Wait
 from govrpc.cluster.stats import stats_of
 from govrpc.context import current_recorder
-from govrpc.exceptions import CallTimeoutError, CancelledError, GovRpcError
+from govrpc.exceptions import CallTimeoutError, CancelledError, GovRpcError, RateLimitedError
 from govrpc.invocation import Invocation, Invoker, Result
 
 __all__ = ["AsyncClusterInvoker", "acall", "adrive"]
@@ -43,7 +43,7 @@ async def acall(cluster: ClusterInvoker, invoker: Invoker, invocation: Invocatio
     try:
         result = await invoker.ainvoke(invocation)  # type: ignore[attr-defined]
     except GovRpcError as exc:
-        failed = None if isinstance(exc, CancelledError) else exc.retryable
+        failed = None if isinstance(exc, (CancelledError, RateLimitedError)) else exc.retryable
         stats.end(started, failed)
         if failed:
             cluster.outlier.on_failure(invoker, stats, len(cluster.directory.invokers))

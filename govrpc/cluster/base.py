@@ -16,7 +16,14 @@ from govrpc.cluster.policy import Attempt, CallState, GiveUp, Return, Step
 from govrpc.cluster.stats import stats_of
 from govrpc.context import current_recorder
 from govrpc.degrade.breaker import BREAKER_OPTIONS, NOT_CLOSED
-from govrpc.exceptions import CallTimeoutError, CancelledError, CircuitOpenError, GovRpcError, NoProviderError
+from govrpc.exceptions import (
+    CallTimeoutError,
+    CancelledError,
+    CircuitOpenError,
+    GovRpcError,
+    NoProviderError,
+    RateLimitedError,
+)
 from govrpc.invocation import Invocation, Invoker, Result
 from govrpc.options import Option
 from govrpc.url import URL
@@ -156,7 +163,9 @@ class ClusterInvoker(Invoker):
 
         def done(attempt: Future[Any]) -> None:
             exc = attempt.exception()
-            failed = exc.retryable if isinstance(exc, GovRpcError) else False
+            # a flow-control refusal is the provider protecting itself, not a fault: not counted
+            failed = None if isinstance(exc, RateLimitedError) else exc.retryable if isinstance(exc, GovRpcError) \
+                else False
             stats.end(began, failed)
             if failed:
                 self.outlier.on_failure(invoker, stats, len(self.directory.invokers))
@@ -195,7 +204,7 @@ class ClusterInvoker(Invoker):
         except GovRpcError as exc:
             # a provider failure counts against it; a business error is an answer; a call we
             # cancelled ourselves (a losing forking branch) says nothing about the provider
-            failed = None if isinstance(exc, CancelledError) else exc.retryable
+            failed = None if isinstance(exc, (CancelledError, RateLimitedError)) else exc.retryable
             stats.end(started, failed)
             if failed:
                 self.outlier.on_failure(invoker, stats, len(self.directory.invokers))

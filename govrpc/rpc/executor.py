@@ -19,7 +19,7 @@ import weakref
 from concurrent.futures import Executor, Future
 from typing import Any, Callable, TypeVar
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "backlog"]
 
 T = TypeVar("T")
 _Work = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
@@ -114,6 +114,17 @@ class WorkerPool(Executor):
         """Threads alive (busy or idle)."""
         with self._lock:
             return len(self._threads)
+
+    @property
+    def queued(self) -> int:
+        """Work waiting for a thread (approximate: read without a lock)."""
+        return self._queue.qsize()
+
+
+def backlog(prefix: str = "govrpc-server") -> int:
+    """Work waiting for a thread in this process's live pools named ``prefix``: the servers' queues
+    (what adaptive flow control reads as "calls arrive faster than they are served")."""
+    return sum(pool.queued for pool in list(_pools) if pool.name.startswith(prefix))
 
 
 @atexit.register

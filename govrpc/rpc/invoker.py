@@ -21,7 +21,7 @@ from govrpc.extension import get_extension
 from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
 from govrpc.rpc.streams import consumer_codec
-from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, rebuild_exception
+from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, PUSHBACK_KEY, rebuild_exception
 from govrpc.url import URL
 
 __all__ = ["ChannelPool", "GrpcInvoker", "translate_error"]
@@ -104,6 +104,8 @@ def translate_error(exc: grpc.RpcError, invocation: Invocation, address: str) ->
     error_name = trailing.get(ERROR_KEY)
     known = errors.error_class(error_name) if error_name else None
     if known is not None:
+        if issubclass(known, errors.RateLimitedError):
+            return _rate_limited(f"{where}: {details}", invocation, trailing)
         return known(f"{where}: {details}", invocation=invocation)
     text = details.lower()
     cls_: type[errors.GovRpcError]
@@ -129,6 +131,34 @@ def translate_error(exc: grpc.RpcError, invocation: Invocation, address: str) ->
         error.code = code.name  # type: ignore[misc]
         return error
     return cls_(f"{where}: {details}", invocation=invocation)
+
+
+def _rate_limited(message: str, invocation: Invocation, trailing: dict[str, Any]) -> errors.RateLimitedError:
+    """A provider's flow-control refusal, honouring its pushback: negative (or unreadable) means
+    a retry is pointless, so failover does not retry; else ``retry_after`` says when one may pass.
+    The refusing limit comes from the ``QuotaFailure`` in the status details."""
+    text = trailing.get(PUSHBACK_KEY)
+    try:
+        pushback = int(text) if isinstance(text, str) else None
+    except ValueError:
+        pushback = -1  # unparseable: do not retry (gRFC A6)
+    reason = limit = ""
+    raw = trailing.get("grpc-status-details-bin")
+    if isinstance(raw, bytes):
+        try:
+            from google.rpc import error_details_pb2, status_pb2
+
+            for detail in status_pb2.Status.FromString(raw).details:
+                if detail.Is(error_details_pb2.QuotaFailure.DESCRIPTOR):
+                    failure = error_details_pb2.QuotaFailure()
+                    detail.Unpack(failure)
+                    for violation in failure.violations[:1]:
+                        reason, _, limit = violation.subject.partition(":")
+        except Exception:  # noqa: BLE001 - the details are a courtesy; the status says enough
+            log.debug("unreadable status details from a rate-limited call", exc_info=True)
+    return errors.RateLimitedError(message, invocation=invocation, reason=reason, limit=limit,
+                                   retry_after=pushback / 1000 if pushback is not None and pushback >= 0 else None,
+                                   retryable=pushback is None or pushback >= 0)
 
 
 class GrpcInvoker(Invoker):

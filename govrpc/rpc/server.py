@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable
 
 import grpc
 
-from govrpc.exceptions import GovRpcError, SerializationError
+from govrpc.exceptions import GovRpcError, RateLimitedError, SerializationError
 from govrpc.invocation import Invocation, Invoker, ProviderContext
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.serialization import Serializer
@@ -34,6 +34,7 @@ from govrpc.rpc.wire import (
     ERROR_KEY,
     EXCEPTION_KEY,
     KEY_KEY,
+    PUSHBACK_KEY,
     decode_envelope,
     encode_exception,
     split_metadata,
@@ -69,8 +70,43 @@ def _status(code_name: str) -> grpc.StatusCode:
     return getattr(grpc.StatusCode, code_name, grpc.StatusCode.UNKNOWN)
 
 
+class _Status(grpc.Status):
+    def __init__(self, code: grpc.StatusCode, details: str, trailing_metadata: tuple[Any, ...]) -> None:
+        self.code, self.details, self.trailing_metadata = code, details, trailing_metadata
+
+
+def _rate_limited_status(exc: RateLimitedError, trailing: Trailers) -> grpc.Status:
+    """RESOURCE_EXHAUSTED with the signals any gRPC client reads: ``google.rpc.RetryInfo`` and
+    ``QuotaFailure`` in the status details (grpcio-status), and ``grpc-retry-pushback-ms``
+    (gRFC A6; -1 when a retry is pointless)."""
+    from google.protobuf import any_pb2, duration_pb2
+    from google.rpc import code_pb2, error_details_pb2, status_pb2
+    from grpc_status import rpc_status
+
+    message = truncate(exc.message or str(exc))
+    details = []
+    if exc.retry_after is not None:
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(exc.retry_after * 1e9))
+        details.append(error_details_pb2.RetryInfo(retry_delay=delay))
+    details.append(error_details_pb2.QuotaFailure(violations=[error_details_pb2.QuotaFailure.Violation(
+        subject=f"{exc.reason or 'flow'}:{exc.limit}", description=message)]))
+    status = status_pb2.Status(code=code_pb2.RESOURCE_EXHAUSTED, message=message)
+    for detail in details:
+        packed = any_pb2.Any()
+        packed.Pack(detail)
+        status.details.append(packed)
+    pushback = str(int(exc.retry_after * 1000)) if exc.retry_after is not None else "-1"
+    converted = rpc_status.to_status(status)
+    return _Status(converted.code, converted.details, (*converted.trailing_metadata, (ERROR_KEY, type(exc).__name__),
+                                                       (PUSHBACK_KEY, pushback), *trailing))
+
+
 def _failure(exc: BaseException, trailing: Trailers = ()) -> tuple[grpc.StatusCode, str, Trailers]:
     """The status code, message and trailing metadata that carry ``exc`` to the consumer."""
+    if isinstance(exc, RateLimitedError):
+        status = _rate_limited_status(exc, trailing)
+        return status.code, status.details, status.trailing_metadata
     if isinstance(exc, GovRpcError):
         return _status(exc.code), truncate(exc.message or str(exc)), ((ERROR_KEY, type(exc).__name__), *trailing)
     if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt...: the caller must not wait for them
@@ -83,7 +119,8 @@ def _failure(exc: BaseException, trailing: Trailers = ()) -> tuple[grpc.StatusCo
 
 
 def _fail(context: grpc.ServicerContext, exc: BaseException, trailing: Trailers = ()) -> None:
-    """Abort the call with ``exc`` encoded for the consumer (raises); ``trailing``: a filter's own."""
+    """Abort the call with ``exc`` encoded for the consumer (raises); ``trailing``: a filter's own.
+    (The asyncio server awaits the same ``_failure``.)"""
     code, message, trailers = _failure(exc, trailing)
     context.set_trailing_metadata(trailers)
     context.abort(code, message)
@@ -96,13 +133,12 @@ def _refuse(context: grpc.ServicerContext, code: grpc.StatusCode, error: str, me
 
 def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[Any, grpc.ServicerContext], Any]:
     """The function grpc calls for one method; closes over everything it needs."""
-    key, name, invoker = exported.key, spec.name, exported.invoker
+    key, name = exported.key, spec.name
     where = f"{key}.{name}"
     loads, dumps = exported.serializer.loads, exported.serializer.dumps
     protobuf = spec.is_protobuf
     from_string = spec.request_type.FromString if protobuf else None  # type: ignore[union-attr]
     monotonic = time.monotonic
-    direct = exported.direct.get(name)
 
     def behavior(request: Any, context: grpc.ServicerContext) -> Any:
         remaining = context.time_remaining()
@@ -124,6 +160,7 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
             except SerializationError as exc:
                 _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "SerializationError", exc.message)
         trailing: list[tuple[str, str | bytes]] = []
+        direct = exported.direct.get(name)  # read per call: the server rebinds its chain at run time
         if direct is not None:
             try:
                 value = direct(*args, **kwargs)
@@ -136,7 +173,7 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
             trailing = provider_context.trailing
             deadline = monotonic() + remaining if remaining is not None else float("inf")
             try:
-                value = invoker.invoke(Invocation(key, name, args, kwargs, attachments, deadline,
+                value = exported.invoker.invoke(Invocation(key, name, args, kwargs, attachments, deadline,
                                                   context=provider_context))
             except BaseException as exc:  # noqa: BLE001
                 _fail(context, exc, trailing)

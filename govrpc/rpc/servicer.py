@@ -113,10 +113,11 @@ class ServicerInvoker(Invoker):
         return self.behaviors[invocation.method](invocation.args[0], context.servicer_context)
 
 
-def servicer_handlers(key: ServiceKey, spec: ServiceSpec, handlers: dict[str, grpc.RpcMethodHandler],
-                      invoker: Invoker) -> dict[str, grpc.RpcMethodHandler]:
-    """gRPC handlers for a servicer: unary ones through ``invoker`` (the provider chain), streaming
-    ones as the servicer registered them."""
+def servicer_handlers(spec: ServiceSpec, handlers: dict[str, grpc.RpcMethodHandler],
+                      exported: Any) -> dict[str, grpc.RpcMethodHandler]:
+    """gRPC handlers for a servicer: unary ones through the provider chain ``exported.invoker`` (read
+    per call: the server swaps it when configurators change), streaming ones as the servicer
+    registered them."""
     made: dict[str, grpc.RpcMethodHandler] = {}
     for method in spec.methods:
         original = handlers[method.name]
@@ -124,12 +125,12 @@ def servicer_handlers(key: ServiceKey, spec: ServiceSpec, handlers: dict[str, gr
             made[method.name] = original
             continue
         made[method.name] = grpc.unary_unary_rpc_method_handler(
-            _governed(key, method, invoker), request_deserializer=original.request_deserializer,
+            _governed(spec.key, method, exported), request_deserializer=original.request_deserializer,
             response_serializer=original.response_serializer)
     return made
 
 
-def _governed(key: ServiceKey, spec: MethodSpec, invoker: Invoker) -> Callable[[Any, grpc.ServicerContext], Any]:
+def _governed(key: ServiceKey, spec: MethodSpec, exported: Any) -> Callable[[Any, grpc.ServicerContext], Any]:
     name = spec.name
 
     def behavior(request: Any, context: grpc.ServicerContext) -> Any:
@@ -140,8 +141,8 @@ def _governed(key: ServiceKey, spec: MethodSpec, invoker: Invoker) -> Callable[[
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None else float("inf")
         try:
-            value = invoker.invoke(Invocation(key, name, (request,), {}, attachments, deadline,
-                                              context=provider_context))
+            value = exported.invoker.invoke(Invocation(key, name, (request,), {}, attachments, deadline,
+                                                       context=provider_context))
         except GovRpcError as exc:  # a provider filter refused it: the consumer gets the govrpc error
             _fail(context, exc, provider_context.trailing)
         # anything else is the servicer's own (context.abort included): grpc answers it as plain grpcio would

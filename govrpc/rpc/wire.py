@@ -21,13 +21,14 @@ from typing import Any, Callable, Iterable
 from govrpc.exceptions import RemoteError, SerializationError, safe_exception_class
 from govrpc.invocation import APPLICATION_KEY
 
-__all__ = ["ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "MESSAGE_LIMIT", "decode_envelope",
+__all__ = ["ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "MESSAGE_LIMIT", "PUSHBACK_KEY", "decode_envelope",
            "encode_exception", "rebuild_exception", "split_metadata", "truncate"]
 
 EXCEPTION_KEY = "govrpc-exception"        # trailing: module.QualName of a business exception
 ARGS_KEY = "govrpc-exception-args-bin"    # trailing: its args, a JSON list (UTF-8)
 ERROR_KEY = "govrpc-error"                # trailing: class name of a govrpc error
 KEY_KEY = "govrpc-key"                    # request: service key, when one server hosts several
+PUSHBACK_KEY = "grpc-retry-pushback-ms"   # trailing: gRFC A6, when (negative: not) to retry a refusal
 
 # wire bytes (percent-encoded message, base64 args) kept well under gRPC's 8 KiB soft limit
 # on metadata, with room left for the keys, grpc-status and a filter's own trailers

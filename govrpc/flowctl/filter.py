@@ -1,0 +1,331 @@
+"""The flow-control filters: thin links around the limiters, one per side.
+
+``ProviderFlowFilter`` (provider side) admits a call through the service's and
+then the method's limits: rate (``tps`` and family), calls executing at once
+(``concurrency``: a bulkhead, so one slow service cannot take the workers of the
+others on the same server); ``ConsumerFlowFilter`` (consumer, reference level)
+through the consumer's own rate and calls in flight (``actives``), and gives
+calls the configured ``priority``. Both bind to None when their URL sets no
+flow key: no link, no cost. A refused call raises ``RateLimitedError`` built by
+``govrpc.flowctl.events.refuse`` (counted, reported, logged).
+
+Limiters whose settings did not change survive a rebind (a configurator change
+elsewhere does not reset a bucket or forget the calls executing).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Mapping
+
+from govrpc.context import _ATTACHMENTS
+from govrpc.exceptions import ConfigurationError
+from govrpc.extension import get_extension
+from govrpc.flowctl.adaptive import SAMPLE_EVERY, OverloadDetector
+from govrpc.flowctl.concurrency import ConcurrencyLimiter, ConnectionLimiter
+from govrpc.flowctl.events import Refusal, refuse
+from govrpc.flowctl.limiter import RateLimiter, TokenBucketLimiter
+from govrpc.flowctl.priority import HEADROOM, PRIORITY_KEY, Priority, parse_priority
+from govrpc.flowctl.settings import (
+    ACTIVES,
+    ADAPTIVE,
+    CLUSTER_TPS,
+    CONCURRENCY,
+    CONNECTIONS,
+    CONSUMER_FLOW_OPTIONS,
+    PRIORITY,
+    PROVIDER_FLOW_OPTIONS,
+    TPS,
+    TPS_BURST,
+    TPS_LIMITER,
+    TPS_QUEUE,
+    TPS_WARMUP,
+)
+from govrpc.invocation import PEERS_WEIGHT_KEY, Filter, Invocation, Invoker
+from govrpc.options import Option, split_method_key
+from govrpc.url import URL
+
+__all__ = ["ConsumerFlowFilter", "FlowGate", "ProviderFlowFilter"]
+
+_RATE_KEYS = (TPS, TPS_BURST, TPS_LIMITER, TPS_WARMUP, TPS_QUEUE)
+_sleep = time.sleep
+
+
+class FlowGate:
+    """The limits of one scope (a service, or one of its methods) on one side."""
+
+    __slots__ = ("service", "method", "side", "rate", "rate_key", "rate_value", "queue", "slots", "slots_key",
+                 "slots_reason", "share", "share_key", "share_value")
+
+    def __init__(self, service: str, method: str, side: str, rate: RateLimiter | None, rate_key: str,
+                 rate_value: str, queue: float, slots: ConcurrencyLimiter | None, slots_key: str,
+                 slots_reason: str, share: RateLimiter | None = None, share_key: str = "",
+                 share_value: str = "") -> None:
+        self.service, self.method, self.side = service, method, side
+        self.rate, self.rate_key, self.rate_value, self.queue = rate, rate_key, rate_value, queue
+        self.slots, self.slots_key, self.slots_reason = slots, slots_key, slots_reason
+        self.share, self.share_key, self.share_value = share, share_key, share_value
+
+    def _refusal(self, invocation: Invocation, reason: str, key: str, value: str, priority: Priority,
+                 retry_after: float | None, level: str = "normal") -> Exception:
+        return refuse(Refusal(self.service, invocation.method, self.side, reason, key, value, str(priority),
+                              level, retry_after), invocation)
+
+    def enter(self, invocation: Invocation, priority: Priority, headroom: float) -> bool:
+        """Admit the call or raise ``RateLimitedError``; True when a slot was taken (release it)."""
+        share = self.share
+        if share is not None and not share.acquire(headroom):
+            raise self._refusal(invocation, "cluster", self.share_key, self.share_value, priority,
+                                share.retry_after())
+        rate = self.rate
+        if rate is not None:
+            if self.queue:
+                remaining = invocation.remaining()
+                bound = self.queue if self.queue < remaining else remaining
+                wait = rate.reserve(bound, headroom)
+                if wait is None:  # when the deadline is what stops it, a retry is pointless
+                    after = rate.retry_after() if bound == self.queue else None
+                    raise self._refusal(invocation, "rate", self.rate_key, self.rate_value, priority, after)
+                if wait > 0.0:
+                    _sleep(wait)
+            elif not rate.acquire(headroom):
+                raise self._refusal(invocation, "rate", self.rate_key, self.rate_value, priority,
+                                    rate.retry_after())
+        slots = self.slots
+        if slots is None:
+            return False
+        if not slots.acquire(headroom):
+            raise self._refusal(invocation, self.slots_reason, self.slots_key, str(slots.limit), priority, 0.0)
+        return True
+
+
+def _scope(url: URL) -> tuple[str, ...]:
+    """What one set of limiters serves: one provider (address, service key) or one reference
+    (its consumer URL's identity); settings and rebinds do not change it."""
+    params = url.params
+    return (url.address, url.path, params.get("version", ""), params.get("group", ""),
+            params.get("timestamp", ""), params.get("pid", ""))
+
+
+def _priority_of(attachments: Mapping[str, str]) -> tuple[Priority, str | None]:
+    text = attachments.get(PRIORITY_KEY)
+    if text is None:
+        return Priority.CRITICAL, None
+    try:
+        return parse_priority(text), text
+    except ConfigurationError:
+        return Priority.CRITICAL, None  # a caller's unknown level is served as the default
+
+
+class _FlowFilterBase(Filter):
+    """Builds the gates from a URL's settings, keeping limiters whose settings did not change."""
+
+    slots_option: Option = CONCURRENCY
+    slots_reason = "concurrency"
+
+    def __init__(self) -> None:
+        self._kept: dict[tuple[Any, ...], Any] = {}
+        self._kept_lock = threading.Lock()
+
+    def _keep(self, key: tuple[Any, ...], make: Any, used: dict[tuple[Any, ...], Any]) -> Any:
+        found = self._kept.get(key)
+        if found is None:
+            found = make()
+        used[key] = found
+        return found
+
+    def _gate(self, url: URL, prefix: str, method: str, used: dict[tuple[Any, ...], Any]) -> FlowGate | None:
+        params = url.params
+        tps_key = prefix + TPS.name
+        slots_key = prefix + self.slots_option.name
+        rate_text, slots_text = params.get(tps_key), params.get(slots_key)
+        share_key = prefix + CLUSTER_TPS.name
+        total_text = params.get(share_key) if self.side == "provider" else None
+        if not rate_text and not slots_text and not total_text:
+            return None
+        share: RateLimiter | None = None
+        share_value = ""
+        if total_text:
+            total = CLUSTER_TPS.check(total_text, share_key)
+            rate_share = cluster_share(total, params)
+            share_value = f"{total_text} (this instance's share: {rate_share:.4g}/s)"
+            share = self._keep((_scope(url), prefix, "cluster", rate_share),
+                               lambda: TokenBucketLimiter(rate_share, max(1.0, rate_share)), used)
+        rate: RateLimiter | None = None
+        queue = 0.0
+        if rate_text:
+            settings = {o.name: o.check(params[prefix + o.name], prefix + o.name) if params.get(prefix + o.name)
+                        else o.default for o in _RATE_KEYS}
+            name = settings[TPS_LIMITER.name]
+            cls = get_extension("govrpc.limiter", name)
+            rate = self._keep((_scope(url), prefix, "rate", tuple(settings.items())),
+                              lambda: cls(settings[TPS.name], settings[TPS_BURST.name],
+                                          warmup=settings[TPS_WARMUP.name], queue=settings[TPS_QUEUE.name]),
+                              used)
+            if type(rate).reserve is not RateLimiter.reserve:  # a limiter that may ask a call to wait
+                queue = settings[TPS_QUEUE.name]
+        slots = None
+        if slots_text:
+            limit = self.slots_option.check(slots_text, slots_key)
+            slots = self._keep((_scope(url), prefix, "slots", limit), lambda: ConcurrencyLimiter(limit), used)
+        return FlowGate(url.path, method, self.side, rate, tps_key, rate_text or "", queue, slots, slots_key,
+                        self.slots_reason, share, share_key, share_value)
+
+    def _gates(self, url: URL) -> tuple[FlowGate | None, dict[str, FlowGate]]:
+        used: dict[tuple[Any, ...], Any] = {}
+        service = self._gate(url, "", "*", used)
+        methods: dict[str, FlowGate] = {}
+        names = {m for m in (split_method_key(k)[0] for k in url.params) if m is not None}
+        for name in sorted(names):
+            gate = self._gate(url, f"{name}.", name, used)
+            if gate is not None:
+                methods[name] = gate
+        with self._kept_lock:  # only what this URL uses stays kept for the next rebind
+            scope = _scope(url)
+            self._kept = {k: v for k, v in self._kept.items() if k[0] != scope}
+            self._kept.update(used)
+        return service, methods
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        """Unbound, the filter limits nothing (a chain uses what ``bind`` returns)."""
+        return invoker.invoke(invocation)
+
+
+class _BoundFlow(Filter):
+    side = "both"
+    detector: OverloadDetector | None = None
+    connections: ConnectionLimiter | None = None
+
+    def __init__(self, owner: Filter, service: FlowGate | None, methods: dict[str, FlowGate],
+                 priorities: Mapping[str, str] | None = None) -> None:
+        self.side = owner.side  # type: ignore[misc]
+        self.level = owner.level  # type: ignore[misc]
+        self.order = owner.order  # type: ignore[misc]
+        self.service = service
+        self.methods = methods
+        self.priorities = priorities or {}
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        attachments = invocation.attachments
+        if self.priorities and PRIORITY_KEY not in attachments:  # the caller's own level wins
+            given = self.priorities.get(invocation.method) or self.priorities.get("*")
+            if given:
+                attachments[PRIORITY_KEY] = given
+        priority, text = _priority_of(attachments)
+        headroom = HEADROOM[priority]
+        connections = self.connections
+        if connections is not None and invocation.context is not None \
+                and not connections.admit(invocation.context.peer):
+            raise refuse(Refusal(invocation.service, invocation.method, self.side, "connections", CONNECTIONS.name,
+                                 str(connections.limit), str(priority), retry_after=0.0), invocation)
+        detector = self.detector
+        if detector is not None:
+            return self._adaptive(detector, invoker, invocation, priority, text)
+        return self._admit(invoker, invocation, priority, text, headroom)
+
+    def _adaptive(self, detector: OverloadDetector, invoker: Invoker, invocation: Invocation,
+                  priority: Priority, text: str | None) -> Any:
+        if not detector.admits(priority):
+            raise refuse(Refusal(invocation.service, invocation.method, self.side, "shed", ADAPTIVE.name, "true",
+                                 str(priority), str(detector.level), SAMPLE_EVERY), invocation)
+        started = detector.begin()
+        try:
+            return self._admit(invoker, invocation, priority, text, HEADROOM[priority])
+        finally:
+            detector.end(started)
+
+    def _admit(self, invoker: Invoker, invocation: Invocation, priority: Priority, text: str | None,
+               headroom: float) -> Any:
+        service = self.service
+        method = self.methods.get(invocation.method) if self.methods else None
+        held_service = service.enter(invocation, priority, headroom) if service is not None else False
+        try:
+            held_method = method.enter(invocation, priority, headroom) if method is not None else False
+            try:
+                if text is None or self.side == "consumer":
+                    return invoker.invoke(invocation)
+                # the calls the provider makes while serving this one carry its priority on
+                token = _ATTACHMENTS.set({**(_ATTACHMENTS.get() or {}), PRIORITY_KEY: text})
+                try:
+                    return invoker.invoke(invocation)
+                finally:
+                    _ATTACHMENTS.reset(token)
+            finally:
+                if held_method:
+                    method.slots.release()  # type: ignore[union-attr]
+        finally:
+            if held_service:
+                service.slots.release()  # type: ignore[union-attr]
+
+
+def cluster_share(total: float, params: Mapping[str, str]) -> float:
+    """This instance's share of a cluster-wide rate: ``total`` x its weight / the live instances'
+    weights (``peers.weight``; equal weights: total / instances). Alone, or before its server
+    knows its peers, an instance takes the whole total."""
+    try:
+        weight = float(params.get("weight", 100))
+        weights = float(params.get(PEERS_WEIGHT_KEY, 0))
+    except ValueError:
+        return total
+    if weights <= 0 or weight <= 0:
+        return total
+    return max(total * min(1.0, weight / weights), 1e-3)
+
+
+class ProviderFlowFilter(_FlowFilterBase):
+    """Provider flow control: ``tps`` (and family), ``concurrency`` and this instance's share of
+    ``cluster.tps``, per service and method."""
+
+    side = "provider"
+    order = 20
+    auto = True
+    options = PROVIDER_FLOW_OPTIONS
+
+    def wants_peers(self, url: URL) -> bool:
+        return any(k == CLUSTER_TPS.name or k.endswith("." + CLUSTER_TPS.name) for k in url.params)
+
+    def bind(self, url: URL) -> Filter | None:
+        limit = CONNECTIONS.read(url)
+        kept, kept_peers = (_scope(url), "", "adaptive"), (_scope(url), "", "connections", limit)
+        # read before the gates forget what this URL no longer uses
+        previous, previous_peers = self._kept.get(kept), self._kept.get(kept_peers)
+        service, methods = self._gates(url)
+        adaptive = url.params.get(ADAPTIVE.name)
+        detector = connections = None
+        if adaptive and ADAPTIVE.check(adaptive):
+            detector = previous if isinstance(previous, OverloadDetector) else OverloadDetector(url.path)
+        if limit is not None:
+            connections = previous_peers if isinstance(previous_peers, ConnectionLimiter) \
+                else ConnectionLimiter(limit)
+        with self._kept_lock:
+            self._kept.update({k: v for k, v in ((kept, detector), (kept_peers, connections)) if v is not None})
+        if service is None and not methods and detector is None and connections is None:
+            return None
+        bound = _BoundFlow(self, service, methods)
+        bound.detector, bound.connections = detector, connections
+        return bound
+
+
+class ConsumerFlowFilter(_FlowFilterBase):
+    """Consumer flow control (reference level): its own ``tps`` (and family), ``actives`` and
+    the ``priority`` its calls get, per service and method."""
+
+    side = "consumer"
+    level = "reference"
+    order = 20
+    auto = True
+    options = CONSUMER_FLOW_OPTIONS
+    slots_option = ACTIVES
+    slots_reason = "actives"
+
+    def bind(self, url: URL) -> Filter | None:
+        service, methods = self._gates(url)
+        priorities: dict[str, str] = {}
+        for key, value in url.params.items():
+            method, base = split_method_key(key)
+            if base == PRIORITY.name and value:
+                priorities[method or "*"] = PRIORITY.check(value, key)
+        if service is None and not methods and not priorities:
+            return None
+        return _BoundFlow(self, service, methods, priorities)
