@@ -481,3 +481,23 @@ def test_async_spans_with_an_sdk_join_one_trace(memory_registry, monkeypatch) ->
     assert f"{client_span.context.trace_id:032x}" == seen  # the provider's task ran in the caller's trace
     assert server_span.context.trace_id == client_span.context.trace_id
     assert server_span.parent is not None
+
+
+def test_async_consumer_limits_refuse_with_the_sync_gates(memory_registry) -> None:
+    """``actives`` (the consumer's concurrency limit) on an AsyncClient: the same gate refuses the
+    call over the limit, at once and never silently, and the provider is not blamed for it."""
+    async def main() -> None:
+        provider = Greeter()
+        server = await serve(memory_registry, provider)
+        try:
+            async with govrpc.AsyncClient(memory_registry, local_first=False) as client:
+                greeter = client.proxy("aio.Greeter", timeout=5.0, actives=1)
+                outcomes = await asyncio.gather(*(greeter.slow(0.3) for _ in range(3)), return_exceptions=True)
+                refused = [o for o in outcomes if isinstance(o, govrpc.RateLimitedError)]
+                assert [o for o in outcomes if o == 0.3] == [0.3] and len(refused) == 2
+                assert "actives" in str(refused[0])
+                assert provider.started == 1  # refused before leaving the consumer
+                assert await greeter.slow(0.0) == 0.0  # the slot came back
+        finally:
+            await server.stop(grace=0)
+    run(main)
