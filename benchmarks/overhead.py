@@ -173,6 +173,70 @@ def until_listed(call: Callable[[], Any], deadline: float) -> None:
             time.sleep(0.05)
 
 
+async def aio_round(call: Callable[[], Any], tasks: int, seconds: float) -> tuple[int, list[float], float]:
+    """Await ``call()`` for ``seconds`` from ``tasks`` concurrent tasks on this loop."""
+    import asyncio
+
+    latencies: list[float] = []
+    stop_at = time.perf_counter() + seconds
+
+    async def work() -> None:
+        perf = time.perf_counter
+        while True:
+            t0 = perf()
+            if t0 >= stop_at:
+                return
+            await call()
+            latencies.append(perf() - t0)
+
+    cpu0 = time.process_time()
+    await asyncio.gather(*(work() for _ in range(tasks)))
+    return len(latencies), latencies, time.process_time() - cpu0
+
+
+def aio_rows(registry: str, raw_port: int, payload: bytes, rounds: int, seconds: float, concurrency: str) -> None:
+    """AsyncClient against raw grpc.aio on one event loop, alternating rounds as above."""
+    import asyncio
+
+    import grpc.aio
+
+    import govrpc
+
+    async def measure() -> None:
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{raw_port}")
+        raw_call = channel.unary_unary(RAW_PATH, _registered_method=True)
+        client = govrpc.AsyncClient(registry, application="bench-aio", timeout=5.0)
+        echo = client.proxy("bench.Echo").echo
+        assert await raw_call(payload, timeout=5.0) == payload and await echo(payload) == payload
+        variants = {"raw grpc.aio": lambda: raw_call(payload, timeout=5.0), "AsyncClient": lambda: echo(payload)}
+        for call in variants.values():
+            await aio_round(call, 1, 0.3)
+        for tasks in (int(t) for t in concurrency.split(",")):
+            results: dict[str, dict[str, Any]] = {n: {"calls": 0, "lat": [], "cpu": 0.0, "rates": []} for n in variants}
+            for round_ in range(rounds):
+                order = list(variants.items())
+                if round_ % 2:
+                    order.reverse()
+                for name, call in order:
+                    calls, lat, cpu = await aio_round(call, tasks, seconds)
+                    r = results[name]
+                    r["calls"] += calls
+                    r["lat"].extend(lat)
+                    r["cpu"] += cpu
+                    r["rates"].append(calls / seconds)
+            print(f"\nasyncio, {tasks} concurrent task(s)")
+            for name, r in results.items():
+                r["rate"] = statistics.median(r["rates"])
+                print(f"  {name:<12} {r['rate']:>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
+                      f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f}")
+            ratio = results["AsyncClient"]["rate"] / results["raw grpc.aio"]["rate"]
+            print(f"  ratio AsyncClient/raw calls/s: {ratio:.3f}   target >= 0.90")
+        await client.close()
+        await channel.close()
+
+    asyncio.run(measure())
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -187,6 +251,7 @@ def main() -> int:
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--serve-sdk", help=argparse.SUPPRESS)
     parser.add_argument("--no-sdk", action="store_true", help="leave out the OpenTelemetry SDK row")
+    parser.add_argument("--tasks", default="1,64", help="asyncio rows: concurrent tasks ('' leaves them out)")
     args = parser.parse_args()
     if args.serve:
         serve(args.serve)
@@ -240,6 +305,11 @@ def main() -> int:
         metered = client.proxy("bench.Echo", group="metrics", metrics=True).echo  # Prometheus on both sides
         until_listed(lambda: metered(payload), deadline)
         variants["govrpc metrics"] = lambda: metered(payload)
+        # a stub's multicallable (what generated code asks a channel for) on client.channel, against
+        # "raw grpcio", the same multicallable on a plain channel
+        stub_call = client.channel("bench.Raw", url=f"grpc://127.0.0.1:{raw_port}").unary_unary(RAW_PATH)
+        assert stub_call(payload, timeout=5.0) == payload
+        variants["stub on client.channel"] = lambda: stub_call(payload, timeout=5.0)
         sdk_rounds: Any = None
         if traced is not None:
             from opentelemetry import trace as otel_trace
@@ -281,7 +351,7 @@ def main() -> int:
                 print(f"  {name:<15} {rate:>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
                       f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f}")
             targets = {"govrpc": 0.90, "govrpc trace=off": 0.90, "govrpc+otel sdk": 0.85, "govrpc+breaker": 0.90,
-                       "govrpc+flow": 0.90, "govrpc metrics": 0.90}
+                       "govrpc+flow": 0.90, "stub on client.channel": 0.90, "govrpc metrics": 0.90}
             for name in [n for n in results if n != "raw grpcio"]:
                 ratio = results[name]["rate"] / results["raw grpcio"]["rate"]
                 extra_cpu = (results[name]["cpu"] / results[name]["calls"]
@@ -292,6 +362,8 @@ def main() -> int:
         client.close()
         token_client.close()
         channel.close()
+        if args.tasks:
+            aio_rows(registry, raw_port, payload, args.rounds, args.seconds, args.tasks)
     finally:
         if traced is not None and traced.stdin:
             traced.stdin.close()

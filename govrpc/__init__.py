@@ -22,6 +22,8 @@ from govrpc.service import method, service
 # pulls in neither grpc nor msgpack; ``from govrpc import Client`` loads what a client needs.
 _LAZY = {
     "Admin": "govrpc.admin",
+    "AsyncClient": "govrpc.aio.client",
+    "AsyncServer": "govrpc.aio.server",
     "CallTimeoutError": "govrpc.exceptions",
     "CircuitOpenError": "govrpc.exceptions",
     "Client": "govrpc.client",
@@ -63,6 +65,8 @@ _LAZY = {
 
 if TYPE_CHECKING:
     from govrpc.admin import Admin
+    from govrpc.aio.client import AsyncClient
+    from govrpc.aio.server import AsyncServer
     from govrpc.client import Client
     from govrpc.context import attachments
     from govrpc.degrade.mask import mock
@@ -114,6 +118,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Admin",
+    "AsyncClient",
+    "AsyncServer",
     "CallTimeoutError",
     "CircuitOpenError",
     "Client",

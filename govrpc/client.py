@@ -17,7 +17,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from govrpc.cluster.configured import ConfiguredClusterInvoker, method_options
 from govrpc.cluster.consistenthash import check_hash_arguments
@@ -338,8 +338,10 @@ class Client:
     def reference(self, service: str, *, version: str = "", group: str = "", cluster: str = "failover",
                   loadbalance: str = "random", retries: int = 2, timeout: float | None = None,
                   url: str | Sequence[str] | None = None, routes: Mapping[str, str] | None = None,
-                  **options: Any) -> Reference:
-        """The (cached) reference for a service key and options; see ``proxy``."""
+                  transport: Callable[[URL], Invoker] | None = None, **options: Any) -> Reference:
+        """The (cached) reference for a service key and options; see ``proxy``.
+
+        ``transport`` makes each provider's invoker instead of the client's own (``channel``'s stubs)."""
         if self._closed:
             raise ConfigurationError("client is closed")
         if timeout is not None:
@@ -351,7 +353,7 @@ class Client:
         options = {**check_options({"retries": retries, **options}), **methods}  # each checked by its owner
         cache_key = (key, cluster, loadbalance, retries, timeout,
                      tuple(url) if isinstance(url, (list, tuple)) else url, tuple(sorted(options.items())),
-                     tuple(sorted((routes or {}).items())))
+                     tuple(sorted((routes or {}).items())), transport)
         with self._lock:
             existing = self._references.get(cache_key)
             if existing is not None:
@@ -368,12 +370,13 @@ class Client:
         directory: Directory
         if url is not None:
             urls = [url] if isinstance(url, str) else list(url)
-            invokers = [self._invoker_for(_direct_url(u, key)) for u in urls]
+            invokers = [(transport or self._invoker_for)(_direct_url(u, key)) for u in urls]
             config = ReferenceConfig(consumer_url)  # not configured by the registry
             directory = StaticDirectory(key, consumer_url, invokers, per_provider, config)
         else:
             config = ReferenceConfig.watching(self.registry, consumer_url)
-            directory = RegistryDirectory(self.registry, key, consumer_url, self._invoker_for, per_provider, config)
+            directory = RegistryDirectory(self.registry, key, consumer_url, transport or self._invoker_for,
+                                          per_provider, config)
         directory.router_chain = chain
         try:
             configured = ConfiguredClusterInvoker(directory, config)  # builds every strategy and balancer
@@ -448,6 +451,15 @@ class Client:
         Raises ``ExtensionNotFoundError`` for an unknown cluster or balancer name.
         """
         return ServiceProxy(self, self.reference(service, **options))
+
+    def channel(self, service: str, **options: Any) -> Any:
+        """A ``grpc.Channel`` for generated stubs of ``service`` (``helloworld.Greeter``): every
+        call goes through discovery, routing, balancing, failover and the filters. Options as
+        ``proxy`` (``url=`` a plain grpcio server's address, or a list of them). See
+        ``govrpc.rpc.channel``."""
+        from govrpc.rpc.channel import GovernedChannel
+
+        return GovernedChannel(self, service, options)
 
     def invoke(self, service: str, method: str, args: Sequence[Any] = (), kwargs: Mapping[str, Any] | None = None,
                *, timeout: float | None = None, **options: Any) -> Any:

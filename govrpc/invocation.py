@@ -31,8 +31,8 @@ from govrpc.url import URL, ServiceKey
 if TYPE_CHECKING:
     from govrpc.service import MethodSpec
 
-__all__ = ["APPLICATION_KEY", "PEERS_KEY", "PEERS_WEIGHT_KEY", "Filter", "Invocation", "Invoker", "ProviderContext", "Result",
-           "build_filter_chain", "load_filters"]
+__all__ = ["APPLICATION_KEY", "PEERS_KEY", "PEERS_WEIGHT_KEY", "Filter", "Invocation", "Invoker", "ProviderContext",
+           "Result", "async_chain", "build_async_filter_chain", "build_filter_chain", "load_filters"]
 
 APPLICATION_KEY = "govrpc-app"
 """Request metadata: the calling consumer's application (static, precomputed per provider)."""
@@ -219,6 +219,40 @@ def build_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | N
     for filter_ in reversed(ordered):
         invoker = _FilterLink(filter_, invoker)
     return invoker
+
+
+class _AsyncFilterLink(_FilterLink):
+    __slots__ = ()
+
+    def invoke(self, invocation: Invocation) -> Any:
+        raise ConfigurationError(f"{invocation}: this chain is asyncio's: await ainvoke")
+
+    async def ainvoke(self, invocation: Invocation) -> Any:
+        return await self.filter.ainvoke(self.next, invocation)  # type: ignore[attr-defined]
+
+
+def async_chain(chain: Invoker, invoker: Invoker) -> Invoker:
+    """The asyncio twin of ``chain`` (a ``build_filter_chain`` result): the same bound filters, in
+    the same order, as links whose verb is ``ainvoke``, around ``invoker`` (which has one) instead
+    of the chain's end. A filter runs on asyncio through its ``async def ainvoke(invoker,
+    invocation)`` (continuing with ``await invoker.ainvoke(invocation)``), which wraps the same
+    decision objects as its ``invoke``; a bound filter without one is refused (ConfigurationError)."""
+    filters = []
+    while isinstance(chain, _FilterLink):
+        filters.append(chain.filter)
+        chain = chain.next
+    for filter_ in filters:
+        if not callable(getattr(filter_, "ainvoke", None)):
+            raise ConfigurationError(f"filter {type(filter_).__name__} has no asyncio twin (async def ainvoke): "
+                                     f"it cannot run in an AsyncClient or AsyncServer")
+    for filter_ in reversed(filters):
+        invoker = _AsyncFilterLink(filter_, invoker)
+    return invoker
+
+
+def build_async_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | None = None) -> Invoker:
+    """``async_chain`` of ``build_filter_chain(filters, invoker, url)``: filters bound for asyncio."""
+    return async_chain(build_filter_chain(filters, invoker, url), invoker)
 
 
 def starts_future(chain: Invoker, cluster: Invoker) -> bool:

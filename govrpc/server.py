@@ -71,7 +71,7 @@ class _Hosted:
 
     __slots__ = ("url", "target", "exported", "watcher", "configured", "peers", "peers_listener")
 
-    def __init__(self, url: URL, target: ProviderInvoker, watcher: ConfiguratorWatcher) -> None:
+    def __init__(self, url: URL, target: Any, watcher: ConfiguratorWatcher) -> None:
         self.peers: tuple[int, int] | None = None  # (instances, their weights): once a filter wants them
         self.peers_listener: Any = None
         self.url = url
@@ -79,6 +79,18 @@ class _Hosted:
         self.exported: ExportedService | None = None
         self.watcher = watcher
         self.configured = url
+
+
+def _servicer_target(url: URL, handlers: dict[str, Any]) -> Invoker:
+    from govrpc.rpc.servicer import ServicerInvoker
+
+    return ServicerInvoker(url, handlers)
+
+
+def _servicer_handlers(spec: ServiceSpec, handlers: dict[str, Any], exported: ExportedService) -> dict[str, Any]:
+    from govrpc.rpc.servicer import servicer_handlers
+
+    return servicer_handlers(spec, handlers, exported)
 
 
 def _provider_options(options: Mapping[str, Any]) -> dict[str, str]:
@@ -218,6 +230,7 @@ class Server:
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
         self._local_workers = LocalWorkers(max_workers)
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
+        self._servicers: dict[ServiceKey, dict[str, Any]] = {}  # generated servicers' handlers
         self._settings: dict[ServiceKey, dict[str, str]] = {}
         self._hosted: dict[ServiceKey, _Hosted] = {}
         self._rebind_lock = threading.RLock()
@@ -238,8 +251,24 @@ class Server:
 
         Raises ``ConfigurationError`` naming an unknown option or a bad value.
         """
+        return self._host(instance, describe(instance), _provider_options(options))
+
+    def add_servicer(self, add_to_server: Any, servicer: Any, *, version: str = "", group: str = "",
+                     **options: Any) -> Server:
+        """Host a generated gRPC servicer (``add_GreeterServicer_to_server, GreeterServicer()``) under
+        its gRPC service name, with the provider filters around its unary methods (``options`` as
+        ``add``); see ``govrpc.rpc.servicer``. Raises ``ConfigurationError`` for what is not a
+        generated servicer."""
+        from govrpc.rpc.servicer import describe_servicer
+
         settings = _provider_options(options)
-        spec = describe(instance)
+        spec, handlers = describe_servicer(add_to_server, servicer, version, group)
+        with self._lock:
+            if spec.key not in self._services:
+                self._servicers[spec.key] = handlers
+        return self._host(servicer, spec, settings)
+
+    def _host(self, instance: Any, spec: ServiceSpec, settings: dict[str, str]) -> Server:
         with self._lock:
             if self._state in ("stopping", "stopped"):
                 raise ConfigurationError(f"cannot add service {spec.key}: the server is {self._state}")
@@ -262,7 +291,8 @@ class Server:
         if self.report_interval is not None:
             self._windows.setdefault(spec.key.service, CallWindow())  # versions of a service share one
         assert self.registry is not None
-        provider = ProviderInvoker(instance, spec, url)
+        servicer = self._servicers.get(spec.key)
+        provider: Any = ProviderInvoker(instance, spec, url) if servicer is None else _servicer_target(url, servicer)
         watcher = ConfiguratorWatcher(self.registry, spec.key.service, "")  # "": rules without application
         hosted = _Hosted(url, provider, watcher)
         invoker = build_filter_chain(self.filters, provider, url)
@@ -270,10 +300,14 @@ class Server:
         filtered = invoker is not provider  # else nothing reads the Invocation: calls skip building one
         hosted.exported = ExportedService(spec.key, spec.methods, invoker, self._serializer,
                                           direct=None if filtered else provider.methods)
+        if servicer is not None:  # its own handlers, around the chain the exported service holds now
+            hosted.exported.handlers = _servicer_handlers(spec, servicer, hosted.exported)
         self._grpc.export(hosted.exported)
-        # before registering: a consumer in this process may call it in-process
-        export_local(url, invoker, self._serializer, spec.methods, self.max_message_size, self._local_workers,
-                     filtered=filtered)
+        # before registering: a consumer in this process may call it in-process (not a servicer,
+        # which needs its grpc.ServicerContext, nor a streaming method: those cross gRPC)
+        if servicer is None and not any(m.stream for m in spec.methods):
+            export_local(url, invoker, self._serializer, spec.methods, self.max_message_size,
+                         self._local_workers, filtered=filtered)
         self._hosted[spec.key] = hosted
         watcher.add_listener(functools.partial(self._reconfigured, spec.key))
         watcher.start()  # calls back at once with the rules stored now
@@ -369,6 +403,8 @@ class Server:
                 params[f"{m.name}.idempotent"] = "true"
             if m.arity is not None:  # lets consumers check hash.arguments when they are configured
                 params[f"{m.name}.args"] = m.arity
+            if m.stream:  # consumers open the right kind of call
+                params[f"{m.name}.stream"] = m.stream
         if self.tls:
             params[TLS_KEY] = "true"
         if self._grpc.hosts(spec.key.service):  # another version/group is served already: calls name theirs

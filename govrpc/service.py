@@ -9,6 +9,7 @@ client can call it.
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
 import typing
@@ -17,7 +18,7 @@ from typing import Any, Callable, TypeVar
 from govrpc.exceptions import ConfigurationError
 from govrpc.url import ServiceKey
 
-__all__ = ["MethodSpec", "ServiceSpec", "describe", "method", "service"]
+__all__ = ["STREAM_KINDS", "MethodSpec", "ServiceSpec", "describe", "method", "service"]
 
 T = TypeVar("T")
 _MARK = "__govrpc_service__"
@@ -33,10 +34,27 @@ class MethodSpec:
     request_type: type | None = None   # protobuf message class, or None for Python values
     response_type: type | None = None
     arity: int | None = None           # positional parameters; None: any number (*args)
+    stream: str = ""                   # "" (unary), "server", "client" or "bidi" (see STREAM_KINDS)
 
     @property
     def is_protobuf(self) -> bool:
         return self.request_type is not None
+
+
+STREAM_KINDS = ("server", "client", "bidi")
+"""A generator method streams its results ("server"); one whose one parameter is annotated
+``Iterator``/``Iterable`` (``AsyncIterator``/``AsyncIterable``) receives a stream ("client");
+both at once is "bidi"."""
+
+_STREAM_TYPES = (collections.abc.Iterator, collections.abc.Iterable, collections.abc.AsyncIterator,
+                 collections.abc.AsyncIterable)
+
+
+def _stream_kind(fn: Callable[..., Any], params: list[inspect.Parameter], hints: dict[str, Any]) -> str:
+    produces = inspect.isgeneratorfunction(fn) or inspect.isasyncgenfunction(fn)
+    consumes = len(params) == 1 and (typing.get_origin(hints.get(params[0].name)) or
+                                     hints.get(params[0].name)) in _STREAM_TYPES
+    return "bidi" if produces and consumes else "server" if produces else "client" if consumes else ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,7 +142,7 @@ def _method_spec(cls: type, name: str, fn: Callable[..., Any], default_idempoten
     positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     arity = None if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in params) \
         else sum(1 for p in params if p.kind in positional)
-    return MethodSpec(name, idempotent, arity=arity)
+    return MethodSpec(name, idempotent, arity=arity, stream=_stream_kind(inspect.unwrap(fn), params, hints))
 
 
 def _check_sync(cls: type, key: ServiceKey, name: str, fn: Callable[..., Any]) -> None:

@@ -10,7 +10,9 @@ from typing import Any, Callable, ClassVar, Sequence
 
 from govrpc.cluster.directory import Directory
 from govrpc.cluster.loadbalance import LoadBalancer
+from govrpc.cluster.drive import drive
 from govrpc.cluster.outlier import OutlierDetector
+from govrpc.cluster.policy import Attempt, CallState, GiveUp, Return, Step
 from govrpc.cluster.stats import stats_of
 from govrpc.context import current_recorder
 from govrpc.degrade.breaker import BREAKER_OPTIONS, NOT_CLOSED
@@ -22,7 +24,7 @@ from govrpc.exceptions import (
     NoProviderError,
     RateLimitedError,
 )
-from govrpc.invocation import Invocation, Invoker
+from govrpc.invocation import Invocation, Invoker, Result
 from govrpc.options import Option
 from govrpc.url import URL
 
@@ -119,27 +121,35 @@ class ClusterInvoker(Invoker):
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         """Apply the strategy to a non-empty list."""
 
-    one_attempt_first: ClassVar[bool] = False
-    """The strategy is "pick one, call it, then ``after_failure`` if it failed", so ``future``
-    can start the first attempt on the transport's own non-blocking call."""
+    def decide(self, state: CallState) -> Step:
+        """The strategy's policy (``policy.py``): the next step of the call ``state`` describes.
 
-    def after_failure(self, invocation: Invocation, invoker: Invoker, exc: BaseException) -> Any:
-        """What follows a failed first attempt (``one_attempt_first`` strategies): raise, or go on."""
-        raise exc
+        Pure (no waiting, no I/O): the sync driver (``drive.py``) and the asyncio one
+        (``govrpc.aio.cluster``) carry it out. The default is one attempt, its outcome final.
+        """
+        outcome = state.outcome
+        if outcome is None:
+            return Attempt(self.loadbalance.select(state.invokers, state.invocation))
+        return Return(outcome.value) if outcome.exception is None else GiveUp(outcome.exception)
 
-    def on_answer(self) -> None:
-        """A first attempt answered (``one_attempt_first`` strategies)."""
+    def unlisted(self, invocation: Invocation, exc: BaseException) -> Step:
+        """What a call becomes when ``list`` failed (no provider): give up (failsafe returns its default)."""
+        return GiveUp(exc)
 
     def future(self, invocation: Invocation, run: Callable[[Callable[[], Any]], Future[Any]]) -> Future[Any] | None:
-        """Start the call without parking a thread while it is in flight, or None when this strategy
-        or the chosen provider cannot (the caller then runs ``invoke`` on a worker).
+        """Start the call without parking a thread while it is in flight, or None when the first
+        step is not one attempt on a provider with a non-blocking call (the caller then runs
+        ``invoke`` on a worker).
 
-        The first attempt goes out as the transport's non-blocking call (``start``); what follows
-        a failure (a retry, with its pause) is handed to ``run``, never done on gRPC's thread.
+        The first attempt goes out as the transport's non-blocking call (``start``); its outcome is
+        decided on gRPC's thread, and a step that would block (a pause, another attempt) is
+        handed to ``run`` with the sync driver, never done on gRPC's thread.
         """
-        if not self.one_attempt_first:
+        state = CallState(invocation, self.list(invocation))
+        step = self.decide(state)
+        if type(step) is not Attempt:
             return None
-        invoker = self.loadbalance.select(self.list(invocation), invocation)
+        invoker = step.invoker
         start = getattr(invoker, "start", None)
         if start is None:
             return None
@@ -153,18 +163,24 @@ class ClusterInvoker(Invoker):
 
         def done(attempt: Future[Any]) -> None:
             exc = attempt.exception()
-            if exc is None:
-                stats.end(began, False)
-                self.on_answer()
-                result.set_result(attempt.result())
-                return
             # a flow-control refusal is the provider protecting itself, not a fault: not counted
             failed = None if isinstance(exc, RateLimitedError) else exc.retryable if isinstance(exc, GovRpcError) \
                 else False
             stats.end(began, failed)
             if failed:
                 self.outlier.on_failure(invoker, stats, len(self.directory.invokers))
-            run(lambda: _settle(result, self.after_failure, invocation, invoker, exc))
+            state.record(invoker, Result(exception=exc) if exc is not None else Result(attempt.result()))
+            try:
+                following = self.decide(state)
+            except BaseException as error:  # noqa: BLE001 - the caller's future carries it
+                result.set_exception(error)
+                return
+            if type(following) is Return:
+                result.set_result(following.value)
+            elif type(following) is GiveUp:
+                result.set_exception(following.error)
+            else:
+                run(lambda: _settle(result, drive, self, state, following))
 
         try:
             start(invocation).add_done_callback(done)
@@ -172,6 +188,10 @@ class ClusterInvoker(Invoker):
             stats.end(began, None)
             raise
         return result
+
+    def for_attempt(self, invocation: Invocation) -> Invocation:
+        """The invocation one attempt sends (a strategy may give each attempt a deadline of its own)."""
+        return invocation
 
     def call(self, invoker: Invoker, invocation: Invocation) -> Any:
         """``invoker.invoke(invocation)``, recording in-flight count, latency and failures."""

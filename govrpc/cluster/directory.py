@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from govrpc.cluster.stats import ProviderState, stats_of
 from govrpc.configurator import ConfiguratorWatcher, ReferenceConfig
-from govrpc.invocation import Filter, Invocation, Invoker, build_filter_chain
+from govrpc.invocation import Filter, Invocation, Invoker, async_chain, build_filter_chain
 from govrpc.registry.base import Registry
 from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
 
@@ -56,6 +56,8 @@ class Endpoint(Invoker):
         self.invoke = self.chain.invoke  # type: ignore[method-assign]
         # the transport's non-blocking call, when nothing runs between it and the cluster
         self.start = getattr(transport, "start", None) if self.chain is transport else None
+        if getattr(transport, "ainvoke", None) is not None:  # an asyncio transport: the same filters, awaited
+            self.ainvoke = async_chain(self.chain, transport).ainvoke  # type: ignore[attr-defined]
 
     def invoke(self, invocation: Invocation) -> Any:  # replaced per instance in __init__
         return self.chain.invoke(invocation)

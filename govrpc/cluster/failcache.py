@@ -30,7 +30,9 @@ from typing import Any, Callable, Sequence
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
+from govrpc.cluster.drive import drive
 from govrpc.cluster.loadbalance import LoadBalancer
+from govrpc.cluster.policy import CallState, GiveUp, Return, Step
 from govrpc.exceptions import GovRpcError, NoProviderError, RpcError
 from govrpc.invocation import Invocation, Invoker
 from govrpc.options import TIMEOUT, Option
@@ -107,19 +109,26 @@ class FailcacheClusterInvoker(ClusterInvoker):
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._successor: FailcacheClusterInvoker | None = None
+        # how the timer thread re-sends one call: ``call``, or the asyncio driver's (the loop's) twin
+        self.send: Callable[[Invoker, Invocation], Any] = self.call
         self.queued = 0       # counters (metrics): calls queued, re-sent with success, given up, refused
         self.recovered = 0
         self.given_up = 0
         self.refused = 0
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
-        invoker = self.loadbalance.select(invokers, invocation)
+        return drive(self, CallState(invocation, invokers))
+
+    def decide(self, state: CallState) -> Step:
+        """One attempt; a provider failure is queued (the call returns a ``RetryAccepted``)."""
+        outcome = state.outcome
+        exc = outcome.exception if outcome is not None else None
+        if not isinstance(exc, GovRpcError) or not exc.retryable:
+            return super().decide(state)
         try:
-            return self.call(invoker, invocation)
-        except GovRpcError as exc:
-            if not exc.retryable:
-                raise
-            return self._enqueue(invocation, exc)
+            return Return(self._enqueue(state.invocation, exc))
+        except GovRpcError as error:  # the queue is full, or closed
+            return GiveUp(error)
 
     def _enqueue(self, invocation: Invocation, exc: GovRpcError) -> RetryAccepted:
         successor = self._successor
@@ -168,7 +177,7 @@ class FailcacheClusterInvoker(ClusterInvoker):
             invocation = dataclasses.replace(pending.invocation, deadline=time.monotonic() + self.timeout)
             pending.attempts += 1
             try:
-                self.call(self.loadbalance.select(self.list(invocation), invocation), invocation)
+                self.send(self.loadbalance.select(self.list(invocation), invocation), invocation)
             except Exception as exc:  # noqa: BLE001 - any failure counts against the call
                 pending.error = exc
                 # no provider listed right now: they may come back, as the queue promises to wait for

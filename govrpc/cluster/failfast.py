@@ -7,7 +7,9 @@ from typing import Any, Sequence
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
+from govrpc.cluster.drive import drive
 from govrpc.cluster.loadbalance import LoadBalancer
+from govrpc.cluster.policy import CallState, Return, Step
 from govrpc.invocation import Invocation, Invoker
 from govrpc.options import Option
 from govrpc.url import URL
@@ -19,8 +21,6 @@ log = logging.getLogger("govrpc.cluster")
 
 class FailfastClusterInvoker(ClusterInvoker):
     """One attempt on one provider; any error goes to the caller at once (non-idempotent writes)."""
-
-    one_attempt_first = True
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         return self.call(self.loadbalance.select(invokers, invocation), invocation)
@@ -42,11 +42,21 @@ class FailsafeClusterInvoker(ClusterInvoker):
 
     def invoke(self, invocation: Invocation) -> Any:
         try:
-            return super().invoke(invocation)  # also swallows "no provider"
-        except Exception as exc:  # noqa: BLE001 - swallowing is the strategy
-            log.warning("failsafe: %s failed and returns the default: %s: %s",
-                        invocation, type(exc).__name__, exc)
-            return self.default
+            invokers = self.list(invocation)
+        except Exception as exc:  # noqa: BLE001 - "no provider" is swallowed too
+            return drive(self, CallState(invocation), self.unlisted(invocation, exc))
+        return self.do_invoke(invocation, invokers)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
-        return self.call(self.loadbalance.select(invokers, invocation), invocation)
+        return drive(self, CallState(invocation, invokers))
+
+    def decide(self, state: CallState) -> Step:
+        """One attempt; any failure becomes the default."""
+        outcome = state.outcome
+        if outcome is not None and outcome.exception is not None:
+            return self.unlisted(state.invocation, outcome.exception)
+        return super().decide(state)
+
+    def unlisted(self, invocation: Invocation, exc: BaseException) -> Step:
+        log.warning("failsafe: %s failed and returns the default: %s: %s", invocation, type(exc).__name__, exc)
+        return Return(self.default)

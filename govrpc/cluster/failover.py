@@ -29,10 +29,12 @@ import tenacity
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
-from govrpc.context import current_recorder
+from govrpc.cluster.drive import drive
 from govrpc.cluster.loadbalance import LoadBalancer
+from govrpc.cluster.policy import Attempt, CallState, GiveUp, Return, Step, Wait, give_up
+from govrpc.context import current_recorder
 from govrpc.exceptions import CallTimeoutError, ConfigurationError, GovRpcError, NoProviderError
-from govrpc.invocation import Invocation, Invoker
+from govrpc.invocation import Invocation, Invoker, Result
 from govrpc.options import IDEMPOTENT, RETRIES, Option
 from govrpc.url import URL
 
@@ -130,79 +132,77 @@ class FailoverClusterInvoker(ClusterInvoker):
         self.budget = RetryBudget.from_url(url)
         self.attempt_timeout: float | None = self.ATTEMPT_TIMEOUT.read(url)
 
-    one_attempt_first = True
-
     def future(self, invocation: Invocation, run: Callable[[Callable[[], Any]], Future[Any]]) -> Future[Any] | None:
         if self.attempt_timeout is not None:  # the first attempt has a deadline of its own: on a worker
             return None
         return super().future(invocation, run)
 
-    def attempt(self, invocation: Invocation) -> Invocation:
-        """``invocation`` with the deadline of one attempt (``attempt.timeout`` set; callers test it inline)."""
-        assert self.attempt_timeout is not None
+    def for_attempt(self, invocation: Invocation) -> Invocation:
+        """``invocation`` with the deadline of one attempt when ``attempt.timeout`` is set."""
+        if self.attempt_timeout is None:
+            return invocation
         deadline = min(invocation.deadline, time.monotonic() + self.attempt_timeout)
         return dataclasses.replace(invocation, deadline=deadline)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
+        # the sync driver's first steps inlined (what ``decide`` says for a fresh call and for a
+        # success), so the usual call costs no state object; a failure goes on in ``drive``
         invoker = self.loadbalance.select(invokers, invocation)
         try:
-            result = self.call(invoker, invocation if self.attempt_timeout is None else self.attempt(invocation))
+            result = self.call(invoker, invocation if self.attempt_timeout is None else self.for_attempt(invocation))
         except GovRpcError as exc:
-            return self.retry(invocation, invoker, exc)
+            return drive(self, CallState(invocation, invokers, [invoker], Result(exception=exc)))
         self.budget.on_success()
         return result
-
-    def after_failure(self, invocation: Invocation, invoker: Invoker, exc: BaseException) -> Any:
-        if not isinstance(exc, GovRpcError):
-            raise exc
-        return self.retry(invocation, invoker, exc)
-
-    def on_answer(self) -> None:
-        self.budget.on_success()
 
     def is_idempotent(self, invocation: Invocation, invoker: Invoker) -> bool:
         if self.idempotent is not None:
             return self.idempotent
         return invoker.url.params.get(f"{invocation.method}.idempotent") == "true"
 
-    def retry(self, invocation: Invocation, invoker: Invoker, exc: GovRpcError) -> Any:
-        """Go on after ``invoker`` failed with ``exc``: more attempts, or the final error."""
-        tried = [invoker]
-        for attempt in range(1, self.retries + 1):
-            reason = self._refusal(invocation, tried[-1], exc)
+    def decide(self, state: CallState) -> Step:
+        """Attempt one provider; after a failure: give up (with why), wait the backoff, or attempt
+        a provider not tried yet, listed again."""
+        invocation, outcome = state.invocation, state.outcome
+        if outcome is None:
+            return Attempt(self.loadbalance.select(state.invokers, invocation))
+        exc = outcome.exception
+        if exc is None:
+            self.budget.on_success()
+            return Return(outcome.value)
+        if not isinstance(exc, GovRpcError):  # a business error is an answer
+            return GiveUp(exc)
+        tried = state.tried
+        if not state.waited:
+            try:
+                reason = self._refusal(invocation, tried[-1], exc)
+            except BaseException as error:  # noqa: BLE001 - not retryable: raised as it is
+                return GiveUp(error)
+            if len(tried) > self.retries:
+                return give_up(self._final(invocation, tried, exc, f"{self.retries} retries are used up"), exc)
             recorder = current_recorder()
             if reason:
                 if recorder is not None:
                     recorder.event("govrpc.no_retry", {"govrpc.reason": reason, "govrpc.attempts": len(tried)})
-                raise self._final(invocation, tried, exc, reason) from exc
+                return give_up(self._final(invocation, tried, exc, reason), exc)
             if recorder is not None:
-                recorder.retry(invocation, attempt + 1, tried[-1].url.address, exc)
+                recorder.retry(invocation, len(tried) + 1, tried[-1].url.address, exc)
             log.debug("%s failed on %s (%s: %s); attempt %d of %d", invocation, tried[-1].url.address,
-                      type(exc).__name__, exc, attempt + 1, self.retries + 1)
-            pause = min(self.wait(_Attempt(attempt)),  # type: ignore[arg-type]
-                         max(invocation.remaining(), 0.0))
+                      type(exc).__name__, exc, len(tried) + 1, self.retries + 1)
+            pause = min(self.wait(_Attempt(len(tried))),  # type: ignore[arg-type]
+                        max(invocation.remaining(), 0.0))
             if pause > 0:
-                time.sleep(pause)
-            if invocation.remaining() <= 0:
-                raise self._final(invocation, tried, exc, "the deadline passed", timeout=True) from exc
-            try:
-                listed = self.list(invocation)
-            except NoProviderError:  # every provider left meanwhile: say so with what was tried
-                listed = ()
-            invokers = [i for i in listed if i not in tried]
-            if not invokers:
-                raise self._final(invocation, tried, exc, "no other provider is left") from exc
-            invoker = self.loadbalance.select(invokers, invocation)
-            tried.append(invoker)
-            try:
-                result = self.call(invoker, invocation if self.attempt_timeout is None else self.attempt(invocation))
-            except GovRpcError as error:
-                exc = error
-                continue
-            self.budget.on_success()
-            return result
-        self._refusal(invocation, tried[-1], exc)  # raises a business error as is; counts the failure
-        raise self._final(invocation, tried, exc, f"{self.retries} retries are used up") from exc
+                return Wait(pause)
+        if invocation.remaining() <= 0:
+            return give_up(self._final(invocation, tried, exc, "the deadline passed", timeout=True), exc)
+        try:
+            listed = self.list(invocation)
+        except NoProviderError:  # every provider left meanwhile: say so with what was tried
+            listed = ()
+        invokers = [i for i in listed if i not in tried]
+        if not invokers:
+            return give_up(self._final(invocation, tried, exc, "no other provider is left"), exc)
+        return Attempt(self.loadbalance.select(invokers, invocation))
 
     def _refusal(self, invocation: Invocation, invoker: Invoker, exc: GovRpcError) -> str:
         """Why ``exc`` must not be retried ("" if it may); a non-retryable error is raised as is."""
@@ -262,8 +262,6 @@ def parse_actions(text: str) -> dict[str, str]:
 class FailbackClusterInvoker(FailoverClusterInvoker):
     """The provider's status code decides: ``retry`` (as failover), ``raise``, or ``default``.
 
-    (Its ``do_invoke`` decides differently from failover's, so ``.future()`` runs it on a worker.)
-
     URL options: ``failback.codes`` (``CODE:action`` pairs, merged over the
     defaults ``UNAVAILABLE:retry,DEADLINE_EXCEEDED:default,RESOURCE_EXHAUSTED:default,*:raise``;
     a business exception's code is ``UNKNOWN``) and ``failback.default`` (the
@@ -275,7 +273,6 @@ class FailbackClusterInvoker(FailoverClusterInvoker):
                    "CODE:action pairs (retry, raise or default)")
     DEFAULT_VALUE = Option.json("failback.default", doc="the value returned for a 'default' code (JSON)")
     options = (CODES, DEFAULT_VALUE)
-    one_attempt_first = False
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
@@ -287,25 +284,31 @@ class FailbackClusterInvoker(FailoverClusterInvoker):
         return self.actions.get(code, self.actions["*"])
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
-        invoker = self.loadbalance.select(invokers, invocation)
-        try:
-            result = self.call(invoker, invocation if self.attempt_timeout is None else self.attempt(invocation))
-        except Exception as exc:  # noqa: BLE001 - business errors are mapped too (code UNKNOWN)
+        return drive(self, CallState(invocation, invokers))
+
+    def decide(self, state: CallState) -> Step:
+        """The first failure's code picks: retry (failover's steps), raise, or the default."""
+        outcome = state.outcome
+        if outcome is None or outcome.exception is None:
+            return super().decide(state)
+        exc = outcome.exception
+        if state.mode != RETRY:
             action = self.action(exc)
             if action == RETRY and isinstance(exc, GovRpcError) and exc.retryable:
-                try:
-                    return self.retry(invocation, invoker, exc)
-                except GovRpcError as final:
-                    if self.action(final) != DEFAULT:
-                        raise
-                    exc, action = final, DEFAULT
-            if action != DEFAULT:
-                raise
-            log.info("%s failed on %s with %s; failback returns the default", invocation,
-                     invoker.url.address, self.action_code(exc))
-            return self.default
-        self.budget.on_success()
-        return result
+                state.mode = RETRY
+            elif action == DEFAULT:
+                return self._default(state, exc)
+            else:
+                return GiveUp(exc)
+        step = super().decide(state)
+        if isinstance(step, GiveUp) and isinstance(step.error, GovRpcError) and self.action(step.error) == DEFAULT:
+            return self._default(state, step.error)
+        return step
+
+    def _default(self, state: CallState, exc: BaseException) -> Step:
+        log.info("%s failed on %s with %s; failback returns the default", state.invocation,
+                 state.tried[-1].url.address, self.action_code(exc))
+        return Return(self.default)
 
     @staticmethod
     def action_code(exc: BaseException) -> str:

@@ -1,49 +1,29 @@
 """Parallel calls: forking (several providers, first success wins) and broadcast (all of them).
 
-Branches run on one shared, bounded thread pool, each under a copy of the
-caller's context, all with the call's one deadline.
+Each strategy decides (``decide``: fan out, then what the branches' results
+mean); the driver runs the branches (``drive.py``: a shared, bounded thread pool,
+each under a copy of the caller's context; ``govrpc.aio.cluster``: tasks), all
+within the call's one deadline.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import contextvars
 import logging
-import threading
 from typing import Any, Sequence
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.directory import Directory
+from govrpc.cluster.drive import drive
 from govrpc.cluster.loadbalance import LoadBalancer
-from govrpc.context import CancelScope, cancel_scope
+from govrpc.cluster.policy import Attempt, CallState, FanOut, Return, Step, give_up
 from govrpc.exceptions import CallTimeoutError, GovRpcError
-from govrpc.invocation import Invocation, Invoker
+from govrpc.invocation import Invocation, Invoker, Result
 from govrpc.options import Option
 from govrpc.url import URL
 
 __all__ = ["BroadcastClusterInvoker", "ForkingClusterInvoker"]
 
 log = logging.getLogger("govrpc.cluster")
-
-_pool: concurrent.futures.ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-POOL_SIZE = 64
-
-
-def _executor() -> concurrent.futures.ThreadPoolExecutor:
-    global _pool
-    if _pool is None:
-        with _pool_lock:
-            if _pool is None:
-                _pool = concurrent.futures.ThreadPoolExecutor(POOL_SIZE, thread_name_prefix="govrpc-parallel")
-    return _pool
-
-
-def _wait_time(invocation: Invocation) -> float | None:
-    """Seconds to wait for branches: what is left of the deadline (None: no deadline at all)."""
-    remaining = invocation.remaining()
-    return None if remaining == float("inf") else max(remaining, 0.0)
-
 
 def _with_addresses(exc: BaseException, invocation: Invocation, text: str) -> BaseException:
     """``exc``'s type with ``text`` (naming providers) as message; business errors stay as they are."""
@@ -74,44 +54,40 @@ class ForkingClusterInvoker(ClusterInvoker):
         self.forks: int = self.FORKS.read(url)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
+        return drive(self, CallState(invocation, invokers))
+
+    def decide(self, state: CallState) -> Step:
+        """Fan out to ``forks`` providers (one: a plain attempt); the first success wins."""
+        invocation = state.invocation
+        if state.outcome is not None:  # a single attempt
+            return super().decide(state)
+        if state.branches:
+            return self._ended(invocation, state.branches)
         chosen: list[Invoker] = []
-        left = list(invokers)
+        left = list(state.invokers)
         while left and len(chosen) < self.forks:
             invoker = self.loadbalance.select(left, invocation)
             chosen.append(invoker)
             left = [i for i in left if i is not invoker]  # a new list: balancers cache by identity
         if len(chosen) == 1:
-            return self.call(chosen[0], invocation)
-        pool = _executor()
-        scopes = {invoker: CancelScope() for invoker in chosen}
-        futures = {pool.submit(contextvars.copy_context().run, self._branch, invoker, invocation, scopes[invoker]):
-                   invoker for invoker in chosen}
-        pending = set(futures)
-        last: BaseException | None = None
-        try:
-            while pending:
-                done, pending = concurrent.futures.wait(
-                    pending, timeout=_wait_time(invocation), return_when=concurrent.futures.FIRST_COMPLETED)
-                if not done:
-                    raise CallTimeoutError(
-                        f"{invocation}: deadline passed waiting for forked calls to "
-                        f"{', '.join(i.url.address for i in chosen)}", invocation=invocation)
-                for future in done:
-                    error = future.exception()
-                    if error is None:
-                        return future.result()
-                    last = error
-        finally:
-            for future in pending:
-                if not future.cancel():  # running: cancel its RPC (the transport registered it)
-                    scopes[futures[future]].cancel()
-        assert last is not None
-        addresses = ", ".join(i.url.address for i in chosen)
-        raise _with_addresses(last, invocation, f"all {len(chosen)} forked calls failed [{addresses}]") from last
+            return Attempt(chosen[0])
+        return FanOut(chosen, first=True)
 
-    def _branch(self, invoker: Invoker, invocation: Invocation, scope: CancelScope) -> Any:
-        with cancel_scope(scope):
-            return self.call(invoker, invocation)
+    @staticmethod
+    def _ended(invocation: Invocation, branches: list[tuple[Invoker, Result | None]]) -> Step:
+        addresses = ", ".join(i.url.address for i, _ in branches)
+        last: BaseException | None = None
+        for _, result in branches:
+            if result is None:
+                continue
+            if result.exception is None:
+                return Return(result.value)
+            last = result.exception
+        if last is None or any(result is None for _, result in branches):
+            return give_up(CallTimeoutError(f"{invocation}: deadline passed waiting for forked calls to "
+                                            f"{addresses}", invocation=invocation), last)
+        return give_up(_with_addresses(last, invocation, f"all {len(branches)} forked calls failed "
+                                                         f"[{addresses}]"), last)
 
 
 class BroadcastClusterInvoker(ClusterInvoker):
@@ -133,33 +109,33 @@ class BroadcastClusterInvoker(ClusterInvoker):
         self.fail_percent: float | None = self.FAIL_PERCENT.read(url)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
-        pool = _executor()
-        futures = [pool.submit(contextvars.copy_context().run, self.call, invoker, invocation)
-                   for invoker in invokers]
-        done, pending = concurrent.futures.wait(futures, timeout=_wait_time(invocation))
-        for future in pending:
-            future.cancel()
+        return drive(self, CallState(invocation, invokers))
+
+    def decide(self, state: CallState) -> Step:
+        """Fan out to every provider; then the share of failures decides."""
+        invocation = state.invocation
+        if not state.branches:
+            return FanOut(state.invokers, first=False)
         failed: list[tuple[Invoker, BaseException]] = []
         value: Any = None
-        for invoker, future in zip(invokers, futures):
-            if future in pending:
+        for invoker, result in state.branches:
+            if result is None:
                 failed.append((invoker, CallTimeoutError(f"{invocation}: no answer from {invoker.url.address} "
                                                          f"before the deadline", invocation=invocation)))
-                continue
-            error = future.exception()
-            if error is None:
-                value = future.result()
+            elif result.exception is None:
+                value = result.value
             else:
-                failed.append((invoker, error))
+                failed.append((invoker, result.exception))
         if not failed:
-            return value
+            return Return(value)
+        invokers = state.branches
         share = 100.0 * len(failed) / len(invokers)
         if self.fail_percent is None or share >= self.fail_percent:
             addresses = ", ".join(i.url.address for i, _ in failed)
             first = failed[0][1]
-            raise _with_addresses(first, invocation, f"{len(failed)} of {len(invokers)} providers failed "
-                                                     f"[{addresses}]") from first
+            return give_up(_with_addresses(first, invocation, f"{len(failed)} of {len(invokers)} providers "
+                                                              f"failed [{addresses}]"), first)
         log.warning("broadcast %s: %d of %d providers failed (under broadcast.fail.percent=%s): %s",
                     invocation, len(failed), len(invokers), self.fail_percent,
                     ", ".join(f"{i.url.address}: {e}" for i, e in failed))
-        return value
+        return Return(value)

@@ -138,6 +138,28 @@ class _BoundBreaker(Filter):
             breaker._flush()
         return result
 
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke``: the same breaker, its decisions around an awaited attempt."""
+        breaker = self.table.get(invocation.method)
+        if breaker is None:
+            return await invoker.ainvoke(invocation)
+        admitted = breaker.acquire()
+        if admitted is None:
+            raise CircuitOpenError(f"{invocation}: the circuit breaker of {invoker.url.address} is "
+                                   f"{breaker.state.name}", invocation=invocation)
+        started = _monotonic()
+        try:
+            result = await invoker.ainvoke(invocation)
+        except BaseException as exc:
+            ended = _monotonic()
+            breaker.record(admitted, breaker_outcome(exc, breaker.settings.business), ended - started, ended)
+            raise
+        ended = _monotonic()
+        admitted.on_success(breaker, ended - started, ended)
+        if breaker._pending:
+            breaker._flush()
+        return result
+
 
 class MaskFilter(Filter):
     """Mask degradation and fallbacks (``mock`` / ``{method}.mock``, see ``govrpc.degrade.mask``)."""
@@ -192,6 +214,20 @@ class _BoundMask(Filter):
             return spec.act(invocation, self.instance)
         try:
             return invoker.invoke(invocation)
+        except Exception as exc:
+            if not is_failure(exc):
+                raise
+            return spec.act(invocation, self.instance, exc)
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke``: the same mask decides."""
+        spec = self.methods.get(invocation.method, self.default) if self.methods else self.default
+        if spec is None:
+            return await invoker.ainvoke(invocation)
+        if spec.force:
+            return spec.act(invocation, self.instance)
+        try:
+            return await invoker.ainvoke(invocation)
         except Exception as exc:
             if not is_failure(exc):
                 raise

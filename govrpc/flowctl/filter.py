@@ -15,6 +15,7 @@ elsewhere does not reset a bucket or forget the calls executing).
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any, Mapping
@@ -92,6 +93,31 @@ class FlowGate:
             elif not rate.acquire(headroom):
                 raise self._refusal(invocation, "rate", self.rate_key, self.rate_value, priority,
                                     rate.retry_after())
+        slots = self.slots
+        if slots is None:
+            return False
+        if not slots.acquire(headroom):
+            raise self._refusal(invocation, self.slots_reason, self.slots_key, str(slots.limit), priority, 0.0)
+        return True
+
+
+    async def aenter(self, invocation: Invocation, priority: Priority, headroom: float) -> bool:
+        """The asyncio twin of ``enter``: the same limiters; a queueing limiter's wait is awaited."""
+        rate = self.rate
+        if rate is None or not self.queue:
+            return self.enter(invocation, priority, headroom)  # nothing in it waits
+        share = self.share
+        if share is not None and not share.acquire(headroom):
+            raise self._refusal(invocation, "cluster", self.share_key, self.share_value, priority,
+                                share.retry_after())
+        remaining = invocation.remaining()
+        bound = self.queue if self.queue < remaining else remaining
+        wait = rate.reserve(bound, headroom)
+        if wait is None:
+            after = rate.retry_after() if bound == self.queue else None
+            raise self._refusal(invocation, "rate", self.rate_key, self.rate_value, priority, after)
+        if wait > 0.0:
+            await asyncio.sleep(wait)
         slots = self.slots
         if slots is None:
             return False
@@ -249,6 +275,54 @@ class _BoundFlow(Filter):
                 token = _ATTACHMENTS.set({**(_ATTACHMENTS.get() or {}), PRIORITY_KEY: text})
                 try:
                     return invoker.invoke(invocation)
+                finally:
+                    _ATTACHMENTS.reset(token)
+            finally:
+                if held_method:
+                    method.slots.release()  # type: ignore[union-attr]
+        finally:
+            if held_service:
+                service.slots.release()  # type: ignore[union-attr]
+
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke``: the same gates, detector and connection limit decide."""
+        attachments = invocation.attachments
+        if self.priorities and PRIORITY_KEY not in attachments:
+            given = self.priorities.get(invocation.method) or self.priorities.get("*")
+            if given:
+                attachments[PRIORITY_KEY] = given
+        priority, text = _priority_of(attachments)
+        connections = self.connections
+        if connections is not None and invocation.context is not None \
+                and not connections.admit(invocation.context.peer):
+            raise refuse(Refusal(invocation.service, invocation.method, self.side, "connections", CONNECTIONS.name,
+                                 str(connections.limit), str(priority), retry_after=0.0), invocation)
+        detector = self.detector
+        if detector is None:
+            return await self._aadmit(invoker, invocation, priority, text)
+        if not detector.admits(priority):
+            raise refuse(Refusal(invocation.service, invocation.method, self.side, "shed", ADAPTIVE.name, "true",
+                                 str(priority), str(detector.level), SAMPLE_EVERY), invocation)
+        started = detector.begin()
+        try:
+            return await self._aadmit(invoker, invocation, priority, text)
+        finally:
+            detector.end(started)
+
+    async def _aadmit(self, invoker: Any, invocation: Invocation, priority: Priority, text: str | None) -> Any:
+        headroom = HEADROOM[priority]
+        service = self.service
+        method = self.methods.get(invocation.method) if self.methods else None
+        held_service = await service.aenter(invocation, priority, headroom) if service is not None else False
+        try:
+            held_method = await method.aenter(invocation, priority, headroom) if method is not None else False
+            try:
+                if text is None or self.side == "consumer":
+                    return await invoker.ainvoke(invocation)
+                token = _ATTACHMENTS.set({**(_ATTACHMENTS.get() or {}), PRIORITY_KEY: text})
+                try:
+                    return await invoker.ainvoke(invocation)
                 finally:
                     _ATTACHMENTS.reset(token)
             finally:

@@ -21,6 +21,7 @@ from govrpc.extension import get_extension
 from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
 from govrpc.rpc.server import Keepalive
+from govrpc.rpc.streams import consumer_codec
 from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, PUSHBACK_KEY, rebuild_exception
 from govrpc.security import TLS_KEY, TOKEN_KEY
 from govrpc.url import URL
@@ -329,18 +330,25 @@ class GrpcInvoker(Invoker):
             if self._channel is None:
                 self._channel = self._pool.acquire(self.address)
             response_type = self.url.params.get(f"{name}.response")
-            if response_type:
+            stream = self.url.params.get(f"{name}.stream")
+            kind = "unary_unary"
+            encode: Callable[[Invocation], Any]
+            decode: Callable[[Any], Any]
+            if stream in ("server", "client", "bidi"):  # a decorated streaming method (rpc/streams.py)
+                kind, encode, decode = consumer_codec(stream, self.serializer, self.url.service_key, name,
+                                                      self.address, translate_error)
+            elif response_type:
                 cls = _response_class(response_type)
-                encode: Callable[[Invocation], bytes] = _protobuf_request(name, response_type)
-                decode: Callable[[Any], Any] = cls.FromString
+                encode = _protobuf_request(name, response_type)
+                decode = cls.FromString
             else:
                 dumps_call = self.serializer.dumps_call
 
-                def encode(invocation: Invocation) -> bytes:
+                def encode(invocation: Invocation) -> Any:
                     return dumps_call(invocation.args, invocation.kwargs)
 
                 decode = self.serializer.loads
-            call = self._channel.unary_unary(f"/{self.url.path}/{name}", _registered_method=True)
+            call = getattr(self._channel, kind)(f"/{self.url.path}/{name}", _registered_method=True)
             entry = (call, encode, decode)
             # the provider's own methods are kept; names it does not publish (a generic call's
             # typo, hostile input) only up to a bound

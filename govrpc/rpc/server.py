@@ -28,6 +28,7 @@ from govrpc.exceptions import ConfigurationError, GovRpcError, RateLimitedError,
 from govrpc.invocation import Invocation, Invoker, ProviderContext
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.serialization import Serializer
+from govrpc.rpc.streams import stream_handler
 from govrpc.rpc.wire import (
     ARGS_KEY,
     ERROR_KEY,
@@ -54,7 +55,8 @@ class ExportedService:
     """A service as the transport sees it: its key, methods and the invoker behind them."""
 
     def __init__(self, key: ServiceKey, methods: Iterable[MethodSpec], invoker: Invoker,
-                 serializer: Serializer, direct: dict[str, Callable[..., Any]] | None = None) -> None:
+                 serializer: Serializer, direct: dict[str, Callable[..., Any]] | None = None,
+                 handlers: dict[str, grpc.RpcMethodHandler] | None = None) -> None:
         self.key = key
         self.methods = {m.name: m for m in methods}
         self.invoker = invoker
@@ -62,6 +64,7 @@ class ExportedService:
         # the user's bound methods, given when no provider filter runs: then nothing reads the
         # Invocation, and a call skips building one (and its ProviderContext)
         self.direct = direct or {}
+        self.handlers = handlers or {}  # ready-made handlers by method (a generated servicer's)
 
 
 def _status(code_name: str) -> grpc.StatusCode:
@@ -100,21 +103,28 @@ def _rate_limited_status(exc: RateLimitedError, trailing: Trailers) -> grpc.Stat
                                                        (PUSHBACK_KEY, pushback), *trailing))
 
 
-def _fail(context: grpc.ServicerContext, exc: BaseException, trailing: Trailers = ()) -> None:
-    """Abort the call with ``exc`` encoded for the consumer (raises); ``trailing``: a filter's own."""
+def _failure(exc: BaseException, trailing: Trailers = ()) -> tuple[grpc.StatusCode, str, Trailers]:
+    """The status code, message and trailing metadata that carry ``exc`` to the consumer."""
     if isinstance(exc, RateLimitedError):
-        context.abort_with_status(_rate_limited_status(exc, trailing))
+        status = _rate_limited_status(exc, trailing)
+        return status.code, status.details, status.trailing_metadata
     if isinstance(exc, GovRpcError):
-        context.set_trailing_metadata(((ERROR_KEY, type(exc).__name__), *trailing))
-        context.abort(_status(exc.code), truncate(exc.message or str(exc)))
+        return _status(exc.code), truncate(exc.message or str(exc)), ((ERROR_KEY, type(exc).__name__), *trailing)
     if not isinstance(exc, Exception):  # SystemExit, KeyboardInterrupt...: the caller must not wait for them
         log.warning("provider raised %s (answered as a RemoteError): %s", type(exc).__name__, exc)
     remote_type, message, args = encode_exception(exc)
     pairs: list[tuple[str, str | bytes]] = [(EXCEPTION_KEY, remote_type)]
     if args is not None:
         pairs.append((ARGS_KEY, args))
-    context.set_trailing_metadata((*pairs, *trailing))
-    context.abort(grpc.StatusCode.UNKNOWN, message)
+    return grpc.StatusCode.UNKNOWN, message, (*pairs, *trailing)
+
+
+def _fail(context: grpc.ServicerContext, exc: BaseException, trailing: Trailers = ()) -> None:
+    """Abort the call with ``exc`` encoded for the consumer (raises); ``trailing``: a filter's own.
+    (The asyncio server awaits the same ``_failure``.)"""
+    code, message, trailers = _failure(exc, trailing)
+    context.set_trailing_metadata(trailers)
+    context.abort(code, message)
 
 
 def _refuse(context: grpc.ServicerContext, code: grpc.StatusCode, error: str, message: str) -> None:
@@ -182,6 +192,8 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
 
 
 def _rpc_handler(exported: ExportedService, spec: MethodSpec) -> grpc.RpcMethodHandler:
+    if spec.stream:
+        return stream_handler(exported, spec, _fail)
     behavior = _unary_behavior(exported, spec)
     if spec.is_protobuf:
         # the request is parsed by the behaviour, so garbage gets INVALID_ARGUMENT (grpc's own: INTERNAL)
@@ -205,9 +217,10 @@ class _KeyedHandler:
     published before a second version made the key necessary.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, unimplemented: Callable[[str], grpc.RpcMethodHandler] = _unimplemented) -> None:
         self.handlers: dict[str, grpc.RpcMethodHandler] = {}
         self.path = path
+        self.unimplemented = unimplemented
 
     def pick(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
         wanted = next((v for k, v in details.invocation_metadata if k == KEY_KEY), None)
@@ -215,15 +228,16 @@ class _KeyedHandler:
             return next(iter(self.handlers.values()))
         handler = self.handlers.get(wanted)
         if handler is None:
-            return _unimplemented(
+            return self.unimplemented(
                 f"{self.path}: this server hosts {', '.join(sorted(self.handlers))}, not {wanted}")
         return handler
 
 
 class _Dispatcher(grpc.GenericRpcHandler):
-    def __init__(self) -> None:
+    def __init__(self, unimplemented: Callable[[str], grpc.RpcMethodHandler] = _unimplemented) -> None:
         self.paths: dict[str, Any] = {}
         self.services: dict[str, set[str]] = {}
+        self.unimplemented = unimplemented  # the asyncio server's answers are coroutines
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         path = handler_call_details.method
@@ -238,9 +252,9 @@ class _Dispatcher(grpc.GenericRpcHandler):
         service, _, method = path.lstrip("/").partition("/")
         if service in self.services:
             known = ", ".join(sorted(self.services[service]))
-            return _unimplemented(f"service {service} has no method {method!r}; its methods: {known}")
+            return self.unimplemented(f"service {service} has no method {method!r}; its methods: {known}")
         hosted = ", ".join(sorted(self.services)) or "none"
-        return _unimplemented(f"no service {service!r} on this server; it hosts: {hosted}")
+        return self.unimplemented(f"no service {service!r} on this server; it hosts: {hosted}")
 
 
 _STANDARD_SERVICES = ("grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection")
@@ -332,7 +346,10 @@ class GrpcServer:
 
     Calls run on a ``WorkerPool``, not a ThreadPoolExecutor: once ``stop`` has given
     up on a call still running, that call does not hold the process at exit.
+    (``govrpc.aio.server.AsyncGrpcServer`` is its asyncio twin: other handlers, same tables.)
     """
+
+    rpc_handler = staticmethod(_rpc_handler)
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 16,
                  max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = (),
@@ -373,14 +390,14 @@ class GrpcServer:
         paths = dict(dispatcher.paths)
         for spec in exported.methods.values():
             path = f"/{exported.key.service}/{spec.name}"
-            handler = _rpc_handler(exported, spec)
+            handler = exported.handlers.get(spec.name) or self.rpc_handler(exported, spec)
             current = paths.get(path)
             if current is None:
                 paths[path] = handler
                 continue
             if not isinstance(current, _KeyedHandler):
                 first = next(e for e in self._exports if e.key.service == exported.key.service)
-                keyed = _KeyedHandler(path)
+                keyed = _KeyedHandler(path, dispatcher.unimplemented)
                 keyed.handlers[str(first.key)] = current
                 current = keyed
             current.handlers[str(exported.key)] = handler

@@ -144,6 +144,35 @@ class _ConsumerTrace(Filter):
             else:
                 span.end()  # sampled out: records nothing
 
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke`` (``AsyncClient``): the same steps around an awaited call."""
+        tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
+        if tracer is None:
+            parent = _current_ref()
+            ref = parent.child() if parent is not None else _fresh()
+            ref.inject(invocation.attachments)
+            token = _CURRENT.set(ref)
+            try:
+                return await invoker.ainvoke(invocation)
+            finally:
+                _CURRENT.reset(token)
+        span, recorder, ctx = self._start(tracer, invocation)
+        otoken = _attach(ctx)
+        rtoken = _RECORDER.set(recorder)
+        exc: BaseException | None = None
+        try:
+            return await invoker.ainvoke(invocation)
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            _RECORDER.reset(rtoken)
+            _detach(otoken)
+            if recorder is not None:
+                recorder.close(exc)
+            else:
+                span.end()
+
     def _start(self, tracer: Any, invocation: Invocation) -> tuple[Any, otel.SpanRecorder | None, Any]:
         name, attributes = self._name(invocation.method)
         if invocation.oneway:
@@ -238,6 +267,33 @@ class _ProviderTrace(Filter):
         exc: BaseException | None = None
         try:
             return invoker.invoke(invocation)
+        except BaseException as error:
+            exc = error
+            raise
+        finally:
+            _detach(otoken)
+            otel.finish(span, exc)
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke`` (``AsyncServer``)."""
+        attachments = invocation.attachments
+        tracer = _sdk_tracer()
+        if tracer is None:
+            parent = w3c.extract(attachments) if w3c.TRACEPARENT in attachments else None
+            token = _CURRENT.set(parent.child() if parent is not None else _fresh())
+            try:
+                return await invoker.ainvoke(invocation)
+            finally:
+                _CURRENT.reset(token)
+        context = invocation.context
+        peer, caller = (context.peer, context.application) if context is not None else ("", "")
+        name, attributes = self._start_of(invocation.method, caller, peer)
+        parent_ctx = otel.extract(attachments)
+        span = tracer.start_span(name, context=parent_ctx, kind=_SERVER, attributes=attributes)
+        otoken = _attach(_set_span_in_context(span, parent_ctx))
+        exc: BaseException | None = None
+        try:
+            return await invoker.ainvoke(invocation)
         except BaseException as error:
             exc = error
             raise

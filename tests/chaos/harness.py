@@ -110,8 +110,8 @@ class Load:
                 time.sleep(self.pause)
 
     def wait_calls(self, count: int, timeout: float = 20.0) -> None:
-        """Until ``count`` more calls have ended (a bounded wait)."""
-        target = self.ended + count
+        """Until ``count`` more calls have ended, or all ``max_calls`` (a bounded wait)."""
+        target = min(self.ended + count, self.max_calls)
         deadline = time.monotonic() + timeout
         while self.ended < target and time.monotonic() < deadline:
             time.sleep(0.01)

@@ -382,14 +382,14 @@ def test_forking_returns_the_first_success_without_waiting_for_the_rest() -> Non
 def test_forking_cancels_branches_that_have_not_started(monkeypatch: pytest.MonkeyPatch) -> None:
     import concurrent.futures
 
-    from govrpc.cluster import parallel
+    from govrpc.cluster import drive
 
-    monkeypatch.setattr(parallel, "_pool", concurrent.futures.ThreadPoolExecutor(1))  # one branch at a time
+    monkeypatch.setattr(drive, "_pool", concurrent.futures.ThreadPoolExecutor(1))  # one branch at a time
     first = FakeInvoker(1, "first")
     others = [FakeInvoker(2 + i, lambda inv: time.sleep(0.2) or "other") for i in range(3)]
     cluster = make(ForkingClusterInvoker, [first, *others], RoundRobinLoadBalancer, forks=4)
     assert cluster.invoke(invocation()) == "first"
-    parallel._pool.shutdown(wait=True)
+    drive._pool.shutdown(wait=True)
     # at most the branch the lone worker picked up before the cancel ran; the others never started
     assert sum(len(i.calls) for i in others) <= 1
 
