@@ -47,6 +47,7 @@ _LAZY = {
     "SerializationError": "govrpc.exceptions",
     "Server": "govrpc.server",
     "ServiceKey": "govrpc.url",
+    "TLS": "govrpc.security",
     "URL": "govrpc.url",
     "UnauthenticatedError": "govrpc.exceptions",
     "add_refusal_listener": "govrpc.flowctl.events",
@@ -91,6 +92,7 @@ if TYPE_CHECKING:
     from govrpc.flowctl.priority import Priority
     from govrpc.invocation import Filter, Invocation, Invoker, Result
     from govrpc.rpc.serialization import serializable
+    from govrpc.security import TLS
     from govrpc.server import Server
     from govrpc.url import URL, ServiceKey
 
@@ -137,6 +139,7 @@ __all__ = [
     "SerializationError",
     "Server",
     "ServiceKey",
+    "TLS",
     "URL",
     "UnauthenticatedError",
     "add_refusal_listener",

@@ -79,6 +79,21 @@ class Admin:
         """Check and store configurator ``name`` of ``service`` (see ``govrpc.configurator``)."""
         self.put_rule(service, CONFIGURATORS, name, text)
 
+    def accept_tokens(self, service: str, tokens: Sequence[str], *, addresses: Sequence[str] = (),
+                      name: str = "token") -> None:
+        """Make the providers of ``service`` (those at ``addresses``, ``host:port``, when given) accept ``tokens``.
+
+        Only their SHA-256 digests are written (configurator ``name``, key ``token.sha256``):
+        the registry, readable by every process, never holds a token. List old and new while
+        consumers rotate (``Client.rotate_token``), then the new one alone; delete the rule to
+        fall back on each server's own tokens. Raises ``ConfigurationError`` for a bad token.
+        """
+        from govrpc.security import TOKEN_DIGESTS, check_tokens, token_digest
+
+        digests = ",".join(token_digest(t) for t in check_tokens(list(tokens)))
+        scope = f"address = {','.join(addresses)}\n" if addresses else ""
+        self.set_override(service, name, f"{scope}{TOKEN_DIGESTS.name} = {digests}\n")
+
     # -- route rules -----------------------------------------------------------------
     def add_route(self, service: str, name: str, text: str) -> None:
         """Check and store route rule ``name`` of ``service`` (replacing one of that name).

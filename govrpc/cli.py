@@ -396,6 +396,30 @@ def _trace_parser(sub: Any) -> None:
     report.set_defaults(func=_cmd_trace_report)
 
 
+def _cmd_tokens(args: argparse.Namespace) -> int:
+    from govrpc.admin import Admin
+
+    # tokens come on stdin, one a line: never on the command line, where other users' `ps` shows them
+    tokens = [line.strip() for line in sys.stdin.read().splitlines() if line.strip()]
+    if not tokens:
+        raise ConfigurationError("tokens accept reads the accepted tokens from stdin, one a line: none came")
+    with Admin(args.registry) as admin:
+        admin.accept_tokens(args.service, tokens, addresses=args.address or ())
+    scope = f" at {', '.join(args.address)}" if args.address else ""
+    print(f"providers of {args.service}{scope} accept {len(tokens)} token(s) (their SHA-256 digests are stored)")
+    return 0
+
+
+def _tokens_parser(sub: Any) -> None:
+    tokens = sub.add_parser("tokens", help="the tokens providers accept (a rotation: old and new, then new)")
+    actions = tokens.add_subparsers(dest="action", required=True)
+    accept = actions.add_parser("accept", help="providers of SERVICE accept the tokens read from stdin, one a line")
+    accept.add_argument("service")
+    accept.add_argument("--address", action="append", metavar="HOST:PORT", help="only this provider (repeat)")
+    _registry_option(accept)
+    accept.set_defaults(func=_cmd_tokens)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="govrpc", description="Governed RPC on gRPC.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -411,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     _degrade_parsers(sub)
     _console_parser(sub)
     _trace_parser(sub)
+    _tokens_parser(sub)
     return parser
 
 

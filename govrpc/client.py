@@ -15,6 +15,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Iterable, Mapping, Sequence
 
@@ -34,6 +35,7 @@ from govrpc.net import local_address
 from govrpc.router.chain import RouterChain
 from govrpc.rpc.inprocess import InProcessInvoker, find_local
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
+from govrpc.security import TLS, channel_credentials, check_token
 from govrpc.url import CONSUMER, URL, ServiceKey
 
 __all__ = ["Client", "MethodProxy", "Reference", "ServiceProxy"]
@@ -210,12 +212,19 @@ class Client:
             in-process, without the network, through the same provider filters
             (default True; False makes every call cross gRPC).
         prefer_same_host: among remote providers, prefer those on this host.
+        credentials: grpc ``ChannelCredentials`` (``grpc.ssl_channel_credentials(...)``): every
+            provider is dialled with TLS (one that does not serve it fails its handshake).
+        tls: ``govrpc.TLS(ca_file=..., cert_file=..., key_file=..., server_name=...)``, the
+            file-based shorthand for ``credentials``. Without either, a provider that
+            publishes ``tls=true`` is refused rather than dialled in plaintext.
+        token: the token sent with every call to providers that require one (``Server(token=...)``).
     """
 
     def __init__(self, registry: str | Registry | None = None, *, application: str = "govrpc-consumer",
                  timeout: float = DEFAULT_TIMEOUT, filters: Iterable[Filter | str] = (),
                  max_message_size: int = 4 * 1024 * 1024, max_workers: int = 32,
-                 local_first: bool = True, prefer_same_host: bool = False) -> None:
+                 local_first: bool = True, prefer_same_host: bool = False, credentials: Any = None,
+                 tls: TLS | None = None, token: str | None = None) -> None:
         timeout = check_seconds(timeout, "timeout")
         max_message_size = check_int("max_message_size", max_message_size, minimum=1, maximum=MAX_MESSAGE_SIZE)
         max_workers = check_int("max_workers", max_workers, minimum=1)
@@ -224,11 +233,16 @@ class Client:
         for option, flag in (("local_first", local_first), ("prefer_same_host", prefer_same_host)):
             if not isinstance(flag, bool):
                 raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
+        self._token = check_token(token) if token is not None else ""
+        self._transports: weakref.WeakSet[Any] = weakref.WeakSet()  # where rotate_token changes the token
+        self._transport_lock = threading.Lock()
+        channel_creds = channel_credentials(credentials, tls)
         self.registry = acquire_registry(registry)
         self.application = application
         self.timeout = float(timeout)
         self.filters = load_filters(filters, "consumer")
-        self.pool = ChannelPool(max_message_size=max_message_size)
+        self.pool = ChannelPool(max_message_size=max_message_size, credentials=channel_creds,
+                                options=tls.channel_options() if tls is not None else None)
         self.max_message_size = max_message_size
         self.host = socket.gethostname()
         self.local_first = local_first
@@ -324,8 +338,28 @@ class Client:
         if self.local_first:
             export = find_local(url)
             if export is not None:
-                return InProcessInvoker(export, url, self.max_message_size, application=self.application)
-        return GrpcInvoker(url, self.pool, application=self.application)
+                invoker: InProcessInvoker | GrpcInvoker = InProcessInvoker(
+                    export, url, self.max_message_size, application=self.application, token=self._token)
+                with self._transport_lock:
+                    self._transports.add(invoker)
+                return invoker
+        invoker = GrpcInvoker(url, self.pool, application=self.application, token=self._token)
+        with self._transport_lock:
+            self._transports.add(invoker)
+        return invoker
+
+    def rotate_token(self, token: str) -> None:
+        """Send ``token`` instead of the current one from the next call on, to every provider.
+
+        Rotation without a dropped call: the providers accept old and new first
+        (``Server.rotate_token([old, new])`` or ``Admin.accept_tokens``), then every consumer
+        rotates, then the providers accept only the new one. Raises ``ConfigurationError``
+        for a bad token.
+        """
+        with self._transport_lock:
+            self._token = check_token(token)
+            for invoker in list(self._transports):
+                invoker.set_token(self._token)
 
     def proxy(self, service: str, **options: Any) -> ServiceProxy:
         """A proxy whose methods call ``service`` through governance.

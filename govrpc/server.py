@@ -34,6 +34,7 @@ from govrpc.options import MAX_MESSAGE_SIZE, check_int, check_options, known_opt
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.rpc.inprocess import LocalWorkers, export_local, find_local, withdraw_local
 from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer
+from govrpc.security import TLS, TLS_KEY, TokenAuthFilter, check_tokens, server_credentials
 from govrpc.service import ServiceSpec, describe
 from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
 
@@ -115,13 +116,21 @@ class Server:
         serializer: name of the serializer for non-protobuf methods.
         max_message_size: bytes; larger requests or responses are refused.
         filters: provider filters (instances or ``govrpc.filter`` names).
+        credentials: grpc ``ServerCredentials`` (``grpc.ssl_server_credentials(...)``): serve TLS
+            only, published as ``tls=true`` so consumers dial it with TLS.
+        tls: ``govrpc.TLS(cert_file=..., key_file=..., ca_file=...)``, the file-based shorthand
+            for ``credentials`` (``ca_file`` given: mutual TLS, clients need a certificate).
+        token: a token (or several, all accepted: a rotation's overlap) every call must carry
+            (``Client(token=...)``); other calls get ``UnauthenticatedError`` and run nothing.
+            ``rotate_token`` changes the accepted ones while serving.
     """
 
     def __init__(self, registry: str | Registry | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  max_workers: int = 16, weight: int = 100, tags: Mapping[str, str] | None = None,
                  application: str = "", warmup: int = 600, serializer: str = "msgpack",
                  max_message_size: int = 4 * 1024 * 1024, filters: Iterable[Filter | str] = (),
-                 advertise: str | None = None) -> None:
+                 advertise: str | None = None, credentials: Any = None, tls: TLS | None = None,
+                 token: str | Iterable[str] | None = None) -> None:
         port = check_int("port", port, minimum=0, maximum=65535)
         max_workers = check_int("max_workers", max_workers, minimum=1)
         weight = check_int("weight", weight, minimum=1)
@@ -144,8 +153,17 @@ class Server:
         self.serializer_name = serializer
         self._serializer = get_extension("govrpc.serializer", serializer)()
         self.filters = load_filters(filters, "provider")
+        self.token_auth = next((f for f in self.filters if isinstance(f, TokenAuthFilter)), None)
+        if token is not None:
+            if self.token_auth is not None:
+                raise ConfigurationError("give token= or a token filter, not both")
+            self.token_auth = TokenAuthFilter(check_tokens(token))
+            self.filters.insert(0, self.token_auth)
+        credentials = server_credentials(credentials, tls)
+        self.tls = credentials is not None
         self.max_message_size = max_message_size
-        self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size)
+        self._grpc = GrpcServer(host, port, max_workers=max_workers, max_message_size=max_message_size,
+                                credentials=credentials)
         # in-process (local-first) calls get workers of their own, as many as remote ones (made on demand)
         self._local_workers = LocalWorkers(max_workers)
         self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
@@ -300,11 +318,22 @@ class Server:
                 params[f"{m.name}.idempotent"] = "true"
             if m.arity is not None:  # lets consumers check hash.arguments when they are configured
                 params[f"{m.name}.args"] = m.arity
+        if self.tls:
+            params[TLS_KEY] = "true"
         if self._grpc.hosts(spec.key.service):  # another version/group is served already: calls name theirs
             params["dispatch"] = "key"
         params.update(self.tags)
         params.update(self._settings.get(spec.key, {}))
         return URL("grpc", self.advertise, self.port, spec.key.service, params)
+
+    def rotate_token(self, tokens: str | Iterable[str]) -> None:
+        """Accept ``tokens`` from now on (give old and new together first, so no call is dropped).
+
+        Raises ``ConfigurationError`` when the server was made without ``token`` or a token is bad.
+        """
+        if self.token_auth is None:
+            raise ConfigurationError("this server was made without token=: it checks no token to rotate")
+        self.token_auth.rotate(tokens)
 
     @property
     def state(self) -> ServerState:

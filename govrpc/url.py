@@ -85,7 +85,10 @@ class URL:
         """Parse ``text``; raises ``ConfigurationError`` naming what is wrong."""
         if not isinstance(text, str) or "://" not in text:
             raise ConfigurationError(f"not a URL: {text!r} (expected scheme://host:port/path?params)")
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+        except ValueError as exc:  # an unbalanced "[" of an IPv6 host
+            raise ConfigurationError(f"not a URL: {text!r}: {exc}") from None
         try:
             port = parts.port or 0
         except ValueError as exc:

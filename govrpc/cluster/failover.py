@@ -2,7 +2,7 @@
 
 Failover (the default) retries on a provider not tried yet, listing providers
 again before each attempt, for at most ``retries`` extra attempts (default 2),
-all within the call's one deadline, with a jittered exponential pause between
+all within the call's one deadline (each attempt within ``attempt.timeout`` when set), with a jittered exponential pause between
 attempts (tenacity's full-jitter wait). It retries only:
 
 - failures marked ``retryable`` (transport failures, timeouts, overload), never
@@ -10,17 +10,20 @@ attempts (tenacity's full-jitter wait). It retries only:
 - idempotent methods (the provider publishes ``{method}.idempotent=true``; the
   consumer's ``idempotent`` option overrides it), unless the request surely
   never reached a provider (``surely_not_sent``, e.g. connection refused);
-- while the retry budget (gRPC's retry throttling) has tokens to spare.
+- while the retry budget (gRPC's retry throttling) has tokens to spare; an attempt that
+  surely never reached a provider takes none (gRPC's transparent retries).
 
 Failback lets the status code decide: return a default, raise, or retry as failover.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
-from typing import Any, ClassVar, Sequence
+from concurrent.futures import Future
+from typing import Any, Callable, ClassVar, Sequence
 
 import tenacity
 
@@ -100,14 +103,19 @@ class FailoverClusterInvoker(ClusterInvoker):
     URL options: ``retries``, ``idempotent`` (override the provider's marker),
     ``retry.backoff`` (s, default 0.01) and ``retry.backoff.max`` (s, default
     0.2): the pause before attempt n is uniform in [0, min(backoff·2^(n-1), max)];
-    ``retry.budget`` (tokens, default 100) and ``retry.budget.ratio`` (0.1).
+    ``retry.budget`` (tokens, default 100) and ``retry.budget.ratio`` (0.1);
+    ``attempt.timeout`` (s, default: the call's whole deadline) bounds each attempt, so a
+    provider that hangs leaves time to try another within the call's deadline.
     The error after the last attempt has the last failure's type and names
     every provider tried and why no further attempt was made.
     """
 
     BACKOFF = Option.seconds("retry.backoff", 0.01, zero=True, doc="base pause between attempts, seconds")
     BACKOFF_MAX = Option.seconds("retry.backoff.max", 0.2, zero=True, doc="longest pause between attempts")
-    options = (RETRIES, IDEMPOTENT, BACKOFF, BACKOFF_MAX, *RetryBudget.options)
+    ATTEMPT_TIMEOUT = Option.seconds("attempt.timeout", None,
+                                     doc="seconds one attempt may take within the call's deadline (default: "
+                                         "all of it): a provider that hangs leaves time to fail over")
+    options = (RETRIES, IDEMPOTENT, BACKOFF, BACKOFF_MAX, ATTEMPT_TIMEOUT, *RetryBudget.options)
 
     def __init__(self, directory: Directory, loadbalance: LoadBalancer, url: URL) -> None:
         super().__init__(directory, loadbalance, url)
@@ -120,13 +128,25 @@ class FailoverClusterInvoker(ClusterInvoker):
                 f"retry.backoff ({backoff}) must be >= 0 and <= retry.backoff.max ({backoff_max})")
         self.wait = tenacity.wait_random_exponential(multiplier=backoff, max=backoff_max)
         self.budget = RetryBudget.from_url(url)
+        self.attempt_timeout: float | None = self.ATTEMPT_TIMEOUT.read(url)
 
     one_attempt_first = True
+
+    def future(self, invocation: Invocation, run: Callable[[Callable[[], Any]], Future[Any]]) -> Future[Any] | None:
+        if self.attempt_timeout is not None:  # the first attempt has a deadline of its own: on a worker
+            return None
+        return super().future(invocation, run)
+
+    def attempt(self, invocation: Invocation) -> Invocation:
+        """``invocation`` with the deadline of one attempt (``attempt.timeout`` set; callers test it inline)."""
+        assert self.attempt_timeout is not None
+        deadline = min(invocation.deadline, time.monotonic() + self.attempt_timeout)
+        return dataclasses.replace(invocation, deadline=deadline)
 
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         invoker = self.loadbalance.select(invokers, invocation)
         try:
-            result = self.call(invoker, invocation)
+            result = self.call(invoker, invocation if self.attempt_timeout is None else self.attempt(invocation))
         except GovRpcError as exc:
             return self.retry(invocation, invoker, exc)
         self.budget.on_success()
@@ -175,7 +195,7 @@ class FailoverClusterInvoker(ClusterInvoker):
             invoker = self.loadbalance.select(invokers, invocation)
             tried.append(invoker)
             try:
-                result = self.call(invoker, invocation)
+                result = self.call(invoker, invocation if self.attempt_timeout is None else self.attempt(invocation))
             except GovRpcError as error:
                 exc = error
                 continue
@@ -188,8 +208,13 @@ class FailoverClusterInvoker(ClusterInvoker):
         """Why ``exc`` must not be retried ("" if it may); a non-retryable error is raised as is."""
         if not exc.retryable:
             raise exc
+        if exc.surely_not_sent:
+            # never reached a provider (connection refused): a retry adds no load anywhere, so, as
+            # gRPC's transparent retries, it is outside the budget; else a few SIGKILLed providers
+            # still listed drain it and every call that meets one fails
+            return "the deadline passed" if invocation.remaining() <= 0 else ""
         self.budget.on_failure()
-        if not exc.surely_not_sent and not self.is_idempotent(invocation, invoker):
+        if not self.is_idempotent(invocation, invoker):
             return (f"{invocation.method} is not idempotent and the request may have reached the provider "
                     f"(mark it @govrpc.method(idempotent=True) to allow retries)")
         if not self.budget.allows_retry:
@@ -264,7 +289,7 @@ class FailbackClusterInvoker(FailoverClusterInvoker):
     def do_invoke(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
         invoker = self.loadbalance.select(invokers, invocation)
         try:
-            result = self.call(invoker, invocation)
+            result = self.call(invoker, invocation if self.attempt_timeout is None else self.attempt(invocation))
         except Exception as exc:  # noqa: BLE001 - business errors are mapped too (code UNKNOWN)
             action = self.action(exc)
             if action == RETRY and isinstance(exc, GovRpcError) and exc.retryable:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import parse_qsl, unquote
 
 from kazoo.security import make_acl, make_digest_acl, make_digest_acl_credential
@@ -35,6 +36,12 @@ PARAMETERS: dict[str, tuple[str, str]] = {
     "snapshot_dir": ("", "directory of provider snapshots (default ~/.govrpc/snapshots)"),
     "auth": ("", "digest credentials user:password"),
     "reader": ("anyone", "who may read nodes this identity creates: anyone or user:password"),
+    "use_ssl": ("false", "true: TLS to ZooKeeper's secureClientPort (kazoo's use_ssl)"),
+    "ca": ("", "PEM file of the CAs trusted for ZooKeeper's certificate (default: the system's)"),
+    "certfile": ("", "PEM client certificate, when ZooKeeper asks for one (ssl.clientAuth)"),
+    "keyfile": ("", "PEM key of certfile"),
+    "verify_certs": ("true", "false: accept any server certificate (tests only)"),
+    "check_hostname": ("true", "false: accept a certificate that does not name the host dialled"),
     "hosts": ("", "the host list (set from the address)"),
 }
 
@@ -50,6 +57,29 @@ def credentials(name: str, raw: str) -> tuple[str, str]:
         missing = "the ':'" if not sep else "the user" if not user else "the password"
         raise ConfigurationError(f"{_WHO}: {name} must be user:password; {missing} is missing")
     return user, password
+
+
+def _flag(p: Mapping[str, str], name: str) -> bool:
+    value = p[name].strip().lower()
+    if value not in ("true", "false"):
+        raise ConfigurationError(f"{_WHO}: {name} must be true or false, not {p[name]!r}")
+    return value == "true"
+
+
+def _tls(p: Mapping[str, str]) -> dict[str, Any]:
+    """kazoo's TLS arguments from the address; checked here so a typo fails at once, not at connect."""
+    files = {name: p[name] for name in ("ca", "certfile", "keyfile") if p[name]}
+    verify, hostname = _flag(p, "verify_certs"), _flag(p, "check_hostname")
+    if not _flag(p, "use_ssl"):
+        if files:
+            raise ConfigurationError(f"{_WHO}: {', '.join(files)} given without use_ssl=true")
+        return {}
+    if bool(p["certfile"]) != bool(p["keyfile"]):
+        raise ConfigurationError(f"{_WHO}: a client certificate needs both certfile and keyfile")
+    for name, path in files.items():
+        if not os.path.isfile(path) or not os.access(path, os.R_OK):
+            raise ConfigurationError(f"{_WHO}: {name} {path!r} is not a readable file")
+    return {"use_ssl": True, "verify_certs": verify, "check_hostname": hostname and verify, **files}
 
 
 def check_hosts(raw: str) -> str:
@@ -114,6 +144,7 @@ class ZookeeperSettings:
     credential: str  # our digest credential, "" without auth
     acl_dir: list[Any] | None  # directories, entries, rules: writable by us
     acl_consumers: list[Any] | None  # consumers/: others may add their entries
+    tls: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # kazoo's TLS arguments; empty: plaintext
 
     @property
     def display(self) -> str:
@@ -171,4 +202,4 @@ class ZookeeperSettings:
                    empty_protection=seconds("empty_protection", True), retry_max_delay=seconds("retry_max_delay"),
                    propagation_delay=seconds("propagation_delay", True), snapshot_dir=p["snapshot_dir"],
                    user=user, auth_data=auth_data, credential=credential, acl_dir=acl_dir,
-                   acl_consumers=acl_consumers)
+                   acl_consumers=acl_consumers, tls=_tls(p))

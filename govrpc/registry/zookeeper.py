@@ -114,7 +114,7 @@ class ZookeeperRegistry(RegistryCore):
             hosts=self.hosts, timeout=self.session_timeout, auth_data=list(settings.auth_data) or None,
             connection_retry=KazooRetry(max_tries=-1, delay=0.05, backoff=2, max_jitter=0.2,
                                         max_delay=min(1.0, self.retry_max_delay)),
-            logger=logging.getLogger("govrpc.registry.zookeeper.kazoo"))
+            logger=logging.getLogger("govrpc.registry.zookeeper.kazoo"), **settings.tls)
         self.client.add_listener(self._on_state)
         started = self.client.start_async()
         started.wait(self.connect_timeout)

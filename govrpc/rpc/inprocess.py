@@ -32,6 +32,7 @@ from govrpc.exceptions import (
 from govrpc.invocation import Invocation, Invoker, ProviderContext
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.wire import decode_envelope, encode_exception, rebuild_exception, split_metadata
+from govrpc.security import TOKEN_KEY
 from govrpc.url import URL
 
 if TYPE_CHECKING:
@@ -152,11 +153,16 @@ class InProcessInvoker(Invoker):
     in_process = True
 
     def __init__(self, export: LocalExport, url: URL | None = None,
-                 max_message_size: int = 4 * 1024 * 1024, *, application: str = "") -> None:
+                 max_message_size: int = 4 * 1024 * 1024, *, application: str = "", token: str = "") -> None:
         self.url = url or export.url
         self.application = application
+        self._token = token  # sent as over gRPC: a provider requiring one checks it in-process too
         self._export = export
         self._limit = min(max_message_size, export.max_message_size)
+
+    def set_token(self, token: str) -> None:
+        """Send ``token`` from the next call on."""
+        self._token = token
 
     def _stopped(self, invocation: Invocation) -> ProviderUnavailableError:
         return ProviderUnavailableError(f"{invocation}: the in-process provider {self.url.address} has stopped",
@@ -170,6 +176,8 @@ class InProcessInvoker(Invoker):
         inner = self._request(invocation, spec)
         if export.filtered:  # what the provider's filters see, as over gRPC
             attachments, binary, _ = split_metadata(invocation.attachments.items())
+            if self._token:
+                attachments[TOKEN_KEY] = self._token
             inner = dataclasses.replace(inner, attachments=attachments,
                                         context=ProviderContext(PEER, self.application, binary, spec))
         remaining = invocation.deadline - time.monotonic()  # after encoding, which takes time too

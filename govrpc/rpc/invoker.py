@@ -21,6 +21,7 @@ from govrpc.extension import get_extension
 from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
 from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, PUSHBACK_KEY, rebuild_exception
+from govrpc.security import TLS_KEY, TOKEN_KEY
 from govrpc.url import URL
 
 __all__ = ["ChannelPool", "GrpcInvoker", "translate_error"]
@@ -36,14 +37,22 @@ _REFUSED = ("connection refused", "failed to connect", "connect failed")
 
 
 class ChannelPool:
-    """One grpc channel per provider address, shared by every service on it."""
+    """One grpc channel per provider address, shared by every service on it.
 
-    def __init__(self, *, max_message_size: int = 4 * 1024 * 1024) -> None:
+    With ``credentials`` (grpc's ``ChannelCredentials``) every channel is a TLS one; a pool
+    without them dials plaintext and refuses (``secure``) providers that serve TLS only.
+    """
+
+    def __init__(self, *, max_message_size: int = 4 * 1024 * 1024,
+                 credentials: grpc.ChannelCredentials | None = None,
+                 options: list[tuple[str, Any]] | None = None) -> None:
         self._options = [
             ("grpc.max_receive_message_length", max_message_size),
             ("grpc.max_send_message_length", max_message_size),
             ("grpc.enable_retries", 0),  # the cluster invoker retries, with its own rules
+            *(options or ()),
         ]
+        self.credentials = credentials
         self._lock = threading.Lock()
         self._channels: dict[str, tuple[grpc.Channel, int]] = {}
 
@@ -51,7 +60,8 @@ class ChannelPool:
         with self._lock:
             channel, count = self._channels.get(address, (None, 0))
             if channel is None:
-                channel = grpc.insecure_channel(address, options=self._options)
+                channel = (grpc.insecure_channel(address, options=self._options) if self.credentials is None
+                           else grpc.secure_channel(address, self.credentials, options=self._options))
             self._channels[address] = (channel, count + 1)
             return channel
 
@@ -169,7 +179,7 @@ class GrpcInvoker(Invoker):
     costs no connection; after ``close`` calls fail at once and the channel goes back.
     """
 
-    def __init__(self, url: URL, pool: ChannelPool, *, application: str = "") -> None:
+    def __init__(self, url: URL, pool: ChannelPool, *, application: str = "", token: str = "") -> None:
         self.url = url
         self.address = url.address
         self._pool = pool
@@ -177,12 +187,21 @@ class GrpcInvoker(Invoker):
         serializer_name = url.params.get("serialization", "msgpack")
         self.serializer: Serializer = get_extension("govrpc.serializer", serializer_name)()
         key_metadata = (KEY_KEY, str(url.service_key))
-        self._key_metadata = ((key_metadata,) if url.params.get("dispatch") == "key" else ()) \
+        self._static_metadata = ((key_metadata,) if url.params.get("dispatch") == "key" else ()) \
             + (((APPLICATION_KEY, application),) if application else ())
+        self._key_metadata = self._static_metadata + (((TOKEN_KEY, token),) if token else ())
+        # a provider that serves TLS only is never dialled in plaintext
+        self._refusal = (f"provider {self.address} serves TLS only and this client has no TLS credentials "
+                         f"(Client(tls=...) or credentials=)"
+                         if url.params.get(TLS_KEY) == "true" and pool.credentials is None else "")
         self._methods: dict[str, tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
         self._published = frozenset(url.methods)
         self._lock = threading.Lock()  # first call and close only; never per call
         self._closed = False
+
+    def set_token(self, token: str) -> None:
+        """Send ``token`` from the next call on (the metadata tuple is swapped whole)."""
+        self._key_metadata = self._static_metadata + (((TOKEN_KEY, token),) if token else ())
 
     def _method(self, name: str) -> tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]:
         with self._lock:
@@ -191,6 +210,8 @@ class GrpcInvoker(Invoker):
                 return entry
             if self._closed:
                 raise errors.ConnectionRefusedByProviderError(f"provider {self.address} has left")
+            if self._refusal:
+                raise errors.ConnectionRefusedByProviderError(self._refusal)
             if self._channel is None:
                 self._channel = self._pool.acquire(self.address)
             response_type = self.url.params.get(f"{name}.response")

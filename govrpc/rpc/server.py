@@ -253,8 +253,10 @@ class GrpcServer:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_workers: int = 16,
-                 max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = ()) -> None:
+                 max_message_size: int = 4 * 1024 * 1024, options: Iterable[tuple[str, Any]] = (),
+                 credentials: grpc.ServerCredentials | None = None) -> None:
         self.host = host
+        self.credentials = credentials  # None: plaintext (grpc's insecure port)
         self.requested_port = port
         self.max_workers = max_workers
         self._options = [
@@ -307,7 +309,9 @@ class GrpcServer:
         executor = WorkerPool(self.max_workers, "govrpc-server")
         server = grpc.server(executor, handlers=[self._dispatcher], options=self._options)
         try:
-            self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
+            address = f"{self.host}:{self.requested_port}"
+            self.port = (server.add_insecure_port(address) if self.credentials is None
+                         else server.add_secure_port(address, self.credentials))
         except RuntimeError as exc:
             server.stop(None)
             executor.shutdown(wait=False)
