@@ -178,6 +178,12 @@ class Filter(abc.ABC):
         instances join or leave. Default False: no watch, no cost."""
         return False
 
+    def use_registry(self, registry: Any) -> None:
+        """Provider side: the server gives its filters its ``Registry`` as it starts (before it
+        binds them) and None as it stops (after deregistering, before closing the registry):
+        then end what you keep there. Default: nothing. A filter needing the registry (a
+        cluster quota's leases) holds it from here, never by a global lookup."""
+
     @abc.abstractmethod
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         """Run around ``invoker.invoke(invocation)``."""

@@ -311,6 +311,8 @@ class Server:
         self._hosted[spec.key] = hosted
         watcher.add_listener(functools.partial(self._reconfigured, spec.key))
         watcher.start()  # calls back at once with the rules stored now
+        if any(f.wants_peers(url) for f in self.filters):  # set in code: no rule change would start the watch
+            self._rebind(spec.key)
         self.registry.register(url)
         self.urls.append(url)
 
@@ -447,6 +449,8 @@ class Server:
                 raise
             self._state = ServerState.STARTED
             self._switches = watch_switches(self.registry)  # business switches reach provider code too
+            for f in self.filters:
+                f.use_registry(self.registry)
             services = list(self._services.values())
         try:
             if self._recorder is not None and self.metrics_port is not None:
@@ -570,6 +574,11 @@ class Server:
             log.warning("in-process calls still running after the %s s grace", grace)
         self._local_workers.shutdown(wait=False)
         self._switches.close()
+        for f in self.filters:
+            try:
+                f.use_registry(None)
+            except Exception:  # noqa: BLE001 - stopping must go on
+                log.exception("filter %r failed to let go of the registry", f)
         release_registry(registry)
         self._state = "stopped"
         log.info("stopped %s:%d", self.host, self.port)

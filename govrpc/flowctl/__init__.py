@@ -7,7 +7,9 @@ adaptive protection, priority shedding) and in the consumer's reference filters
 Rate limiters are found in the entry-point group ``govrpc.limiter`` (built-ins:
 ``tokenbucket``, ``slidingwindow``, ``warmup``, ``queueing``). Every refusal is a
 ``RateLimitedError``, counted and reported (``add_refusal_listener``,
-``refusal_counts``). Keys and behaviour: docs/flowctl.md.
+``refusal_counts``). The pool cluster quota (``cluster.mode = pool``) leases shares
+from the registry on its own thread per lease (``govrpc.flowctl.pool``). Keys and
+behaviour: docs/flowctl.md.
 """
 
 from govrpc.flowctl.adaptive import Level, OverloadDetector, level_changes
@@ -21,14 +23,17 @@ from govrpc.flowctl.limiter import (
     TokenBucketLimiter,
     WarmupLimiter,
 )
+from govrpc.flowctl.pool import LeaseState, PoolLease, pool_shares
 from govrpc.flowctl.priority import Priority
 
 __all__ = [
     "ConcurrencyLimiter",
     "ConnectionLimiter",
     "ConsumerFlowFilter",
+    "LeaseState",
     "Level",
     "OverloadDetector",
+    "PoolLease",
     "Priority",
     "ProviderFlowFilter",
     "QueueingLimiter",
@@ -39,6 +44,7 @@ __all__ = [
     "WarmupLimiter",
     "add_refusal_listener",
     "level_changes",
+    "pool_shares",
     "refusal_counts",
     "remove_refusal_listener",
 ]

@@ -27,10 +27,13 @@ from govrpc.flowctl.adaptive import SAMPLE_EVERY, OverloadDetector
 from govrpc.flowctl.concurrency import ConcurrencyLimiter, ConnectionLimiter
 from govrpc.flowctl.events import Refusal, refuse
 from govrpc.flowctl.limiter import RateLimiter, TokenBucketLimiter
+from govrpc.flowctl.pool import PoolLease
 from govrpc.flowctl.priority import HEADROOM, PRIORITY_KEY, Priority, parse_priority
 from govrpc.flowctl.settings import (
     ACTIVES,
     ADAPTIVE,
+    CLUSTER_MODE,
+    CLUSTER_PERIOD,
     CLUSTER_TPS,
     CONCURRENCY,
     CONNECTIONS,
@@ -153,6 +156,7 @@ class _FlowFilterBase(Filter):
     def __init__(self) -> None:
         self._kept: dict[tuple[Any, ...], Any] = {}
         self._kept_lock = threading.Lock()
+        self._registry: Any = None  # provider side: where pool leases live (see ``use_registry``)
 
     def _keep(self, key: tuple[Any, ...], make: Any, used: dict[tuple[Any, ...], Any]) -> Any:
         found = self._kept.get(key)
@@ -175,9 +179,13 @@ class _FlowFilterBase(Filter):
         if total_text:
             total = CLUSTER_TPS.check(total_text, share_key)
             rate_share = cluster_share(total, params)
-            share_value = f"{total_text} (this instance's share: {rate_share:.4g}/s)"
-            share = self._keep((_scope(url), prefix, "cluster", rate_share),
-                               lambda: TokenBucketLimiter(rate_share, max(1.0, rate_share)), used)
+            if CLUSTER_MODE.read(url) == "pool":
+                share = self._lease(url, method, prefix, total, rate_share, used).limiter
+                share_value = f"{total_text} (pool: this instance's lease)"
+            else:
+                share_value = f"{total_text} (this instance's share: {rate_share:.4g}/s)"
+                share = self._keep((_scope(url), prefix, "cluster", rate_share),
+                                   lambda: TokenBucketLimiter(rate_share, max(1.0, rate_share)), used)
         rate: RateLimiter | None = None
         queue = 0.0
         if rate_text:
@@ -198,6 +206,31 @@ class _FlowFilterBase(Filter):
         return FlowGate(url.path, method, self.side, rate, tps_key, rate_text or "", queue, slots, slots_key,
                         self.slots_reason, share, share_key, share_value)
 
+    def _lease(self, url: URL, method: str, prefix: str, total: float, static: float,
+               used: dict[tuple[Any, ...], Any]) -> PoolLease:
+        """The pool lease of one scope (kept across rebinds, its settings updated)."""
+        params = url.params
+        period, weight = CLUSTER_PERIOD.read(url), float(params.get("weight", 100) or 100)
+        lease: PoolLease = self._keep(
+            (_scope(url), prefix, "pool", id(self._registry)),
+            lambda: PoolLease(self._registry, url.path, url.address, group=params.get("group", ""),
+                              version=params.get("version", ""), method=method, total=total, static=static,
+                              weight=weight, period=period).start(), used)
+        lease.update(total=total, static=static, weight=weight, period=period)
+        return lease
+
+    def use_registry(self, registry: Any) -> None:
+        """Pool leases live in ``registry`` from now on; None (the server stops): end them all."""
+        with self._kept_lock:
+            self._registry = registry
+            ended = [v for v in self._kept.values() if isinstance(v, PoolLease)] if registry is None else []
+            if ended:
+                self._kept = {k: v for k, v in self._kept.items() if not isinstance(v, PoolLease)}
+        for lease in ended:
+            lease.close()
+        for lease in ended:
+            lease.close(wait=2.0)  # each removes its lease from the registry as it ends
+
     def _gates(self, url: URL) -> tuple[FlowGate | None, dict[str, FlowGate]]:
         used: dict[tuple[Any, ...], Any] = {}
         service = self._gate(url, "", "*", used)
@@ -209,8 +242,12 @@ class _FlowFilterBase(Filter):
                 methods[name] = gate
         with self._kept_lock:  # only what this URL uses stays kept for the next rebind
             scope = _scope(url)
+            dropped = [v for k, v in self._kept.items() if k[0] == scope and k not in used]
             self._kept = {k: v for k, v in self._kept.items() if k[0] != scope}
             self._kept.update(used)
+        for value in dropped:
+            if isinstance(value, PoolLease):
+                value.close()  # no wait: a rebind may run on a registry delivery thread
         return service, methods
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
@@ -358,6 +395,11 @@ class ProviderFlowFilter(_FlowFilterBase):
 
     def wants_peers(self, url: URL) -> bool:
         return any(k == CLUSTER_TPS.name or k.endswith("." + CLUSTER_TPS.name) for k in url.params)
+
+    def leases(self) -> list[PoolLease]:
+        """The cluster-quota leases this filter renews now (``cluster.mode = pool``)."""
+        with self._kept_lock:
+            return [v for v in self._kept.values() if isinstance(v, PoolLease)]
 
     def bind(self, url: URL) -> Filter | None:
         limit = CONNECTIONS.read(url)

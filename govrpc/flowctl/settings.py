@@ -4,7 +4,7 @@ Provider-side keys (``tps`` and its family, ``concurrency``, ``connections``,
 ``cluster.*``) in a configurator without ``application`` reach the providers;
 in a rule with ``application = X`` they configure the consumers of X instead.
 ``actives`` and ``priority`` are consumer keys. Each except ``connections``,
-``cluster.mode`` is also settable per method as ``{method}.{key}``.
+``cluster.mode``, ``cluster.period`` is also settable per method as ``{method}.{key}``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from govrpc.exceptions import ConfigurationError
 from govrpc.flowctl.priority import parse_priority
 from govrpc.options import Option
 
-__all__ = ["ACTIVES", "ADAPTIVE", "CLUSTER_MODE", "CLUSTER_MODES", "CLUSTER_TPS", "CONCURRENCY", "CONNECTIONS",
-           "CONSUMER_FLOW_OPTIONS", "FLOW_KEYS", "PRIORITY", "PROVIDER_FLOW_OPTIONS", "TPS", "TPS_BURST",
+__all__ = ["ACTIVES", "ADAPTIVE", "CLUSTER_MODE", "CLUSTER_MODES", "CLUSTER_PERIOD", "CLUSTER_TPS", "CONCURRENCY",
+           "CONNECTIONS", "CONSUMER_FLOW_OPTIONS", "FLOW_KEYS", "PRIORITY", "PROVIDER_FLOW_OPTIONS", "TPS", "TPS_BURST",
            "TPS_LIMITER", "TPS_QUEUE", "TPS_WARMUP"]
 
 PROVIDER = "provider"
@@ -48,7 +48,7 @@ def _provider(option: Option) -> Option:
     return dataclasses.replace(option, side=PROVIDER)
 
 
-CLUSTER_MODES = ("split",)  # "pool" (leases from the registry) is not built yet
+CLUSTER_MODES = ("split", "pool")
 RATE_EXPECTED = f"a positive number of calls per second (at most {MAX_RATE:g})"
 
 TPS = Option("tps", _rate, None, "calls per second admitted", RATE_EXPECTED, side=PROVIDER)
@@ -66,8 +66,12 @@ CONNECTIONS = Option.integer("connections", None, low=1, side=PROVIDER, per_meth
                              doc="client connections a provider serves; a call on another one is refused")
 CLUSTER_TPS = Option("cluster.tps", _rate, None, "calls per second for all instances together",
                      RATE_EXPECTED, side=PROVIDER)
-CLUSTER_MODE = Option("cluster.mode", _mode, "split", "split: cluster.tps x weight / the live instances' weights",
-                      "split", per_method=False, side=PROVIDER)
+CLUSTER_MODE = Option("cluster.mode", _mode, "split", "split: cluster.tps x weight / the live instances' weights; "
+                      "pool: shares leased from the registry by demand (govrpc.flowctl.pool)",
+                      "split or pool", per_method=False, side=PROVIDER)
+CLUSTER_PERIOD = _provider(Option.number("cluster.period", 1.0, low=0.05, high=3600.0, per_method=False,
+                                         expected="a number of seconds >= 0.05 and <= 3600",
+                                         doc="pool: seconds between two renewals of an instance's lease"))
 ACTIVES = Option.integer("actives", None, low=1, expected="an integer >= 1",
                          doc="calls in flight from this consumer; more are refused at once")
 ADAPTIVE = Option.boolean("adaptive", None, per_method=False, side=PROVIDER,
@@ -76,6 +80,6 @@ PRIORITY = Option("priority", _priority, None, "criticality of the calls: critic
                   "sheddable_plus, sheddable", "a priority", canonical=str)
 
 PROVIDER_FLOW_OPTIONS = (TPS, TPS_BURST, TPS_LIMITER, TPS_WARMUP, TPS_QUEUE, CONCURRENCY, CONNECTIONS,
-                         CLUSTER_TPS, CLUSTER_MODE, ADAPTIVE)
+                         CLUSTER_TPS, CLUSTER_MODE, CLUSTER_PERIOD, ADAPTIVE)
 CONSUMER_FLOW_OPTIONS = (TPS, TPS_BURST, TPS_LIMITER, TPS_WARMUP, TPS_QUEUE, ACTIVES, PRIORITY)
 FLOW_KEYS = frozenset(o.name for o in (*PROVIDER_FLOW_OPTIONS, *CONSUMER_FLOW_OPTIONS))

@@ -9,6 +9,7 @@ Layout shared by every registry (DESIGN.md section 4)::
     {service}/breakers/{consumer}                 a consumer's open breakers (govrpc.degrade.publish)
     govrpc.switches/switches/{name}               business switches (govrpc.degrade.switches)
     {service}/history/{category}.{name}.v{n}      versions of rules (govrpc.console.history)
+    {service}/quota/{address}[-{method}]          cluster quota leases (govrpc.flowctl.pool)
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ MONITORS = "monitors"  # health summaries providers publish (govrpc.monitor.heal
 CATEGORIES = (PROVIDERS, CONSUMERS, CONFIGURATORS, ROUTERS)
 SWITCHES, BREAKERS = "switches", "breakers"  # govrpc.degrade: business switches, published breaker states
 HISTORY = "history"  # govrpc.console: earlier versions of rules, who wrote them and when
-RULE_CATEGORIES = (CONFIGURATORS, ROUTERS, SWITCHES, BREAKERS, HISTORY, MONITORS)
+QUOTA = "quota"  # govrpc.flowctl.pool: each provider instance's lease of a cluster quota
+RULE_CATEGORIES = (CONFIGURATORS, ROUTERS, SWITCHES, BREAKERS, HISTORY, QUOTA, MONITORS)
 
 NotifyListener = Callable[[list[URL]], None]
 """Receives the whole current list of provider URLs of a service, after every change."""
