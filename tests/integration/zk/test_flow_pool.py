@@ -110,7 +110,7 @@ def test_pool_leases_survive_a_lost_zookeeper_session(zookeeper_private: Any, st
             zookeeper_private.stop()  # unreachable: each falls back to its static share, a third
             for server in servers:
                 wait_until(lambda s=server: lease_of(s).state is LeaseState.FALLBACK  # type: ignore[union-attr]
-                           and share_of(s) == pytest.approx(TOTAL / 3), what="the static share")
+                           and share_of(s) == pytest.approx(TOTAL / 3), timeout=30, what="the static share")
             zookeeper_private.start()
             wait_until(lambda: registry.client.connected, timeout=20, what="reconnection")
             expire_session(registry.client, zookeeper_private.hosts)  # and the session is lost
