@@ -214,6 +214,9 @@ class TokenAuthFilter(Filter):
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         return self.bind(invoker.url).invoke(invoker, invocation)
 
+    async def ainvoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        return await self.bind(invoker.url).ainvoke(invoker, invocation)  # type: ignore[attr-defined]
+
     def __repr__(self) -> str:
         return f"TokenAuthFilter({len(self._own)} token(s) of its own)"
 
@@ -228,7 +231,8 @@ class _ServiceTokenAuth(Filter):
         self.parent = parent
         self.listed = listed
 
-    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+    def check(self, invocation: Invocation) -> None:
+        """Raise ``UnauthenticatedError`` unless the call carries an accepted token; remove it."""
         attachments = invocation.attachments
         token = attachments.get(TOKEN_KEY)
         if not self.parent.accepts(token, self.listed):
@@ -238,4 +242,11 @@ class _ServiceTokenAuth(Filter):
         # the provider side's attachments are this call's own dict (decoded from its metadata): the
         # token leaves it here, so no later filter nor the method sees it
         del attachments[TOKEN_KEY]
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        self.check(invocation)
         return invoker.invoke(invocation)
+
+    async def ainvoke(self, invoker: Invoker, invocation: Invocation) -> Any:  # AsyncServer's chain
+        self.check(invocation)
+        return await invoker.ainvoke(invocation)  # type: ignore[attr-defined]

@@ -34,6 +34,7 @@ from govrpc.exceptions import ConfigurationError
 from govrpc.invocation import Filter, Invocation, Invoker, async_chain
 from govrpc.options import check_seconds
 from govrpc.registry.base import Registry
+from govrpc.security import TLS
 from govrpc.rpc.inprocess import InProcessInvoker, find_local
 from govrpc.url import URL
 
@@ -69,17 +70,27 @@ class _ThreadedInvoker(Invoker):
 class _Core(Client):
     """The sync client's reference machinery with asyncio transports."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.pool = AsyncChannelPool(max_message_size=self.max_message_size)
+    def __init__(self, *args: Any, tls: TLS | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, tls=tls, **kwargs)  # checks credentials/tls/token, builds the credentials
+        self.pool = AsyncChannelPool(max_message_size=self.max_message_size, credentials=self.pool.credentials,
+                                     options=tls.channel_options() if tls is not None else None)
 
     def _invoker_for(self, url: URL) -> Invoker:
+        invoker: InProcessInvoker | AsyncGrpcInvoker
         if self.local_first:
             export = find_local(url)
             if export is not None:
-                return _ThreadedInvoker(InProcessInvoker(export, url, self.max_message_size,
-                                                         application=self.application))
-        return AsyncGrpcInvoker(url, self.pool, application=self.application)
+                invoker = InProcessInvoker(export, url, self.max_message_size, application=self.application,
+                                           token=self._token)
+                self._track(invoker)
+                return _ThreadedInvoker(invoker)
+        invoker = AsyncGrpcInvoker(url, self.pool, application=self.application, token=self._token)
+        self._track(invoker)
+        return invoker
+
+    def _track(self, invoker: InProcessInvoker | AsyncGrpcInvoker) -> None:
+        with self._transport_lock:  # where Client.rotate_token changes the token
+            self._transports.add(invoker)
 
 
 class AsyncReference:
@@ -162,16 +173,21 @@ class AsyncServiceProxy:
 class AsyncClient:
     """An asyncio consumer: the same arguments as ``govrpc.Client`` (see there), awaited verbs.
 
+    ``credentials`` / ``tls`` and ``token`` behave as on ``Client``: TLS providers are dialled
+    on ``grpc.aio.secure_channel``s (a ``tls=true`` provider is refused without them, never
+    dialled in plaintext) and the token travels with every call.
+
     Use it on one event loop (grpc.aio channels belong to the loop of their first call).
     """
 
     def __init__(self, registry: str | Registry | None = None, *, application: str = "govrpc-consumer",
                  timeout: float = 1.0, filters: Iterable[Filter | str] = (),
                  max_message_size: int = 4 * 1024 * 1024, local_first: bool = True,
-                 prefer_same_host: bool = False) -> None:
+                 prefer_same_host: bool = False, credentials: Any = None, tls: TLS | None = None,
+                 token: str | None = None) -> None:
         self._core = _Core(registry, application=application, timeout=timeout, filters=filters,
                            max_message_size=max_message_size, local_first=local_first,
-                           prefer_same_host=prefer_same_host)
+                           prefer_same_host=prefer_same_host, credentials=credentials, tls=tls, token=token)
         self.registry = self._core.registry
         self.application = application
         self._references: dict[int, AsyncReference] = {}
@@ -190,6 +206,10 @@ class AsyncClient:
         if made is None or made.reference is not reference:
             made = self._references[id(reference)] = AsyncReference(reference)
         return made
+
+    def rotate_token(self, token: str) -> None:
+        """Send ``token`` from the next call on, to every provider (see ``govrpc.Client.rotate_token``)."""
+        self._core.rotate_token(token)
 
     def channel(self, service: str, **options: Any) -> Any:
         """A channel for grpc.aio stubs of ``service``: the twin of ``govrpc.Client.channel``

@@ -28,6 +28,7 @@ from govrpc.invocation import Filter, Invocation, Invoker, ProviderContext, buil
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.rpc.server import ERROR_KEY, ExportedService, GrpcServer, _failure
 from govrpc.rpc.wire import decode_envelope, split_metadata, truncate
+from govrpc.security import TLS
 from govrpc.server import SETTLE_SECONDS, Server, ServerState
 from govrpc.service import MethodSpec, ServiceSpec, describe
 from govrpc.url import URL, ServiceKey
@@ -214,15 +215,18 @@ class AsyncGrpcServer(GrpcServer):
 
     rpc_handler = staticmethod(_async_rpc_handler)
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_message_size: int = 4 * 1024 * 1024) -> None:
-        super().__init__(host, port, max_workers=1, max_message_size=max_message_size)
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_message_size: int = 4 * 1024 * 1024,
+                 credentials: grpc.ServerCredentials | None = None) -> None:
+        super().__init__(host, port, max_workers=1, max_message_size=max_message_size, credentials=credentials)
         self._dispatcher.unimplemented = _async_unimplemented
         self._aio: grpc.aio.Server | None = None
 
     async def start(self) -> int:  # type: ignore[override]
         server = grpc.aio.server(handlers=[self._dispatcher], options=self._options)
         try:
-            self.port = server.add_insecure_port(f"{self.host}:{self.requested_port}")
+            address = f"{self.host}:{self.requested_port}"
+            self.port = (server.add_insecure_port(address) if self.credentials is None
+                         else server.add_secure_port(address, self.credentials))
         except RuntimeError as exc:
             await server.stop(None)
             raise OSError(f"cannot bind {self.host}:{self.requested_port}: {exc}") from exc
@@ -244,18 +248,23 @@ class AsyncServer:
     """An asyncio gRPC server hosting govrpc services, registered in a registry.
 
     Arguments as ``govrpc.Server`` (no ``max_workers``: calls are tasks; plain-function
-    methods use asyncio's default thread pool). Every verb is awaited.
+    methods use asyncio's default thread pool). Every verb is awaited. ``credentials`` /
+    ``tls`` serve TLS only on the grpc.aio port (published as ``tls=true``) and ``token``
+    puts the same ``TokenAuthFilter`` first in the chain, as on ``Server``.
     """
 
     def __init__(self, registry: str | Registry | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  weight: int = 100, tags: Mapping[str, str] | None = None, application: str = "",
                  warmup: int = 600, serializer: str = "msgpack", max_message_size: int = 4 * 1024 * 1024,
-                 filters: Iterable[Filter | str] = (), advertise: str | None = None) -> None:
-        # the sync server checks the arguments and builds the provider URLs; it never serves
+                 filters: Iterable[Filter | str] = (), advertise: str | None = None, credentials: Any = None,
+                 tls: TLS | None = None, token: str | Iterable[str] | None = None) -> None:
+        # the sync server checks the arguments, builds the credentials, the token filter and the
+        # provider URLs (tls=true included); it never serves
         self._core = Server(registry, host=host, port=port, weight=weight, tags=tags, application=application,
                             warmup=warmup, serializer=serializer, max_message_size=max_message_size,
-                            filters=filters, advertise=advertise)
-        self._grpc = AsyncGrpcServer(host, port, max_message_size=max_message_size)
+                            filters=filters, advertise=advertise, credentials=credentials, tls=tls, token=token)
+        self._grpc = AsyncGrpcServer(host, port, max_message_size=max_message_size,
+                                     credentials=self._core._grpc.credentials)
         self._core._grpc = self._grpc  # its provider URLs read this server's port and hosted services
         self._registry_address = registry
         self.registry: Registry | None = None
@@ -334,6 +343,10 @@ class AsyncServer:
         await self._grpc.stop(grace)
         release_registry(registry)
         self._state = ServerState.STOPPED
+
+    def rotate_token(self, tokens: str | Iterable[str]) -> None:
+        """Accept ``tokens`` from now on (see ``govrpc.Server.rotate_token``)."""
+        self._core.rotate_token(tokens)
 
     async def wait(self, timeout: float | None = None) -> bool:
         """Until the server stops (or ``timeout`` passes); True if it stopped."""

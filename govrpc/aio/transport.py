@@ -28,10 +28,16 @@ log = logging.getLogger("govrpc.rpc")
 
 
 class AsyncChannelPool(ChannelPool):
-    """One ``grpc.aio`` channel per provider address, shared by every service on it (one loop)."""
+    """One ``grpc.aio`` channel per provider address, shared by every service on it (one loop).
 
-    def __init__(self, *, max_message_size: int = 4 * 1024 * 1024) -> None:
-        super().__init__(max_message_size=max_message_size)
+    ``credentials`` and ``options`` as ``ChannelPool``'s: with credentials every channel is
+    a TLS one, and without them a provider that serves TLS only is refused, never dialled.
+    """
+
+    def __init__(self, *, max_message_size: int = 4 * 1024 * 1024,
+                 credentials: grpc.ChannelCredentials | None = None,
+                 options: list[tuple[str, Any]] | None = None) -> None:
+        super().__init__(max_message_size=max_message_size, credentials=credentials, options=options)
         self._aio: dict[str, tuple[grpc.aio.Channel, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: set[asyncio.Task[None]] = set()
@@ -42,7 +48,8 @@ class AsyncChannelPool(ChannelPool):
                 self._loop = asyncio.get_running_loop()  # channels belong to the loop of the first call
             channel, count = self._aio.get(address, (None, 0))
             if channel is None:
-                channel = grpc.aio.insecure_channel(address, options=self._options)
+                channel = (grpc.aio.insecure_channel(address, options=self._options) if self.credentials is None
+                           else grpc.aio.secure_channel(address, self.credentials, options=self._options))
             self._aio[address] = (channel, count + 1)
             return channel
 
