@@ -93,8 +93,9 @@ class StubInvoker(GrpcInvoker):
 
     defer_answer = True  # a client-streaming call returns its future (grpc.aio's calls are awaitables already)
 
-    def __init__(self, url: URL, pool: ChannelPool, codecs: dict[str, Codec], *, application: str = "") -> None:
-        super().__init__(url, pool, application=application)
+    def __init__(self, url: URL, pool: ChannelPool, codecs: dict[str, Codec], *, application: str = "",
+                 token: str = "") -> None:
+        super().__init__(url, pool, application=application, token=token)
         self._codecs = codecs
 
     def _method(self, name: str) -> tuple[Any, Callable[[Invocation], Any], Callable[[Any], Any]]:
@@ -169,7 +170,10 @@ class GovernedChannel(grpc.Channel):
         codecs, pool, application, cls = self.codecs, client.pool, client.application, self.transport
 
         def transport(url: URL) -> StubInvoker:
-            return cls(url, pool, codecs, application=application)
+            invoker = cls(url, pool, codecs, application=application, token=client._token)
+            with client._transport_lock:  # where Client.rotate_token changes the token
+                client._transports.add(invoker)
+            return invoker
 
         self.reference: Reference = client.reference(service, transport=transport, **options)
 

@@ -212,3 +212,14 @@ def test_grpc_aio_stubs_on_the_async_governed_channel(stubs, memory_registry, se
             assert isinstance(caught.value.error, govrpc.NoProviderError)
 
     asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def test_stub_calls_carry_the_clients_token(stubs, memory_registry, servers, client_factory) -> None:
+    pb2, pb2_grpc, _ = stubs
+    serve(servers, memory_registry, stubs, "a", token="s3cret")
+    with_token = pb2_grpc.GreeterStub(client_factory(memory_registry, token="s3cret").channel(SERVICE, timeout=5.0))
+    assert with_token.SayHello(pb2.HelloRequest(name="ann")).message == "hello ann"
+    without = pb2_grpc.GreeterStub(client_factory(memory_registry).channel(SERVICE, timeout=5.0))
+    with pytest.raises(grpc.RpcError) as caught:
+        without.SayHello(pb2.HelloRequest(name="bob"))
+    assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
