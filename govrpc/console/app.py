@@ -25,6 +25,8 @@ from govrpc.configurator import Configurator, configure_provider, parse_configur
 from govrpc.console.auth import Login, Session
 from govrpc.console.graph import dependency_svg
 from govrpc.console.history import RuleHistory
+from govrpc.console.traffic import TrafficRing, traffic_svg
+from govrpc.degrade.switches import SWITCH_SERVICE, SWITCHES
 from govrpc.exceptions import GovRpcError, RuleError
 from govrpc.registry.base import CONFIGURATORS, ROUTERS
 from govrpc.url import URL
@@ -184,6 +186,7 @@ class ConsoleApp:
         self.login = login
         self.history = RuleHistory(admin)
         self.cache = _Cache(cache_seconds)
+        self.traffic = TrafficRing(lambda service: self.admin.health(service).get(service, []))
         self._routes: dict[tuple[str, str], Callable[[Request], Response]] = {
             ("GET", "/"): lambda r: Response.redirect("/services"),
             ("GET", "/login"): self.login_page,
@@ -200,6 +203,9 @@ class ConsoleApp:
             ("POST", "/api/rule/delete"): self.rule_delete,
             ("POST", "/api/rollback"): self.rollback_post,
             ("POST", "/api/provider"): self.provider_post,
+            ("GET", "/api/traffic"): self.traffic_api,
+            ("GET", "/switches"): self.switches_page,
+            ("POST", "/api/switch"): self.switch_post,
         }
 
     # -- WSGI ------------------------------------------------------------------------------
@@ -267,6 +273,7 @@ class ConsoleApp:
         nav = ""
         if session is not None:
             nav = (f'<nav><a href="/services">Services</a> <a href="/rules">Rules</a> <a href="/dependencies">Dependencies</a>'
+                   f'<a href="/switches">Switches</a>'
                    f'<form method="post" action="/logout" class="inline"><input type="hidden" name="csrf" '
                    f'value="{e(session.csrf)}"><span class="user">{e(session.user)}</span> '
                    f'<button type="submit" id="logout">Log out</button></form></nav>')
@@ -399,7 +406,9 @@ class ConsoleApp:
                   '<th>PID</th><th>Uptime</th></tr></thead><tbody>' + crow + "</tbody></table>") if crow \
             else '<p class="empty">no live consumer</p>'
         rules_link = f'<p><a href="/rules?{e(urlencode({"service": service}))}" id="rules-link">Rules of {e(service)}</a></p>'
-        body = f"{rules_link}<h3>Providers</h3>{ptable}<h3>Consumers</h3>{ctable}"
+        traffic = (f'<section id="traffic" data-service="{e(service)}"><h3>Traffic</h3>'
+                   f'{traffic_svg(self.traffic.series(service))}</section>')
+        body = f"{rules_link}<h3>Providers</h3>{ptable}{traffic}<h3>Consumers</h3>{ctable}"
         return self._page(service, body, request)
 
     def provider_post(self, request: Request) -> Response:
@@ -431,6 +440,70 @@ class ConsoleApp:
         if request.json:
             return Response.json({"ok": True, "rule": name})
         return Response.redirect("/service?" + urlencode({"name": service}))
+
+    def traffic_api(self, request: Request) -> Response:
+        """The traffic ring of one service (polled now if its last poll is old) and its charts."""
+        series = self.traffic.series(request.field("service"))
+        return Response.json({"ok": True, "svg": traffic_svg(series), "providers": {
+            address: [{"time": t, "qps": q, "error_rate": err, "p99_ms": p99} for t, q, err, p99 in points]
+            for address, points in series.items()}})
+
+    # -- switches ----------------------------------------------------------------------------
+    def switches_page(self, request: Request) -> Response:
+        csrf = request.session.csrf if request.session else ""
+        hidden = f'<input type="hidden" name="csrf" value="{e(csrf)}">'
+        rows = []
+        for name, value in sorted(self.admin.switches().items()):
+            shown = json.dumps(value, sort_keys=True)
+            flip = (f'<button name="action" value="flip" class="flip">Turn {"off" if value else "on"}</button> '
+                    if isinstance(value, bool) else "")
+            history = "/history?" + urlencode({"service": SWITCH_SERVICE, "category": SWITCHES, "name": name})
+            rows.append(
+                f'<tr data-switch="{e(name)}"><td>{e(name)}</td><td class="value"><code>{e(shown)}</code></td><td>'
+                f'<form method="post" action="/api/switch" class="inline">{hidden}'
+                f'<input type="hidden" name="name" value="{e(name)}">{flip}'
+                f'<input name="value" class="value-input" value="{e(shown)}" aria-label="JSON value">'
+                f'<button name="action" value="set" class="set">Set</button> '
+                f'<button name="action" value="delete" class="delete">Delete</button></form> '
+                f'<a href="{e(history)}" class="history">History</a></td></tr>')
+        table = ('<table id="switches"><thead><tr><th>Switch</th><th>Value</th><th></th></tr></thead><tbody>'
+                 + "".join(rows) + "</tbody></table>") if rows else '<p class="empty">no switch is set</p>'
+        add = (f'<form method="post" action="/api/switch" id="switch-form">{hidden}'
+               f'<label>Name <input name="name" id="switch-name"></label> '
+               f'<label>Value (JSON) <input name="value" id="switch-value" value="true"></label>'
+               f'<button name="action" value="set" id="switch-set">Set</button></form>')
+        note = ('<p>Business switches (<code>govrpc.degrade</code>): every process watching this registry sees a '
+                'change at once; a deleted switch falls back to the default in the code.</p>')
+        return self._page("Switches", note + table + add, request)
+
+    def switch_post(self, request: Request) -> Response:
+        name, action = request.field("name"), request.field("action", "set")
+        user = request.session.user if request.session else "?"
+        if action == "delete":
+            self.history.delete_switch(name, user=user)
+        elif action in ("set", "flip"):
+            if action == "flip":
+                current = self.admin.switches().get(name)
+                if not isinstance(current, bool):
+                    raise HttpError("400 Bad Request", f"switch {name!r} holds {current!r}, not true or false")
+                value: Any = not current
+            else:
+                raw = request.form.get("value", request.query.get("value"))
+                if raw is None:
+                    raise HttpError("400 Bad Request", "missing field 'value'")
+                if isinstance(raw, str) and not request.json:
+                    try:
+                        value = json.loads(raw)
+                    except ValueError as exc:
+                        raise HttpError("400 Bad Request", f"switch value {raw!r} is not JSON: {exc}") from None
+                else:
+                    value = raw
+            self.history.set_switch(name, value, user=user)
+        else:
+            raise HttpError("400 Bad Request", f"action {action!r} is not set, flip or delete")
+        if request.json:
+            return Response.json({"ok": True, "switches": self.admin.switches()})
+        return Response.redirect("/switches")
 
     # -- rules -----------------------------------------------------------------------------
     def rules_page(self, request: Request) -> Response:
@@ -549,12 +622,14 @@ class ConsoleApp:
         table = ('<table id="history"><thead><tr><th>Version</th><th>Who</th><th>When</th><th>What</th><th>Text</th>'
                  '<th></th></tr></thead><tbody>' + "".join(rows) + "</tbody></table>") if rows \
             else '<p class="empty">no version recorded</p>'
-        back = f'<p><a href="/rules?{e(urlencode({"service": service}))}">Rules of {e(service)}</a></p>'
+        back = '<p><a href="/switches">Switches</a></p>' if (service, category) == (SWITCH_SERVICE, SWITCHES) \
+            else f'<p><a href="/rules?{e(urlencode({"service": service}))}">Rules of {e(service)}</a></p>'
         return self._page(f"History of {category} {name} ({service})", back + note + table, request)
 
     def rollback_post(self, request: Request) -> Response:
         service, category, name = request.field("service"), request.field("category"), request.field("name")
-        _check_category(category)
+        if (service, category) != (SWITCH_SERVICE, SWITCHES):
+            _check_category(category)
         try:
             number = int(request.field("version"))
         except ValueError:

@@ -16,6 +16,7 @@ import time
 from typing import Any
 
 from govrpc.admin import Admin
+from govrpc.degrade.switches import SWITCH_SERVICE, SWITCHES, switch_text
 from govrpc.exceptions import ConfigurationError
 from govrpc.registry.base import HISTORY
 
@@ -87,11 +88,27 @@ class RuleHistory:
         self.admin.delete_rule(service, category, name)
         return self._record(service, category, name, "", user, "delete")
 
+    def set_switch(self, name: str, value: Any, *, user: str, action: str = "put") -> Version:
+        """Set business switch ``name`` through ``Admin.set_switch`` (raises ``ConfigurationError``, storing
+        nothing), then record it under the switches' own service (``govrpc.switches``)."""
+        self.admin.set_switch(name, value)
+        return self._record(SWITCH_SERVICE, SWITCHES, name, switch_text(value), user, action)
+
+    def delete_switch(self, name: str, *, user: str) -> Version:
+        """Delete switch ``name`` through ``Admin.delete_switch`` and record the deletion."""
+        self.admin.delete_switch(name)
+        return self._record(SWITCH_SERVICE, SWITCHES, name, "", user, "delete")
+
     def rollback(self, service: str, category: str, name: str, version: int, *, user: str) -> Version:
         """Make ``version`` current again (a new version); a deleted version deletes the rule."""
         old = next((v for v in self.versions(service, category, name) if v.version == version), None)
         if old is None:
             raise ConfigurationError(f"{service}: {category} rule {name!r} has no version {version} in the history")
+        if (service, category) == (SWITCH_SERVICE, SWITCHES):
+            if not old.text:
+                self.admin.delete_switch(name)
+                return self._record(service, category, name, "", user, f"rollback to v{version}")
+            return self.set_switch(name, json.loads(old.text), user=user, action=f"rollback to v{version}")
         if not old.text:
             self.admin.delete_rule(service, category, name)
             return self._record(service, category, name, "", user, f"rollback to v{version}")

@@ -13,6 +13,7 @@ import pytest
 import govrpc
 from govrpc.console import ConsoleServer, Login, RuleHistory, hash_password
 from govrpc.exceptions import ConfigurationError, RuleError
+from tests.helpers import wait_until
 
 PASSWORD = "pw-for-tests"
 
@@ -224,3 +225,88 @@ def test_login_configuration_errors_are_clear(tmp_path: Any) -> None:
     assert login.login("ops", "pw") is not None and login.login("ops", "nope") is None
     assert login.login("admin", "pw") is None
     assert "pw" not in repr(vars(Login.from_environment({"GOVRPC_CONSOLE_PASSWORD": "pw"})))
+
+
+def test_traffic_panel_charts_a_live_providers_calls(console: Any, file_registry: str, start_server: Any,
+                                                     client_factory: Any) -> None:
+    server = start_server(file_registry, Echo(), report_interval=0.2)
+    echo = client_factory(file_registry).proxy("console.Echo")
+    user = console(file_registry)
+    user.log_in()
+    address = f"127.0.0.1:{server.port}"
+    _, _, page = user.request("GET", "/service?name=console.Echo")
+    assert '<section id="traffic" data-service="console.Echo">' in page
+
+    def busy_point() -> Any:
+        for _ in range(20):
+            echo.echo("hi")
+        status, _, text = user.request("GET", "/api/traffic?service=console.Echo")
+        assert status == 200
+        data = json.loads(text)
+        points = data["providers"].get(address, [])
+        return data if any(p["qps"] > 0 for p in points) else None
+
+    data = wait_until(busy_point, what="a traffic point with calls")
+    assert '<svg class="chart" id="chart-qps"' in data["svg"] and f'data-address="{address}"' in data["svg"]
+    assert all(p["error_rate"] == 0.0 for p in data["providers"][address])
+    status, _, _ = user.request("GET", "/api/traffic")
+    assert status == 400
+
+
+def test_the_traffic_ring_reads_only_when_asked_and_stays_bounded() -> None:
+    from govrpc.console.traffic import TrafficRing
+    from govrpc.monitor.health import HealthSummary
+
+    reads: list[str] = []
+    clock = [1000.0]
+
+    def read(service: str) -> list[HealthSummary]:
+        reads.append(service)
+        clock[0] += 1
+        return [HealthSummary("10.0.0.1:1", clock[0], 1.0, qps=5.0, success_rate=0.75, p99_ms=3.0),
+                HealthSummary("10.0.0.9:1", clock[0], 1.0, side="consumer", qps=9.0)]
+
+    ring = TrafficRing(read, poll_seconds=3600, points=3)
+    assert reads == []
+    assert ring.series("s") == {"10.0.0.1:1": [(1001.0, 5.0, 0.25, 3.0)]}
+    ring.series("s")  # polled under poll_seconds ago: no second read
+    assert reads == ["s"]
+    ring.poll_seconds = 0
+    for _ in range(5):
+        ring.series("s")
+    assert [p[0] for p in ring.series("s")["10.0.0.1:1"]] == [1005.0, 1006.0, 1007.0]
+
+
+def test_switches_are_set_flipped_deleted_with_login_csrf_and_history(console: Any, memory_registry: str) -> None:
+    user = console(memory_registry)
+    status, _, _ = user.request("POST", "/api/switch", {"name": "promo", "value": True})
+    assert status == 401
+    user.log_in()
+    status, _, _ = user.request("POST", "/api/switch", {"name": "promo", "value": True})
+    assert status == 403
+    assert user.post("/api/switch", {"name": "promo", "value": True}) == (200, {"ok": True, "switches": {"promo": True}})
+    status, headers, _ = user.request("POST", "/api/switch", {"csrf": user.csrf, "name": "limit", "action": "set",
+                                                              "value": '{"max": 3}'}, form=True)
+    assert status == 303 and headers["Location"] == "/switches"
+    assert user.post("/api/switch", {"name": "promo", "action": "flip"})[1]["switches"] == {
+        "promo": False, "limit": {"max": 3}}
+    _, _, page = user.request("GET", "/switches")
+    assert '<tr data-switch="promo">' in page and "Turn on" in page and "{&quot;max&quot;: 3}" in page
+    status, answer = user.post("/api/switch", {"name": "limit", "action": "flip"})
+    assert status == 400 and "not true or false" in answer["error"]
+    status, answer = user.post("/api/switch", {"name": "bad name!", "value": 1})
+    assert status == 400 and "switch name" in answer["error"]
+    status, _, text = user.request("POST", "/api/switch", {"csrf": user.csrf, "name": "x", "value": "{nope"}, form=True)
+    assert status == 400 and "not JSON" in text
+    assert user.post("/api/switch", {"name": "promo", "action": "delete"})[1]["switches"] == {"limit": {"max": 3}}
+    with govrpc.Admin(memory_registry) as admin:
+        assert admin.switches() == {"limit": {"max": 3}}
+        versions = RuleHistory(admin).versions("govrpc.switches", "switches", "promo")
+    assert [(v.version, v.user, v.action, v.text) for v in versions] == [
+        (3, "admin", "delete", ""), (2, "admin", "put", "false"), (1, "admin", "put", "true")]
+    assert user.post("/api/rollback", {"service": "govrpc.switches", "category": "switches", "name": "promo",
+                                       "version": 1}) == (200, {"ok": True})
+    with govrpc.Admin(memory_registry) as admin:
+        assert admin.switches() == {"limit": {"max": 3}, "promo": True}
+    status, _, page = user.request("GET", "/history?service=govrpc.switches&category=switches&name=promo")
+    assert status == 200 and "rollback to v1" in page and 'href="/switches"' in page

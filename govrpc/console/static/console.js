@@ -122,3 +122,34 @@ document.addEventListener("DOMContentLoaded", () => {
   const editor = document.getElementById("editor");
   if (editor) setupEditor(editor);
 });
+
+// The traffic panel of a service page: fetch the charts every 2 s while the page is visible.
+function setupTraffic(panel) {
+  const service = panel.dataset.service;
+  let busy = false;
+  async function refresh() {
+    if (busy || document.visibilityState !== "visible") return;
+    busy = true;
+    try {
+      const response = await fetch("/api/traffic?" + new URLSearchParams({service}), {credentials: "same-origin"});
+      const result = await response.json();
+      if (result.ok) {
+        const old = document.getElementById("traffic-charts");
+        const box = document.createElement("div");
+        box.innerHTML = result.svg;
+        if (old && box.firstElementChild) old.replaceWith(box.firstElementChild);
+        panel.dataset.refreshed = String(Number(panel.dataset.refreshed || "0") + 1);
+      }
+    } catch (err) {
+      // the console is away; try again on the next tick
+    } finally {
+      busy = false;
+    }
+  }
+  setInterval(refresh, 2000);
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  const traffic = document.getElementById("traffic");
+  if (traffic) setupTraffic(traffic);
+});
