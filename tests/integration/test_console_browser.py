@@ -221,3 +221,44 @@ def test_dependency_picture_of_the_trace_report(browser: Any, console: Any, memo
     finally:
         page.close()
         server.stop()
+
+
+def test_traffic_chart_updates_and_switches_flip(browser: Any, console: Any, file_registry: str,
+                                                 start_server: Any, client_factory: Any) -> None:
+    server = start_server(file_registry, Where("a"), port=0, report_interval=0.2)
+    proxy = client_factory(file_registry).proxy("console.Where", timeout=5)
+    address = f"127.0.0.1:{server.port}"
+    base = console(file_registry).url
+    page = browser.new_page()
+    try:
+        _log_in(page, base, "/service?name=console.Where")
+        page.wait_for_selector("#traffic")
+        line = f"#chart-qps polyline[data-address='{address}']"
+
+        def moved() -> bool:
+            _served(proxy, 20)
+            refreshed = int(page.get_attribute("#traffic", "data-refreshed") or 0)
+            last = page.get_attribute(line, "data-last") if page.locator(line).count() else None
+            return refreshed >= 2 and last is not None and float(last) > 0
+
+        wait_until(moved, timeout=20, what="the traffic chart refreshed with calls of the provider")
+        before = int(page.get_attribute("#traffic-charts", "data-points") or 0)
+        wait_until(lambda: _served(proxy, 5) and int(page.get_attribute("#traffic-charts", "data-points") or 0) > before,
+                   timeout=20, what="more points on the chart")
+        _shot(page, "traffic")
+
+        page.click("nav >> text=Switches")
+        page.wait_for_selector("#switch-form")
+        page.fill("#switch-name", "promo")
+        page.fill("#switch-value", "true")
+        page.click("#switch-set")
+        page.wait_for_selector("tr[data-switch='promo'] button.flip")
+        assert page.inner_text("tr[data-switch='promo'] td.value") == "true"
+        page.click("tr[data-switch='promo'] button.flip")
+        page.wait_for_selector("tr[data-switch='promo'] >> text=Turn on")
+        assert page.inner_text("tr[data-switch='promo'] td.value") == "false"
+        _shot(page, "switches")
+        with govrpc.Admin(file_registry) as admin:
+            assert admin.switches() == {"promo": False}
+    finally:
+        page.close()
