@@ -216,7 +216,8 @@ def test_whole_zookeeper_restart_providers_come_back_and_no_call_fails(
 
             # an entry removed behind the provider's back is re-created after its next reconnect
             kazoo.delete(node)
-            wait_until(lambda: consumer_registry.subscription_status("test.Echo").stale, what="held-back push")
+            wait_until(lambda: consumer_registry.subscription_status("test.Echo").stale, timeout=20,
+                       what="held-back push")
             drop_connection(provider_registry.client)
             wait_until(lambda: owner_of(kazoo, node) == session_of(provider_registry),
                        what="the provider's own check after reconnecting")
