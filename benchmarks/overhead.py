@@ -105,6 +105,13 @@ def serve(registry: str, sdk: bool = False) -> None:
                 return data
 
         server.add(FlowEcho(), tps=1_000_000, concurrency=64)
+
+        @govrpc.service("bench.Echo", group="untraced")
+        class UntracedEcho:
+            def echo(self, data: bytes) -> bytes:
+                return data
+
+        server.add(UntracedEcho(), trace=False)  # no provider stage binds: the direct path
     server.start()
 
     @govrpc.service("bench.Echo", group="token-sdk" if sdk else "token")
@@ -293,13 +300,16 @@ def main() -> int:
         untraced = client.proxy("bench.Echo", trace=False).echo
         # consumer side too: its own rate and calls in flight, limits that never refuse
         flowed = client.proxy("bench.Echo", group="flow", tps=1_000_000, actives=64).echo
+        bare = client.proxy("bench.Echo", group="untraced", trace=False).echo
         until_listed(lambda: flowed(payload), deadline)
+        until_listed(lambda: bare(payload), deadline)
         breaking = client.proxy("bench.Echo", breaker={"failures": 5, "ratio": 0.5, "slow": 1.0}).echo
         assert breaking(payload) == payload
         token_client = govrpc.Client(registry, application="bench", timeout=5.0, token=BENCH_TOKEN)
         tokened = token_client.proxy("bench.Echo", group="token").echo
         until_listed(lambda: tokened(payload), deadline)
         variants = {"raw grpcio": raw, "govrpc": lambda: gov(payload), "govrpc trace=off": lambda: untraced(payload),
+                    "govrpc no stage": lambda: bare(payload),
                     "govrpc+breaker": lambda: breaking(payload), "govrpc+flow": lambda: flowed(payload),
                     "govrpc token": lambda: tokened(payload)}
         metered = client.proxy("bench.Echo", group="metrics", metrics=True).echo  # Prometheus on both sides
