@@ -29,6 +29,9 @@ same processor) is the floor of that row: ``python benchmarks/consumer_cost.py
 --floor`` prints it, ``--sdk`` and ``--sdk --side provider`` what govrpc spends on
 each side with it.
 
+"every stage": trace propagation, token authentication, Prometheus metrics, a circuit
+breaker and rate/concurrency limits on both sides at once, none refusing (target >= 0.90).
+
 Flow-control row: "govrpc+flow" calls a service with a rate limit and a concurrency
 limit on the provider (``tps``, ``concurrency``) and a rate limit and ``actives`` on
 the consumer, all set so they never refuse. Target: >= 0.90 of raw grpcio, one thread.
@@ -128,12 +131,21 @@ def serve(registry: str, sdk: bool = False) -> None:
             pass
 
         metered = govrpc.Server(registry, max_workers=16, metrics=True).add(MeteredEcho()).start()
+
+        # the "every stage" row: trace, token, metrics, rate and concurrency limits on this provider
+        @govrpc.service("bench.Echo", group="all")
+        class AllEcho(Echo):
+            pass
+
+        everything = govrpc.Server(registry, max_workers=16, metrics=True, token=BENCH_TOKEN)
+        everything.add(AllEcho(), tps=1_000_000, concurrency=64).start()
     print(raw_port, server.port, flush=True)
     sys.stdin.read()  # until the parent closes our stdin
     tokened.stop(grace=0)
     server.stop(grace=0)
     if metered is not None:
         metered.stop(grace=0)
+        everything.stop(grace=0)
     raw.stop(0)
 
 
@@ -315,6 +327,11 @@ def main() -> int:
         metered = client.proxy("bench.Echo", group="metrics", metrics=True).echo  # Prometheus on both sides
         until_listed(lambda: metered(payload), deadline)
         variants["govrpc metrics"] = lambda: metered(payload)
+        # every governance stage on both sides, none refusing: trace, token, metrics, breaker, limits
+        every = token_client.proxy("bench.Echo", group="all", metrics=True, tps=1_000_000, actives=64,
+                                   breaker={"failures": 5, "ratio": 0.5, "slow": 1.0}).echo
+        until_listed(lambda: every(payload), deadline)
+        variants["every stage"] = lambda: every(payload)
         # a stub's multicallable (what generated code asks a channel for) on client.channel, against
         # "raw grpcio", the same multicallable on a plain channel
         stub_call = client.channel("bench.Raw", url=f"grpc://127.0.0.1:{raw_port}").unary_unary(RAW_PATH)
@@ -361,7 +378,8 @@ def main() -> int:
                 print(f"  {name:<15} {rate:>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
                       f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f}")
             targets = {"govrpc": 0.90, "govrpc trace=off": 0.90, "govrpc+otel sdk": 0.85, "govrpc+breaker": 0.90,
-                       "govrpc+flow": 0.90, "stub on client.channel": 0.90, "govrpc metrics": 0.90}
+                       "govrpc+flow": 0.90, "stub on client.channel": 0.90, "govrpc metrics": 0.90,
+                       "every stage": 0.90}
             for name in [n for n in results if n != "raw grpcio"]:
                 ratio = results[name]["rate"] / results["raw grpcio"]["rate"]
                 extra_cpu = (results[name]["cpu"] / results[name]["calls"]
