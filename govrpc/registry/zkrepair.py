@@ -42,6 +42,7 @@ class RepairLoop:
         self._closing = closing
         self._wanted = threading.Event()
         self._wake = threading.Event()
+        self._busy = False
         self._retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type((NotConnected, *retry_on)),
             wait=tenacity.wait_exponential_jitter(multiplier=0.05, max=retry_max_delay, jitter=0.1),
@@ -59,6 +60,11 @@ class RepairLoop:
         """Ask for a pass (any thread, never blocks)."""
         self._wanted.set()
 
+    @property
+    def idle(self) -> bool:
+        """No pass running or asked for (tests wait for it before changing ZooKeeper behind a process)."""
+        return not self._busy and not self._wanted.is_set()
+
     def wake(self) -> None:
         """Cut the current backoff pause short (a connection came back)."""
         self._wake.set()
@@ -74,6 +80,7 @@ class RepairLoop:
             self._wanted.wait()
             if self._closing.is_set():
                 return
+            self._busy = True
             self._wanted.clear()
             try:
                 self._retrying(self._attempt)
@@ -84,6 +91,8 @@ class RepairLoop:
                     # a pass that stopped half-way must run again, not wait for the next reconnect
                     if not self._closing.wait(self.retry_max_delay):
                         self._wanted.set()
+            finally:
+                self._busy = False
 
     def _sleep(self, seconds: float) -> None:
         if self._wake.wait(seconds):

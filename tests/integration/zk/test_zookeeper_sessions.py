@@ -214,7 +214,10 @@ def test_whole_zookeeper_restart_providers_come_back_and_no_call_fails(
             wait_until(lambda: owner_of(kazoo, node) == session_of(provider_registry),
                        what="the provider entry after the restart")
 
-            # an entry removed behind the provider's back is re-created after its next reconnect
+            # an entry removed behind the provider's back is re-created after its next reconnect; first
+            # let the provider's repair passes after the restart end (one still running would re-create
+            # the entry at once, before the consumer could see it gone)
+            wait_until(lambda: provider_registry._repair.idle, what="the provider's repair to settle")
             kazoo.delete(node)
             wait_until(lambda: consumer_registry.subscription_status("test.Echo").stale, timeout=20,
                        what="held-back push")
