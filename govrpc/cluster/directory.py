@@ -48,11 +48,18 @@ class Endpoint(Invoker):
         self.in_process = bool(getattr(transport, "in_process", False))
         self.chain = build_filter_chain(filters, transport, bind_url(url, consumer)) if filters else transport
         link: Any = self.chain
+        listeners = []
         while link is not transport:  # a bound filter that keeps per-provider state (breakers) gets it
             attach = getattr(link.filter, "attach_state", None)
             if attach is not None:
                 attach(state)
+            listen = getattr(link.filter, "on_trailers", None)  # a stage reading answers' trailers
+            if listen is not None:
+                listeners.append(listen)
             link = link.next
+        read_trailers = getattr(transport, "read_trailers", None)
+        if read_trailers is not None:  # decided here, at bind time: without a listener no trailer is read
+            read_trailers(listeners[0] if len(listeners) == 1 else _fan_out(listeners) if listeners else None)
         self.invoke = self.chain.invoke  # type: ignore[method-assign]
         # the transport's non-blocking call, when nothing runs between it and the cluster
         self.start = getattr(transport, "start", None) if self.chain is transport else None
@@ -72,6 +79,13 @@ class Endpoint(Invoker):
 
     def __repr__(self) -> str:
         return f"Endpoint({self.url.address}/{self.url.path})"
+
+
+def _fan_out(listeners: Sequence[Callable[[Any], None]]) -> Callable[[Any], None]:
+    def heard(metadata: Any) -> None:
+        for listener in listeners:
+            listener(metadata)
+    return heard
 
 
 IDENTITY_KEYS = frozenset({"application", "pid", "timestamp", "version", "group", "methods", "side"})

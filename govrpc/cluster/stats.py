@@ -43,7 +43,7 @@ class ProviderState:
     """
 
     __slots__ = ("inflight", "ewma", "last_pick", "consecutive_failures", "ejected_until",
-                 "times_ejected", "weight", "timestamp", "warmup", "breaker", "permits", "health",
+                 "times_ejected", "weight", "timestamp", "warmup", "breaker", "permits", "health", "load",
                  "lock", "retiring", "_on_idle", "__weakref__")
 
     def __init__(self, params: Any = None) -> None:
@@ -56,6 +56,7 @@ class ProviderState:
         self.breaker: Any = None
         self.permits: Any = None
         self.health: Any = None  # the provider's own health summary (govrpc.monitor), when watched
+        self.load: Any = None  # its last ORCA load report (govrpc.monitor.orca.LoadReport), when read
         self.lock = threading.Lock()
         self.retiring = False
         self._on_idle: Callable[[], None] | None = None

@@ -10,23 +10,45 @@ with ``weighted_round_robin`` weigh providers by it (weight = qps / utilization)
 ``rps_fractional``, ``eps``), the application's own notion of its load.
 
 The message is written by hand (five doubles), so no xds protobuf package is needed.
+
+grpcio's client core takes ``endpoint-load-metrics-bin`` for its own balancers: a
+Python client never sees it, not in ``with_call``'s call object nor in a future's
+``trailing_metadata()`` (tried with grpcio 1.85, with and without
+``weighted_round_robin``). So a govrpc provider also sends the same bytes under
+``govrpc-load-bin`` (``LOAD_TRAILER``), which govrpc consumers read:
+``loadbalance = healthweighted`` with ``healthweighted.orca = true`` binds an
+``OrcaReaderFilter`` to each provider, whose transport then hands it the trailing
+metadata of every unary answer (``GrpcInvoker.read_trailers``); the balancer
+lowers the weight of the more loaded providers (``govrpc.cluster.healthweighted``).
+A reference without that setting binds no reader and its transport reads no
+trailer. In-process (local-first) calls carry no report.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import math
 import os
 import struct
 import threading
 import time
 from typing import Any, Callable, Mapping
 
+from govrpc.cluster.healthweighted import ORCA_WEIGHING
 from govrpc.invocation import Filter, Invocation, Invoker
 from govrpc.options import Option
 from govrpc.url import URL
 
-__all__ = ["ORCA", "ORCA_TRAILER", "OrcaFilter", "decode_load_report", "encode_load_report"]
+log = logging.getLogger("govrpc.monitor")
+
+__all__ = ["LOAD_TRAILER", "ORCA", "ORCA_TRAILER", "ORCA_WEIGHING", "LoadReport", "OrcaFilter", "OrcaReaderFilter",
+           "decode_load_report", "encode_load_report", "utilization_of"]
 
 ORCA_TRAILER = "endpoint-load-metrics-bin"
+LOAD_TRAILER = "govrpc-load-bin"
+"""The same ORCA bytes under a key grpcio hands to the application (it keeps ``ORCA_TRAILER``)."""
+ERROR_PENALTY = 1.0  # gRFC A58's error_utilization_penalty: a share of failed answers counts as that much load
 ORCA = Option.boolean("orca", False, per_method=False, side="provider",
                       doc="true: answers carry an ORCA load report (endpoint-load-metrics-bin)")
 
@@ -166,8 +188,98 @@ class _BoundOrca(Filter):
             value = invoker.invoke(invocation)
         except BaseException:
             if context is not None:
-                context.trailing.append((ORCA_TRAILER, self.load.record(False)))
+                report = self.load.record(False)
+                context.trailing += ((ORCA_TRAILER, report), (LOAD_TRAILER, report))
             raise
         if context is not None:
-            context.trailing.append((ORCA_TRAILER, self.load.record(True)))
+            report = self.load.record(True)
+            context.trailing += ((ORCA_TRAILER, report), (LOAD_TRAILER, report))
         return value
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class LoadReport:
+    """A provider's last ORCA report as a consumer read it: its utilization and when (``time.monotonic()``)."""
+
+    utilization: float
+    time: float
+
+    def fresh(self, now: float) -> bool:
+        """Read within the last ``REPORT_EXPIRY`` seconds (an older one says nothing of the provider now)."""
+        return now - self.time <= REPORT_EXPIRY
+
+
+REPORT_EXPIRY = 10.0  # seconds: a provider still called sends one with every answer
+
+
+def utilization_of(report: Mapping[str, float]) -> float:
+    """gRFC A58's utilization of a decoded report: the application's figure when it gives one, else
+    the CPU's, plus the share of failed answers (``eps / rps_fractional``) times the error penalty."""
+    utilization = report.get("application_utilization", 0.0) or report.get("cpu_utilization", 0.0)
+    rps = report.get("rps_fractional", 0.0)
+    if rps > 0:
+        utilization += ERROR_PENALTY * report.get("eps", 0.0) / rps
+    return utilization
+
+
+class OrcaReaderFilter(Filter):
+    """Consumer side, per provider: keep the provider's ORCA reports on its state (``state.load``).
+
+    Binds only where ``healthweighted.orca = true``; then its transport hands it the trailing
+    metadata of each answer. Reports are decoded once per distinct bytes (a provider reuses one
+    for 0.1 s); a malformed one is ignored and logged once.
+    """
+
+    side = "consumer"
+    level = "invoker"
+    auto = True
+    order = 900  # innermost: it only listens
+    options = (ORCA_WEIGHING,)
+
+    def bind(self, url: URL) -> Filter | None:
+        return _BoundReader(url.address) if ORCA_WEIGHING.read(url) else None
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:  # the unbound filter never runs
+        return invoker.invoke(invocation)
+
+
+class _BoundReader(Filter):
+    side = "consumer"
+    level = "invoker"
+    order = OrcaReaderFilter.order
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.state: Any = None
+        self._last: tuple[bytes, float] | None = None
+        self._warned = False
+
+    def attach_state(self, state: Any) -> None:
+        self.state = state
+
+    def on_trailers(self, metadata: Any) -> None:
+        """The transport's listener: the trailing metadata of one answer."""
+        for key, value in metadata or ():
+            if key == LOAD_TRAILER and isinstance(value, bytes):
+                break
+        else:
+            return
+        last = self._last
+        if last is not None and last[0] == value:
+            utilization = last[1]
+        else:
+            try:
+                utilization = utilization_of(decode_load_report(value))
+            except ValueError as exc:
+                if not self._warned:
+                    self._warned = True
+                    log.warning("provider %s sent a malformed load report (ignored): %s", self.address, exc)
+                return
+            if not math.isfinite(utilization) or utilization < 0:
+                return
+            self._last = (value, utilization)
+        if self.state is not None:
+            self.state.load = LoadReport(utilization, time.monotonic())
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        return invoker.invoke(invocation)

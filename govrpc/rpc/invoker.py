@@ -313,6 +313,7 @@ class GrpcInvoker(Invoker):
         self._published = frozenset(url.methods)
         self._lock = threading.Lock()  # first call and close only; never per call
         self._closed = False
+        self._listener: Callable[[Any], None] | None = None  # read_trailers
 
     def set_token(self, token: str) -> None:
         """Send ``token`` from the next call on (the metadata tuple is swapped whole)."""
@@ -437,6 +438,39 @@ class GrpcInvoker(Invoker):
 
         call.future(request, timeout=timeout, metadata=metadata).add_done_callback(done)
         return result
+
+    def read_trailers(self, listener: Callable[[Any], None] | None) -> None:
+        """From now on hand the trailing metadata of each unary answer (or failure) to ``listener``;
+        None: read none again. Set when an endpoint binds its filters (a stage listening, such as
+        ``govrpc.monitor.orca``'s reader): a transport nobody listens to keeps its plain call."""
+        self._listener = listener
+        if listener is None:
+            self.__dict__.pop("invoke", None)
+        else:
+            self.invoke = self._invoke_reading  # type: ignore[method-assign]
+
+    def _invoke_reading(self, invocation: Invocation) -> Any:
+        listener = self._listener
+        if listener is None or invocation.oneway or current_cancel_scope() is not None \
+                or self.url.params.get(f"{invocation.method}.stream"):
+            return GrpcInvoker.invoke(self, invocation)
+        call, decode, request, timeout, metadata = self._prepare(invocation)
+        try:
+            response, rpc = call.with_call(request, timeout=timeout, metadata=metadata)
+        except grpc.RpcError as exc:
+            listener(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else ())
+            raise translate_error(exc, invocation, self.address) from None
+        except ValueError as exc:  # grpc refuses a call on a channel closed under it
+            if not self._closed:
+                raise
+            raise errors.ConnectionRefusedByProviderError(
+                f"{invocation}: provider {self.address} has left", invocation=invocation) from exc
+        listener(rpc.trailing_metadata())
+        try:
+            return decode(response)
+        except Exception as exc:  # noqa: BLE001
+            raise errors.SerializationError(f"{invocation}: cannot decode the response: {exc}",
+                                            invocation=invocation) from exc
 
     def _oneway_done(self, future: Any, invocation: Invocation) -> None:
         if future.cancelled():
