@@ -34,7 +34,7 @@ from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.net import local_address
 from govrpc.router.chain import RouterChain
 from govrpc.rpc.inprocess import InProcessInvoker, find_local
-from govrpc.monitor.board import HealthBoard
+from govrpc.monitor.board import HealthBoard, HealthProber
 from govrpc.monitor.metrics import MetricsAttemptFilter, MetricsCallFilter, MetricsRecorder, serve_metrics
 from govrpc.registry.multi import MultiRegistry, acquire_multi_registry, registry_states
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
@@ -74,7 +74,8 @@ class Reference:
         self.timeouts: dict[str, float] = {}
         self._closed = False
         self._cluster = cluster
-        self.health_board: Any = None  # the providers' health summaries, for the healthweighted balancer
+        self.health_board: Any = None  # the providers' health summaries (govrpc.monitor.board)
+        self.health_prober: Any = None  # the client's probe of providers' grpc health, when on
         self.reconfigure(self.config)
         self.config.subscribe(self.reconfigure)
 
@@ -116,6 +117,8 @@ class Reference:
         self.config.unsubscribe(self.reconfigure)
         if self.health_board is not None:
             self.health_board.close()
+        if self.health_prober is not None:
+            self.health_prober.forget(self.directory)
         self.invoker.close()
 
 
@@ -233,6 +236,10 @@ class Client:
             file-based shorthand for ``credentials``. Without either, a provider that
             publishes ``tls=true`` is refused rather than dialled in plaintext.
         token: the token sent with every call to providers that require one (``Server(token=...)``).
+        health_check: ask each provider's ``grpc.health.v1`` service every so many seconds
+            (default 5; None: never) whether it serves; one answering NOT_SERVING, like one whose
+            registry health summary says so, is used only when no other provider is left
+            (``govrpc.monitor.board``).
     """
 
     def __init__(self, registry: str | Registry | Sequence[str] | None = None, *,
@@ -243,8 +250,10 @@ class Client:
                  tls: TLS | None = None, token: str | None = None, metrics_port: int | None = None,
                  metrics_registry: Any = None, metrics: bool = False, keepalive_time: float = 10.0,
                  keepalive_timeout: float = 2.0, zone: str = "", region: str = "", zone_force: bool = False,
-                 zone_threshold: float = 0.7) -> None:
+                 zone_threshold: float = 0.7, health_check: float | None = 5.0) -> None:
         timeout = check_seconds(timeout, "timeout")
+        if health_check is not None:
+            health_check = check_seconds(health_check, "health_check")
         for option, flag in (("metrics", metrics), ("zone_force", zone_force)):
             if not isinstance(flag, bool):
                 raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
@@ -300,6 +309,8 @@ class Client:
         self._references: dict[tuple[Any, ...], Reference] = {}
         self._closed = False
         self._degradation = ClientDegradation(self.registry, application, self.filters)  # breakers, switches
+        self._prober = HealthProber(health_check, lambda url: GrpcInvoker(
+            url, self.pool, application=self.application)) if health_check is not None else None
 
     def _links_changed(self) -> None:
         """A provider's link went down or came back: every reference lists its providers again."""
@@ -405,9 +416,11 @@ class Client:
                 reference.close()
                 raise
             self.registry.register(consumer_url)
-            if consumer_url.params.get("loadbalance") == "healthweighted" or any(
-                    k.endswith(".loadbalance") and v == "healthweighted" for k, v in consumer_url.params.items()):
-                reference.health_board = HealthBoard(self.registry, directory)
+            # every balancer avoids a provider that reports itself unhealthy (govrpc.monitor.board)
+            reference.health_board = HealthBoard(self.registry, directory)
+            if self._prober is not None:
+                self._prober.watch(directory)
+                reference.health_prober = self._prober
         return reference
 
     def _invoker_for(self, url: URL) -> Invoker:
@@ -510,6 +523,8 @@ class Client:
                 except Exception:  # noqa: BLE001
                     log.exception("cannot deregister consumer %s", reference.url)
             reference.close()  # each provider's channel goes back to the pool once its calls end
+        if self._prober is not None:
+            self._prober.close()
         # no call outlives its deadline: wait for the pool to empty at most that long
         end = time.monotonic() + longest
         while self.pool.addresses() and time.monotonic() < end:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from govrpc.cluster.stats import ProviderState, stats_of
@@ -208,15 +209,24 @@ class RegistryDirectory(Directory):
                 endpoints[url] = endpoint
             self._providers, self._by_url = providers, endpoints
             self.urls = tuple(endpoints)
-            # a provider whose link is down (keepalive unanswered) is left out while another one is up
+            # a provider whose link is down (keepalive unanswered) is left out while another one is up,
+            # and so is one that reports itself unhealthy (govrpc.monitor.board): every balancer avoids it
             listed = tuple(endpoints.values())
             live = tuple(e for e in listed if e.available)
-            self.invokers = live if live or not listed else listed
+            now = time.time()
+            well = tuple(e for e in live if not e.state.reports_unhealthy(now))
+            self.invokers = well or live or listed
             gone = [(transport, state) for raw, (transport, state) in old_providers.items() if raw not in providers]
         for transport, state in gone:
             state.retire(transport.close)
         if gone or len(endpoints) != len(old_endpoints):
             log.info("%s: %d provider(s)", self.key, len(endpoints))
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        """Every provider as configured, listed or not (left out while its link is down or it reports
+        itself unhealthy)."""
+        return tuple(self._by_url.values())
 
     def refresh(self) -> None:
         """List the providers again (a provider's link went down or came back)."""

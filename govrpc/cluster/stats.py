@@ -2,7 +2,8 @@
 
 What the cluster layer knows of one provider lives in one object: calls in
 flight, latency (EWMA), consecutive failures, ejection, and the slots the
-coming stages fill (``breaker``, ``permits``). Balancers, outlier ejection and
+coming stages fill (``breaker``, ``permits``), and what the provider reports of
+itself (``health``, ``serving``, ``load``: ``govrpc.monitor``). Balancers, outlier ejection and
 the cluster's ``call`` read and write it; nothing else keeps a second count.
 
 The success path takes no lock: in-flight calls are a list that ``begin``
@@ -43,7 +44,7 @@ class ProviderState:
     """
 
     __slots__ = ("inflight", "ewma", "last_pick", "consecutive_failures", "ejected_until",
-                 "times_ejected", "weight", "timestamp", "warmup", "breaker", "permits", "health", "load",
+                 "times_ejected", "weight", "timestamp", "warmup", "breaker", "permits", "health", "load", "serving",
                  "lock", "retiring", "_on_idle", "__weakref__")
 
     def __init__(self, params: Any = None) -> None:
@@ -57,6 +58,7 @@ class ProviderState:
         self.permits: Any = None
         self.health: Any = None  # the provider's own health summary (govrpc.monitor), when watched
         self.load: Any = None  # its last ORCA load report (govrpc.monitor.orca.LoadReport), when read
+        self.serving: bool | None = None  # what its grpc health service last said (None: not asked)
         self.lock = threading.Lock()
         self.retiring = False
         self._on_idle: Callable[[], None] | None = None
@@ -125,6 +127,15 @@ class ProviderState:
             if uptime < self.warmup:
                 return max(1, int(weight * max(uptime, 0.0) / self.warmup))
         return weight
+
+    def reports_unhealthy(self, now_wall: float) -> bool:
+        """The provider says it is not serving: its grpc health answered NOT_SERVING, or its
+        health summary (fresh at wall-clock ``now_wall``) says so. The directory then lists it
+        only when no other provider is left."""
+        if self.serving is False:
+            return True
+        health = self.health
+        return health is not None and not health.serving and health.fresh(now_wall)
 
     def warm_until(self) -> float:
         """Wall-clock second when warm-up ends (0 if there is none)."""

@@ -70,3 +70,76 @@ def test_malformed_load_reports_are_ignored() -> None:
         {"application_utilization": 0.2, "cpu_utilization": 0.9, "rps_fractional": 10, "eps": 5})),))
     assert state.load.utilization == pytest.approx(0.7)  # the application's figure, plus the failed share
     assert OrcaReaderFilter().bind(URL.parse("grpc://127.0.0.1:1/fb.Work")) is None
+
+
+def shares(work: object, calls: int) -> collections.Counter[str]:
+    return collections.Counter(work.who() for _ in range(calls))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("loadbalance", ["random", "roundrobin", "leastactive"])
+def test_every_balancer_avoids_a_provider_whose_summary_says_unhealthy(file_registry, start_server, client_factory,
+                                                                        loadbalance) -> None:
+    start_server(file_registry, Work("good"), report_interval=0.2)
+    sick = start_server(file_registry, Work("sick"), report_interval=0.2)
+    client = client_factory(file_registry, health_check=None)  # the registry summaries alone
+    work = client.proxy("fb.Work", loadbalance=loadbalance)
+    reference = client.reference("fb.Work", loadbalance=loadbalance)
+    wait_until(lambda: len(reference.directory.invokers) == 2, what="both providers listed")
+    assert shares(work, 100)["sick"] > 20
+    sick.set_serving(False)
+    wait_until(lambda: len(reference.directory.invokers) == 1, timeout=5, what="the sick provider left out")
+    assert shares(work, 200)["sick"] == 0
+    sick.set_serving(True)
+    wait_until(lambda: len(reference.directory.invokers) == 2, timeout=5, what="the provider listed again")
+    assert shares(work, 100)["sick"] > 20
+
+
+@pytest.mark.parametrize("loadbalance", ["random", "roundrobin", "leastactive"])
+def test_every_balancer_avoids_a_provider_whose_grpc_health_says_not_serving(memory_registry, start_server,
+                                                                            client_factory, loadbalance) -> None:
+    start_server(memory_registry, Work("good"))
+    sick = start_server(memory_registry, Work("sick"))  # no summaries: its grpc health tells
+    client = client_factory(memory_registry, health_check=0.2)
+    work = client.proxy("fb.Work", loadbalance=loadbalance)
+    reference = client.reference("fb.Work", loadbalance=loadbalance)
+    assert shares(work, 100)["sick"] > 20
+    sick.set_serving(False, "fb.Work")
+    wait_until(lambda: len(reference.directory.invokers) == 1, timeout=5, what="the sick provider left out")
+    assert shares(work, 200)["sick"] == 0
+    sick.set_serving(True, "fb.Work")
+    wait_until(lambda: len(reference.directory.invokers) == 2, timeout=5, what="the provider listed again")
+    assert shares(work, 100)["sick"] > 20
+
+
+def test_an_unhealthy_provider_is_still_used_when_no_other_is_left(memory_registry, start_server,
+                                                                   client_factory) -> None:
+    only = start_server(memory_registry, Work("only"))
+    client = client_factory(memory_registry, health_check=0.2)
+    work = client.proxy("fb.Work")
+    reference = client.reference("fb.Work")
+    work.who()
+    only.set_serving(False)
+    wait_until(lambda: all(e.state.serving is False for e in reference.directory.endpoints), timeout=5,
+               what="NOT_SERVING heard")
+    assert shares(work, 20)["only"] == 20  # put last, not taken away
+
+
+def test_stale_and_garbage_summaries_deprioritise_nobody(file_registry, start_server, client_factory) -> None:
+    import json
+    import time
+
+    start_server(file_registry, Work("a"))
+    b = start_server(file_registry, Work("b"))
+    client = client_factory(file_registry, health_check=None)
+    work = client.proxy("fb.Work", loadbalance="roundrobin")
+    reference = client.reference("fb.Work", loadbalance="roundrobin")
+    wait_until(lambda: len(reference.directory.invokers) == 2, what="both providers listed")
+    address = f"127.0.0.1:{b.port}"
+    soon_stale = json.dumps({"v": 1, "address": address, "time": time.time() - 14.0, "interval": 0.1,
+                             "serving": False})  # max_age is 15 s: stale about a second from now
+    with govrpc.Admin(file_registry) as admin:
+        admin.registry.put_rule("fb.Work", "monitors", "junk", '{"v": 1, "address": 3}')
+        admin.registry.put_rule("fb.Work", "monitors", "provider-x", soon_stale)
+    wait_until(lambda: len(reference.directory.invokers) == 1, timeout=5, what="the NOT_SERVING summary heard")
+    wait_until(lambda: len(reference.directory.invokers) == 2, timeout=5, what="the stale summary forgotten")
+    assert shares(work, 40)["b"] == 20
