@@ -131,16 +131,23 @@ class Admin:
         return explain_route(consumer_url, sorted(providers, key=str), stored, invocation)
 
     # -- the monitor centre ----------------------------------------------------------------
-    def health(self, service: str | None = None, *, stale: bool = False) -> dict[str, list[HealthSummary]]:
+    def health(self, service: str | None = None, *, stale: bool = False,
+               side: str | None = "provider") -> dict[str, list[HealthSummary]]:
         """Service -> the health summaries its providers publish (``govrpc.monitor.health``), by
-        address; garbage is left out, and so are stale ones unless ``stale`` is True."""
+        address; garbage is left out, and so are stale ones unless ``stale`` is True. ``side``
+        ``consumer``: the summaries its consumers publish (``Client(report_interval=...)``);
+        None: both, providers first."""
+        if side not in ("provider", "consumer", None):
+            raise ConfigurationError(f"side must be 'provider', 'consumer' or None, not {side!r}")
         services = [service] if service else self.services()
         found: dict[str, list[HealthSummary]] = {}
         for name in services:
-            summaries = read_summaries(self.registry.rules(name, MONITORS), where=f"{name} monitors",
-                                       fresh_only=not stale)
+            texts = self.registry.rules(name, MONITORS)
+            summaries = [h for s in (("provider", "consumer") if side is None else (side,))
+                         for h in sorted(read_summaries(texts, where=f"{name} monitors", fresh_only=not stale,
+                                                        side=s).values(), key=lambda h: h.address)]
             if summaries:
-                found[name] = sorted(summaries.values(), key=lambda h: h.address)
+                found[name] = summaries
         return found
 
     # -- flow control ----------------------------------------------------------------

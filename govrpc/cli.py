@@ -242,29 +242,29 @@ def _cmd_top(args: argparse.Namespace) -> int:
 
     from govrpc.admin import Admin
 
-    header = ("SERVICE", "ADDRESS", "ZONE", "SERVING", "QPS", "P50_MS", "P99_MS", "SUCCESS", "INFLIGHT",
-              "CPU", "RSS_MB", "AGE_S")
+    header = ("SERVICE", "SIDE", "ADDRESS", "APPLICATION", "ZONE", "SERVING", "QPS", "P50_MS", "P99_MS", "SUCCESS",
+              "INFLIGHT", "CPU", "RSS_MB", "AGE_S")
     with Admin(args.registry) as admin:
         for round_ in range(args.count):
             if round_:
                 time.sleep(args.interval)
             now = time.time()
             rows = []
-            for service, summaries in sorted(admin.health(args.service).items()):
+            for service, summaries in sorted(admin.health(args.service, side=None).items()):
                 for h in summaries:
-                    rows.append((service, h.address, h.zone or "-", "yes" if h.serving else "NO", f"{h.qps:.1f}",
+                    rows.append((service, h.side, h.address, h.application or "-", h.zone or "-", "yes" if h.serving else "NO", f"{h.qps:.1f}",
                                  f"{h.p50_ms:.2f}", f"{h.p99_ms:.2f}", f"{h.success_rate:.1%}", str(h.inflight),
                                  "-" if h.cpu is None else f"{h.cpu:.0%}", "-" if h.rss_mb is None else f"{h.rss_mb:.0f}",
                                  f"{now - h.time:.0f}"))
             if args.count > 1:
                 print(f"-- {time.strftime('%H:%M:%S')}")
-            print(_table(rows, header) if rows else "no health summary (servers publish them with report_interval=)")
+            print(_table(rows, header) if rows else "no health summary (servers and clients publish them with report_interval=)")
             sys.stdout.flush()
     return 0
 
 
 def _top_parser(sub: argparse._SubParsersAction) -> None:
-    top = sub.add_parser("top", help="the providers' health summaries (QPS, latency, success, CPU), live")
+    top = sub.add_parser("top", help="the providers' and consumers' health summaries (QPS, latency, success, CPU), live")
     top.add_argument("service", nargs="?", help="one service (default: every service)")
     top.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (default 2)")
     top.add_argument("--count", type=_at_least(1), default=1, help="tables to print (default 1)")

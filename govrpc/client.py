@@ -35,6 +35,7 @@ from govrpc.net import local_address
 from govrpc.router.chain import RouterChain
 from govrpc.rpc.inprocess import InProcessInvoker, find_local
 from govrpc.monitor.board import HealthBoard, HealthProber
+from govrpc.monitor.health import MONITORS, CallSummaryFilter, CallWindow, HealthReporter
 from govrpc.monitor.metrics import MetricsAttemptFilter, MetricsCallFilter, MetricsRecorder, serve_metrics
 from govrpc.registry.multi import MultiRegistry, acquire_multi_registry, registry_states
 from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
@@ -240,6 +241,10 @@ class Client:
             (default 5; None: never) whether it serves; one answering NOT_SERVING, like one whose
             registry health summary says so, is used only when no other provider is left
             (``govrpc.monitor.board``).
+        report_interval: publish a summary of this consumer's calls of each service it calls
+            (QPS, p50/p99, success rate, in flight, CPU, memory) into the registry every so many
+            seconds, as ``Server(report_interval=...)`` does for providers (``govrpc.monitor.health``);
+            None (default): no summaries.
     """
 
     def __init__(self, registry: str | Registry | Sequence[str] | None = None, *,
@@ -250,10 +255,13 @@ class Client:
                  tls: TLS | None = None, token: str | None = None, metrics_port: int | None = None,
                  metrics_registry: Any = None, metrics: bool = False, keepalive_time: float = 10.0,
                  keepalive_timeout: float = 2.0, zone: str = "", region: str = "", zone_force: bool = False,
-                 zone_threshold: float = 0.7, health_check: float | None = 5.0) -> None:
+                 zone_threshold: float = 0.7, health_check: float | None = 5.0,
+                 report_interval: float | None = None) -> None:
         timeout = check_seconds(timeout, "timeout")
         if health_check is not None:
             health_check = check_seconds(health_check, "health_check")
+        if report_interval is not None:
+            report_interval = check_seconds(report_interval, "report_interval")
         for option, flag in (("metrics", metrics), ("zone_force", zone_force)):
             if not isinstance(flag, bool):
                 raise ConfigurationError(f"{option} must be True or False, not {flag!r}")
@@ -309,6 +317,20 @@ class Client:
         self._references: dict[tuple[Any, ...], Reference] = {}
         self._closed = False
         self._degradation = ClientDegradation(self.registry, application, self.filters)  # breakers, switches
+        self._windows: dict[str, CallWindow] | None = None  # service -> calls since the last report
+        self._reporter: HealthReporter | None = None
+        if report_interval is not None:
+            self._windows = {}
+            for f in self.filters:
+                if isinstance(f, CallSummaryFilter):
+                    f.windows = self._windows
+            registry_ = self.registry
+            self._reporter = HealthReporter(
+                report_interval, address=f"{local_address()}:{os.getpid()}", application=application, zone=zone,
+                services=lambda: dict(self._windows or {}), serving=lambda service: True,
+                put=lambda service, name, text: registry_.put_rule(service, MONITORS, name, text),
+                delete=lambda service, name: registry_.delete_rule(service, MONITORS, name), side="consumer")
+            self._reporter.start()
         self._prober = HealthProber(health_check, lambda url: GrpcInvoker(
             url, self.pool, application=self.application)) if health_check is not None else None
 
@@ -378,6 +400,8 @@ class Client:
         # invoker-level filters are bound to each provider by the directory, the others here
         per_provider = [f for f in self.filters if f.level == "invoker"]
         per_call = [f for f in self.filters if f.level != "invoker"]
+        if self._windows is not None:  # before the reference filters bind: the summary filter finds it
+            self._windows.setdefault(key.service, CallWindow())
         directory: Directory
         if url is not None:
             urls = [url] if isinstance(url, str) else list(url)
@@ -525,6 +549,8 @@ class Client:
             reference.close()  # each provider's channel goes back to the pool once its calls end
         if self._prober is not None:
             self._prober.close()
+        if self._reporter is not None:
+            self._reporter.stop()  # its summaries are deleted
         # no call outlives its deadline: wait for the pool to empty at most that long
         end = time.monotonic() + longest
         while self.pool.addresses() and time.monotonic() < end:

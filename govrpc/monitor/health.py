@@ -9,6 +9,13 @@ hosts, one JSON summary as a rule of category ``monitors`` named
      "p50_ms": 1.9, "p99_ms": 8.4, "success_rate": 0.998, "inflight": 3,
      "cpu": 0.41, "rss_mb": 88.2, "zone": "a"}
 
+A ``Client(report_interval=5)`` publishes the same summary of its own calls (once per
+logical call, retries included, as its caller saw them) for each service it calls,
+with ``"side": "consumer"``, named ``consumer-{host}-{pid}``; its ``address`` is
+``host:pid`` (a consumer has no port) and ``serving`` is always true. The
+directories and balancers read only the providers' summaries; ``Admin.health(side=None)``
+and ``govrpc top`` show both.
+
 ``cpu`` is the process's CPU time over the interval divided by wall time (1.0 = one
 core busy), ``rss_mb`` its resident memory. The node is deleted when the server
 stops; one left by a provider that died is ignored once older than
@@ -27,7 +34,10 @@ import threading
 import time
 from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["CallWindow", "HealthReporter", "HealthSummary", "MONITORS", "ProcessSampler", "max_age",
+from govrpc.invocation import Filter, Invocation, Invoker
+from govrpc.url import URL
+
+__all__ = ["CallSummaryFilter", "CallWindow", "HealthReporter", "HealthSummary", "MONITORS", "ProcessSampler", "max_age",
            "parse_summary", "read_summaries", "summary_name"]
 
 log = logging.getLogger("govrpc.monitor")
@@ -37,6 +47,7 @@ MONITORS = "monitors"
 
 SAMPLES_KEPT = 4096  # latencies kept per interval for the percentiles (the count is exact)
 MAX_TEXT = 4096
+_perf = time.perf_counter
 
 
 def max_age(interval: float) -> float:
@@ -126,8 +137,9 @@ _warned: set[tuple[str, str]] = set()
 
 
 def read_summaries(texts: Mapping[str, str], *, where: str = "", now: float | None = None,
-                   fresh_only: bool = True) -> dict[str, HealthSummary]:
-    """address -> summary from the ``monitors`` rules of a service; garbage and stale ones left out."""
+                   fresh_only: bool = True, side: str = "provider") -> dict[str, HealthSummary]:
+    """address -> summary of ``side`` (provider or consumer) from the ``monitors`` rules of a
+    service; garbage and stale ones left out."""
     found: dict[str, HealthSummary] = {}
     now = time.time() if now is None else now
     for name, text in texts.items():
@@ -138,7 +150,7 @@ def read_summaries(texts: Mapping[str, str], *, where: str = "", now: float | No
                 _warned.add((where, name))
                 log.warning("%s: ignoring health summary %r: %s", where, name, exc)
             continue
-        if fresh_only and not summary.fresh(now):
+        if summary.side != side or (fresh_only and not summary.fresh(now)):
             continue
         found[summary.address] = summary
     return found
@@ -211,12 +223,12 @@ class ProcessSampler:
 
 
 def summarize(window: CallWindow, interval: float, *, address: str, application: str, serving: bool,
-              zone: str, cpu: float | None, rss_mb: float | None, now: float) -> HealthSummary:
+              zone: str, cpu: float | None, rss_mb: float | None, now: float, side: str = "provider") -> HealthSummary:
     ok, failed, samples = window.drain()
     calls = ok + failed
     samples.sort()
     return HealthSummary(
-        address=address, time=now, interval=interval, application=application, serving=serving,
+        address=address, side=side, time=now, interval=interval, application=application, serving=serving,
         calls=calls, qps=round(calls / interval, 3), p50_ms=round(_percentile(samples, 0.5) * 1000, 3),
         p99_ms=round(_percentile(samples, 0.99) * 1000, 3),
         success_rate=round(ok / calls, 4) if calls else 1.0, inflight=len(window.inflight),
@@ -224,7 +236,8 @@ def summarize(window: CallWindow, interval: float, *, address: str, application:
 
 
 class HealthReporter:
-    """Publishes a provider's summaries every ``interval`` seconds on a daemon thread.
+    """Publishes a provider's (``side`` consumer: a consumer's) summaries every ``interval`` seconds
+    on a daemon thread.
 
     ``put(service, name, text)`` / ``delete(service, name)`` write the registry;
     ``services()`` gives service name -> its ``CallWindow``; ``serving(service)`` the
@@ -233,12 +246,14 @@ class HealthReporter:
 
     def __init__(self, interval: float, *, address: str, application: str, zone: str,
                  services: Callable[[], Mapping[str, CallWindow]], serving: Callable[[str], bool],
-                 put: Callable[[str, str, str], None], delete: Callable[[str, str], None]) -> None:
+                 put: Callable[[str, str, str], None], delete: Callable[[str, str], None],
+                 side: str = "provider") -> None:
         self.interval = interval
         self.address = address
         self.application = application
         self.zone = zone
-        self.name = summary_name("provider", *address.rsplit(":", 1))
+        self.side = side
+        self.name = summary_name(side, *address.rsplit(":", 1))
         self._services, self._serving, self._put, self._delete = services, serving, put, delete
         self._sampler = ProcessSampler()
         self._stop = threading.Event()
@@ -268,7 +283,8 @@ class HealthReporter:
         made = []
         for service, window in self._services().items():
             summary = summarize(window, self.interval, address=self.address, application=self.application,
-                                serving=self._serving(service), zone=self.zone, cpu=cpu, rss_mb=rss, now=now)
+                                serving=self._serving(service), zone=self.zone, cpu=cpu, rss_mb=rss, now=now,
+                                side=self.side)
             self._put(service, self.name, summary.text())
             self._published.add(service)
             made.append(summary)
@@ -285,3 +301,47 @@ class HealthReporter:
             except Exception:  # noqa: BLE001
                 log.warning("cannot delete the health summary of %s for %s", self.address, service)
         self._published.clear()
+
+
+class CallSummaryFilter(Filter):
+    """Consumer, once per logical call: the per-service call window a consumer's health report
+    summarises (``Client(report_interval=...)``). Binds to nothing while the client reports nothing."""
+
+    side = "consumer"
+    level = "reference"
+    auto = True
+    order = -990  # outside the limiters and breakers: their refusals are calls the caller saw fail
+
+    def __init__(self) -> None:
+        self.windows: Mapping[str, CallWindow] | None = None  # service name -> window, set by the Client
+
+    def bind(self, url: URL) -> Filter | None:
+        window = self.windows.get(url.path) if self.windows is not None else None
+        return _BoundSummary(window) if window is not None else None
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:  # the unbound filter never runs
+        return invoker.invoke(invocation)
+
+
+class _BoundSummary(Filter):
+    side = "consumer"
+    level = "reference"
+    order = CallSummaryFilter.order
+
+    def __init__(self, window: CallWindow) -> None:
+        self.window = window
+
+    def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        window = self.window
+        window.inflight.append(None)
+        started = _perf()
+        try:
+            value = invoker.invoke(invocation)
+        except BaseException:
+            window.record(_perf() - started, False)
+            raise
+        else:
+            window.record(_perf() - started, True)
+            return value
+        finally:
+            window.inflight.pop()

@@ -31,8 +31,12 @@ def test_govrpc_consumers_weigh_providers_by_their_orca_reports(memory_registry,
     options = {"loadbalance": "healthweighted", "healthweighted.refresh": 0.05, "healthweighted.orca": True}
     work = client.proxy("fb.Work", **options)
     reference = client.reference("fb.Work", **options)
-    for _ in range(50):
+
+    def reported() -> bool:
         work.who()
+        return all(e.state.load is not None for e in reference.directory.invokers)
+
+    wait_until(reported, timeout=10, what="both providers' load reports read")
     loads = sorted(round(e.state.load.utilization, 2) for e in reference.directory.invokers)
     assert loads == [0.1, 0.9]
     seen = collections.Counter(work.who() for _ in range(600))
@@ -143,3 +147,63 @@ def test_stale_and_garbage_summaries_deprioritise_nobody(file_registry, start_se
     wait_until(lambda: len(reference.directory.invokers) == 1, timeout=5, what="the NOT_SERVING summary heard")
     wait_until(lambda: len(reference.directory.invokers) == 2, timeout=5, what="the stale summary forgotten")
     assert shares(work, 40)["b"] == 20
+
+
+def consumer_summaries_are_published(registry: str, start_server, client_factory, capsys) -> None:
+    import os
+
+    from govrpc.cli import main
+
+    server = start_server(registry, Work("a"), report_interval=0.2)
+    client = client_factory(registry, application="web", zone="z9", report_interval=0.2)
+    work = client.proxy("fb.Work")
+    for _ in range(30):
+        work.who()
+    with govrpc.Admin(registry) as admin:
+        mine = wait_until(lambda: next((h for h in admin.health("fb.Work", side="consumer").get("fb.Work", [])
+                                        if h.calls), None), timeout=10, what="the consumer's summary of its calls")
+        assert mine.side == "consumer" and mine.application == "web" and mine.zone == "z9"
+        assert mine.address.endswith(f":{os.getpid()}") and mine.success_rate == 1.0 and 0 < mine.p50_ms
+        assert all(h.side == "provider" for h in admin.health("fb.Work")["fb.Work"])  # providers' by default
+        both = wait_until(lambda: admin.health("fb.Work", side=None).get("fb.Work", []), what="both sides")
+        assert {h.side for h in both} == {"provider", "consumer"}
+        names = set(admin.registry.rules("fb.Work", "monitors"))
+        assert f"provider-127.0.0.1-{server.port}" in names
+        assert any(n.startswith("consumer-") and n.endswith(f"-{os.getpid()}") for n in names)
+        capsys.readouterr()
+        assert main(["top", "fb.Work", "--registry", registry]) == 0
+        out = capsys.readouterr().out
+        assert "consumer" in out and "web" in out and f"127.0.0.1:{server.port}" in out
+        reference = client.reference("fb.Work")
+        assert all(e.state.health is None or e.state.health.side == "provider"
+                   for e in reference.directory.invokers)  # a consumer's summary is nobody's health
+        client.close()  # a closing client deletes its summaries
+        wait_until(lambda: not admin.health("fb.Work", side="consumer", stale=True), what="the summary deleted")
+    with pytest.raises(govrpc.ConfigurationError, match="report_interval"):
+        govrpc.Client(registry, report_interval=-1)
+    with pytest.raises(govrpc.ConfigurationError, match="side"):
+        govrpc.Admin(registry).health(side="both")
+
+
+def test_consumers_publish_summaries_on_the_file_registry(file_registry, start_server, client_factory,
+                                                          capsys) -> None:
+    consumer_summaries_are_published(file_registry, start_server, client_factory, capsys)
+
+
+def test_consumers_publish_summaries_on_zookeeper(zk_url, start_server, client_factory, capsys) -> None:
+    consumer_summaries_are_published(zk_url(), start_server, client_factory, capsys)
+
+
+def bound_filters(reference: object) -> list[str]:
+    link, names = reference.invoker, []  # type: ignore[attr-defined]
+    while link is not reference._cluster:  # type: ignore[attr-defined]
+        names.append(type(link.filter).__name__)
+        link = link.next
+    return names
+
+
+def test_a_client_reporting_nothing_binds_no_summary_filter(memory_registry, start_server, client_factory) -> None:
+    start_server(memory_registry, Work("a"))
+    assert "_BoundSummary" not in bound_filters(client_factory(memory_registry).reference("fb.Work"))  # no cost
+    reporting = client_factory(memory_registry, report_interval=5)
+    assert "_BoundSummary" in bound_filters(reporting.reference("fb.Work"))

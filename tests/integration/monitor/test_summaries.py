@@ -109,13 +109,13 @@ def test_a_provider_that_reports_itself_unhealthy_is_deprioritised(file_registry
                len(reference.directory.invokers) == 2, what="both summaries seen")
     assert share_of(work, "sick", 200) > 0.2
     sick_server.set_serving(False)
-    wait_until(lambda: any(e.state.health and not e.state.health.serving for e in reference.directory.invokers),
+    wait_until(lambda: any(e.state.health and not e.state.health.serving for e in reference.directory.endpoints),
                timeout=10, what="the NOT_SERVING summary seen")
     time.sleep(0.15)  # the balancer's table is at most healthweighted.refresh (0.05 s) old
     assert share_of(work, "sick", 300) < 0.15  # kept above zero by the floor, so it can come back
     sick_server.set_serving(True)
-    wait_until(lambda: all(e.state.health and e.state.health.serving for e in reference.directory.invokers),
-               timeout=10, what="SERVING again")
+    wait_until(lambda: all(e.state.health and e.state.health.serving for e in reference.directory.endpoints)
+               and len(reference.directory.invokers) == 2, timeout=10, what="SERVING again")
     time.sleep(0.15)
     assert share_of(work, "sick", 200) > 0.2
 
