@@ -331,8 +331,9 @@ class Client:
                 put=lambda service, name, text: registry_.put_rule(service, MONITORS, name, text),
                 delete=lambda service, name: registry_.delete_rule(service, MONITORS, name), side="consumer")
             self._reporter.start()
-        self._prober = HealthProber(health_check, lambda url: GrpcInvoker(
-            url, self.pool, application=self.application)) if health_check is not None else None
+        pool = self.pool  # the probe's own calls are sync ones, whatever transports the references use
+        self._prober = HealthProber(health_check, lambda url: GrpcInvoker(url, pool, application=application)) \
+            if health_check is not None else None
 
     def _links_changed(self) -> None:
         """A provider's link went down or came back: every reference lists its providers again."""

@@ -7,10 +7,16 @@ filters of group ``govrpc.filter`` that bind to nothing until metrics or health
 reports are switched on (``Server(metrics_port=...)``, ``Client(metrics_port=...)``,
 the ``metrics = true`` option). ``health`` holds the periodic health summaries a
 provider publishes in the registry (category ``monitors``), read by ``govrpc top``,
-``Admin.health`` and the ``healthweighted`` load balancer.
+``Admin.health`` and the ``healthweighted`` load balancer; ``CallSummaryFilter`` (auto,
+reference level) gathers a consumer's own calls for the summaries a
+``Client(report_interval=...)`` publishes. ``board`` turns providers' own verdicts
+(summaries, grpc health) into the directory's listing, so every balancer avoids an
+unhealthy provider; ``orca`` holds the ORCA load reports providers send
+(``OrcaFilter``) and consumers read (``OrcaReaderFilter``, invoker level).
 """
 
-from govrpc.monitor.health import HealthSummary, parse_summary
+from govrpc.monitor.board import HealthBoard, HealthProber
+from govrpc.monitor.health import CallSummaryFilter, HealthSummary, parse_summary
 from govrpc.monitor.metrics import (
     MetricsAttemptFilter,
     MetricsCallFilter,
@@ -19,6 +25,9 @@ from govrpc.monitor.metrics import (
 )
 
 __all__ = [
+    "CallSummaryFilter",
+    "HealthBoard",
+    "HealthProber",
     "HealthSummary",
     "MetricsAttemptFilter",
     "MetricsCallFilter",
