@@ -181,8 +181,8 @@ def consumer_summaries_are_published(registry: str, start_server, client_factory
         wait_until(lambda: not admin.health("fb.Work", side="consumer", stale=True), what="the summary deleted")
     with pytest.raises(govrpc.ConfigurationError, match="report_interval"):
         govrpc.Client(registry, report_interval=-1)
-    with pytest.raises(govrpc.ConfigurationError, match="side"):
-        govrpc.Admin(registry).health(side="both")
+    with govrpc.Admin(registry) as admin, pytest.raises(govrpc.ConfigurationError, match="side"):
+        admin.health(side="both")
 
 
 def test_consumers_publish_summaries_on_the_file_registry(file_registry, start_server, client_factory,
