@@ -155,6 +155,8 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
         kwargs: dict[str, Any]
         if from_string is not None:
             args, kwargs = (decoded,), {}
+        elif type(decoded) is list and len(decoded) == 2 and type(decoded[0]) is list and decoded[1] == {}:
+            args, kwargs = tuple(decoded[0]), {}  # the common call: positional arguments only
         else:
             try:
                 args, kwargs = decode_envelope(decoded, where)
