@@ -284,7 +284,7 @@ class Server:
             self._export(instance, spec)
         return self
 
-    def _export(self, instance: Any, spec: ServiceSpec) -> None:
+    def _export(self, instance: Any, spec: ServiceSpec, publish: bool = True) -> URL:
         """Serve one service, watch its configurators, then register it; its filters are bound to
         the URL it is published with (configurators applied, see ``configured_url``)."""
         url = self._provider_url(spec)
@@ -313,6 +313,12 @@ class Server:
         watcher.start()  # calls back at once with the rules stored now
         if any(f.wants_peers(url) for f in self.filters):  # set in code: no rule change would start the watch
             self._rebind(spec.key)
+        if publish:
+            self._publish(url)
+        return url
+
+    def _publish(self, url: URL) -> None:
+        assert self.registry is not None
         self.registry.register(url)
         self.urls.append(url)
 
@@ -441,7 +447,7 @@ class Server:
                 raise ConfigurationError(f"server already {self._state}")
             self.registry = acquire_registry(self._registry_address, provider=True)
             try:
-                self._grpc.start()
+                self._grpc.bind()  # the port, for the URLs; it serves once the services below are in
             except BaseException:
                 release_registry(self.registry)
                 self._local_workers.shutdown(wait=False)
@@ -455,8 +461,10 @@ class Server:
         try:
             if self._recorder is not None and self.metrics_port is not None:
                 self.metrics_port = serve_metrics(self._recorder, self.metrics_port, self.host)
-            for instance, spec in services:
-                self._export(instance, spec)
+            published = [self._export(instance, spec, publish=False) for instance, spec in services]
+            self._grpc.serve()  # what is exported now is registered with grpc (found without a lookup)
+            for url in published:
+                self._publish(url)
             if self.report_interval is not None:
                 self._start_reports()
         except BaseException:
