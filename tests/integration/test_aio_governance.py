@@ -78,6 +78,13 @@ async def outcome(call: Awaitable[Any]) -> str:
         return exc.reason or "limited"
 
 
+async def serve(registry: str, **options: Any) -> govrpc.AsyncServer:
+    """A started AsyncServer hosting ``Work``."""
+    server = govrpc.AsyncServer(registry, **options)
+    await server.add(Work())
+    return await server.start()
+
+
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
@@ -143,9 +150,7 @@ def live_registry(request: Any, file_registry: str) -> str:
 
 def test_a_limit_set_through_admin_reaches_a_running_async_provider_and_is_removed(live_registry) -> None:
     async def main() -> None:
-        server = govrpc.AsyncServer(live_registry)
-        await server.add(Work())
-        await server.start()
+        server = await serve(live_registry)
         admin = await asyncio.to_thread(govrpc.Admin, live_registry)
         try:
             async with govrpc.AsyncClient(live_registry, local_first=False) as client:
@@ -185,9 +190,7 @@ def test_a_limit_set_through_admin_reaches_a_running_async_provider_and_is_remov
 
 def test_async_calls_are_counted_on_both_sides_and_scraped(memory_registry) -> None:
     async def main() -> None:
-        server = govrpc.AsyncServer(memory_registry, metrics_registry=CollectorRegistry(), metrics_port=0)
-        await server.add(Work())
-        await server.start()
+        server = await serve(memory_registry, metrics_registry=CollectorRegistry(), metrics_port=0)
         try:
             async with govrpc.AsyncClient(memory_registry, local_first=False, metrics_registry=CollectorRegistry(),
                                           metrics_port=0) as client:
@@ -223,9 +226,7 @@ def test_metrics_true_on_one_async_reference_records_on_the_default_registry(mem
     before = REGISTRY.get_sample_value("grpc_client_call_duration_seconds_count", labels) or 0.0
 
     async def main() -> None:
-        server = govrpc.AsyncServer(memory_registry)
-        await server.add(Work())
-        await server.start()
+        server = await serve(memory_registry)
         try:
             async with govrpc.AsyncClient(memory_registry, local_first=False) as client:
                 plain = client.proxy("aiogov.Work", timeout=3.0)
@@ -241,9 +242,7 @@ def test_metrics_true_on_one_async_reference_records_on_the_default_registry(mem
 
 def test_an_async_server_publishes_health_summaries_and_deletes_them_on_stop(file_registry) -> None:
     async def main() -> None:
-        server = govrpc.AsyncServer(file_registry, report_interval=0.2, tags={"zone": "z1"})
-        await server.add(Work())
-        await server.start()
+        server = await serve(file_registry, report_interval=0.2, tags={"zone": "z1"})
         admin = await asyncio.to_thread(govrpc.Admin, file_registry)
         try:
             async with govrpc.AsyncClient(file_registry, local_first=False) as client:
@@ -279,9 +278,7 @@ def test_an_async_server_publishes_health_summaries_and_deletes_them_on_stop(fil
 
 def test_async_health_is_serving_then_not_serving_as_soon_as_a_drain_begins(memory_registry) -> None:
     async def main() -> None:
-        server = govrpc.AsyncServer(memory_registry)
-        await server.add(Work())
-        await server.start()
+        server = await serve(memory_registry)
         seen: list[tuple[int, str]] = []
         channel = grpc.aio.insecure_channel(f"127.0.0.1:{server.port}")
         stub = health_pb2_grpc.HealthStub(channel)
@@ -327,12 +324,8 @@ def test_async_health_is_serving_then_not_serving_as_soon_as_a_drain_begins(memo
 
 def test_every_async_answer_carries_a_load_report_with_orca(memory_registry) -> None:
     async def main() -> None:
-        server = govrpc.AsyncServer(memory_registry, orca=True)
-        await server.add(Work())
-        await server.start()
-        plain = govrpc.AsyncServer(memory_registry, port=0)
-        await plain.add(Work())
-        await plain.start()
+        server = await serve(memory_registry, orca=True)
+        plain = await serve(memory_registry, port=0)
         try:
             assert server.urls[0].params["orca"] == "true"
             chain = server.invokers[KEY]
