@@ -396,7 +396,13 @@ class AsyncServer:
             with core._lock:
                 return core._begin()
 
-        services = await asyncio.to_thread(begin)
+        try:
+            services = await asyncio.to_thread(begin)
+        except BaseException:
+            await self._grpc.stop(0)
+            release_registry(registry)
+            core._state = ServerState.STOPPED
+            raise
         try:
             await asyncio.to_thread(core._publish, services)
         except BaseException:

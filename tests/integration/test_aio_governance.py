@@ -8,6 +8,7 @@ loop bounded in time. The decisions under test are the sync side's own objects.
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import urllib.request
 from typing import Any, Awaitable, Callable
@@ -23,6 +24,7 @@ import govrpc
 from govrpc.exceptions import RateLimitedError
 from govrpc.invocation import Invocation, ProviderContext
 from govrpc.monitor.orca import ORCA_TRAILER, decode_load_report
+from govrpc.server import ServerState
 from govrpc.url import ServiceKey
 from tests.integration.services import OutOfStock
 
@@ -274,6 +276,24 @@ def test_an_async_server_publishes_health_summaries_and_deletes_them_on_stop(fil
             await asyncio.to_thread(admin.close)
             await server.stop(grace=0)
     run(main)
+
+
+def test_an_async_start_that_fails_to_serve_metrics_leaves_nothing_behind(memory_registry) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+
+        async def main() -> None:
+            server = govrpc.AsyncServer(memory_registry, metrics_port=taken.getsockname()[1])
+            await server.add(Work())
+            with pytest.raises(govrpc.ConfigurationError, match="cannot serve metrics"):
+                await server.start()
+            assert server.state is ServerState.STOPPED
+            with govrpc.Admin(memory_registry) as admin:
+                assert admin.providers("aiogov.Work") == []
+            again = await serve(memory_registry, port=server.port)  # the port was released
+            await again.stop(grace=0)
+        run(main)
 
 
 def test_async_health_is_serving_then_not_serving_as_soon_as_a_drain_begins(memory_registry) -> None:
