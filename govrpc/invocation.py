@@ -98,35 +98,33 @@ class Invocation:
         return f"{self.key}.{self.method}"
 
 
-def _fast_frozen_init(cls: type) -> None:
-    """Give the frozen dataclass ``cls`` a constructor that writes its slots through their
-    descriptors: half the cost of the generated one (0.57 against 1.06 µs for an
-    ``Invocation``, one per call on each side), which goes through ``object.__setattr__``
-    per field. Same signature, defaults and frozenness; ``dataclasses.replace`` uses it."""
-    fields = dataclasses.fields(cls)
-    setters = {f"_set_{f.name}": cls.__dict__[f.name].__set__ for f in fields}
-    params, body = [], []
-    for f in fields:
-        if f.default is not dataclasses.MISSING:
-            setters[f"_default_{f.name}"] = f.default
-            params.append(f"{f.name}=_default_{f.name}")
-            body.append(f"_set_{f.name}(self, {f.name})")
-        elif f.default_factory is not dataclasses.MISSING:  # the factory runs when the argument is left out
-            setters[f"_factory_{f.name}"] = f.default_factory
-            params.append(f"{f.name}=None")
-            body.append(f"_set_{f.name}(self, _factory_{f.name}() if {f.name} is None else {f.name})")
-        else:
-            params.append(f.name)
-            body.append(f"_set_{f.name}(self, {f.name})")
-    source = f"def __init__(self, {', '.join(params)}):\n    " + "\n    ".join(body)
-    namespace: dict[str, Any] = {}
-    exec(source, setters, namespace)  # noqa: S102 - our own fields' names, nothing from outside
-    init = namespace["__init__"]
-    init.__qualname__ = f"{cls.__qualname__}.__init__"
-    cls.__init__ = init  # type: ignore[misc]
+# the slots' descriptors' setters: writing through them skips the frozen class's __setattr__
+_set_key, _set_method, _set_args, _set_kwargs, _set_attachments, _set_deadline, _set_oneway, _set_context = (
+    Invocation.__dict__[name].__set__ for name in (
+        "key", "method", "args", "kwargs", "attachments", "deadline", "oneway", "context"))
 
 
-_fast_frozen_init(Invocation)
+def _invocation_init(self: Invocation, key: ServiceKey, method: str, args: tuple[Any, ...] = (),
+                     kwargs: Mapping[str, Any] | None = None, attachments: dict[str, str] | None = None,
+                     deadline: float = float("inf"), oneway: bool = False,
+                     context: ProviderContext | None = None) -> None:
+    """Invocation's constructor: the generated one's signature and defaults (a new dict for
+    ``kwargs`` and ``attachments`` left out), writing each slot through its descriptor: 0.5
+    against 1.06 µs, one per call on each side (the generated one calls ``object.__setattr__``
+    per field, which is how a frozen dataclass writes). The instance stays frozen."""
+    _set_key(self, key)
+    _set_method(self, method)
+    _set_args(self, args)
+    _set_kwargs(self, {} if kwargs is None else kwargs)
+    _set_attachments(self, {} if attachments is None else attachments)
+    _set_deadline(self, deadline)
+    _set_oneway(self, oneway)
+    _set_context(self, context)
+
+
+assert [f.name for f in dataclasses.fields(Invocation)] == [
+    "key", "method", "args", "kwargs", "attachments", "deadline", "oneway", "context"], "update _invocation_init"
+Invocation.__init__ = _invocation_init  # type: ignore[method-assign]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -267,6 +265,11 @@ def build_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | N
 
 
 class _AsyncFilterLink(_FilterLink):
+    def __init__(self, filter_: Filter, next_: Invoker) -> None:
+        super().__init__(filter_, next_)
+        # the filter's coroutine itself, not one awaiting it: no coroutine of its own per call
+        self.ainvoke = functools.partial(filter_.ainvoke, next_)  # type: ignore[attr-defined, method-assign]
+
     @staticmethod
     def _verb(filter_: Filter) -> Callable[..., Any]:
         def refuse(next_: Invoker, invocation: Invocation) -> Any:
