@@ -324,10 +324,11 @@ def _finish_trace(report: Report, rows: list[_Row]) -> None:
             stats = consumers[service, caller] = _Stats()
         stats.add(ms, error)
     # call paths: root to each leaf, hops named service/method, a client and its server span one hop
+    paths, bottlenecks = report.paths, report.bottlenecks
     for root in rows:
         if root[1] in by_id:
             continue
-        root_caller = root[5]
+        prefix = f"{root[5]} > " if root[5] else ""
         # (span, hop labels, self ms per hop); a client span and its server span make one hop
         stack: list[tuple[_Row, tuple[str, ...], tuple[float, ...]]] = [(root, (), ())]
         while stack:
@@ -339,22 +340,26 @@ def _finish_trace(report: Report, rows: list[_Row]) -> None:
             if kids:
                 for kid in kids:
                     took -= kid[7] - kid[6]
-            own = took / 1e6  # a client's own: the wire
             if span[3]:
                 label = f"{span[3]}/{span[4]}"
                 if not hops or hops[-1] != label:
-                    hops, selfs = hops + (label,), selfs + (own,)
+                    hops, selfs = hops + (label,), selfs + (took / 1e6,)  # a client's own: the wire
                 elif selfs:
-                    selfs = selfs[:-1] + (selfs[-1] + own,)
+                    selfs = selfs[:-1] + (selfs[-1] + took / 1e6,)
             if kids:
-                stack.extend([(kid, hops, selfs) for kid in kids])
+                if len(kids) == 1:
+                    stack.append((kids[0], hops, selfs))
+                else:
+                    stack.extend([(kid, hops, selfs) for kid in kids])
                 continue
             if hops:
-                key = " > ".join(((root_caller,) if root_caller else ()) + hops)
-                _stats(report.paths, key).add((root[7] - root[6]) / 1e6, root[8])
-                necks = report.bottlenecks.get(key)
-                if necks is None:
-                    necks = report.bottlenecks[key] = {}
+                key = prefix + " > ".join(hops)
+                stats = paths.get(key)
+                if stats is None:
+                    stats = paths[key] = _Stats()
+                    bottlenecks[key] = {}
+                stats.add((root[7] - root[6]) / 1e6, root[8])
+                necks = bottlenecks[key]
                 for hop, ms in zip(hops, selfs):
                     necks[hop] = necks.get(hop, 0.0) + (ms if ms > 0.0 else 0.0)
 
