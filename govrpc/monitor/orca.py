@@ -171,3 +171,15 @@ class _BoundOrca(Filter):
         if context is not None:
             context.trailing.append((ORCA_TRAILER, self.load.record(True)))
         return value
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke`` (AsyncServer's chain): the same load, the same trailer."""
+        context = invocation.context
+        ok = False
+        try:
+            value = await invoker.ainvoke(invocation)
+            ok = True
+            return value
+        finally:
+            if context is not None:
+                context.trailing.append((ORCA_TRAILER, self.load.record(ok)))
