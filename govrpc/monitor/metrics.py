@@ -310,14 +310,15 @@ class _Methods:
 class _Outcomes:
     """The series of one method: status -> histogram (bound on first use of a status), in flight."""
 
-    __slots__ = ("recorder", "kind", "labels", "by_status", "started", "inflight")
+    __slots__ = ("recorder", "kind", "labels", "by_status", "ok", "started", "inflight")
 
     def __init__(self, recorder: MetricsRecorder, kind: str, service: str, method: str, *,
                  started: str = "", side: str = "") -> None:
         self.recorder = recorder
         self.kind = kind
         self.labels = (service, method)
-        self.by_status = {"OK": recorder.histogram(kind, service, method, "OK")}
+        self.ok = recorder.histogram(kind, service, method, "OK")  # a success records here directly
+        self.by_status = {"OK": self.ok}
         self.started = recorder.counter(started, service, method) if started else None
         self.inflight = recorder.inflight(side, service, method) if side else None
 
@@ -393,10 +394,11 @@ class _BoundCall(Filter):
             self._failed(exc, outcomes, started, method, attempts, retries)
             raise
         else:
-            outcomes.record("OK", _perf() - started)
+            outcomes.ok.observe(_perf() - started)
             if attempts[1]:
                 failovers.inc()
-            self._retried(attempts, retries)
+            if attempts[0] > 1:
+                retries.inc(attempts[0] - 1)
             return value
         finally:
             inflight.pop()
@@ -417,10 +419,11 @@ class _BoundCall(Filter):
             self._failed(exc, outcomes, started, method, attempts, retries)
             raise
         else:
-            outcomes.record("OK", _perf() - started)
+            outcomes.ok.observe(_perf() - started)
             if attempts[1]:
                 failovers.inc()
-            self._retried(attempts, retries)
+            if attempts[0] > 1:
+                retries.inc(attempts[0] - 1)
             return value
         finally:
             inflight.pop()
@@ -472,7 +475,7 @@ class _BoundAttempt(Filter):
         except BaseException as exc:
             _attempt_failed(exc, outcomes, started, attempts)
             raise
-        outcomes.record("OK", _perf() - started)
+        outcomes.ok.observe(_perf() - started)
         return value
 
     async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
@@ -488,7 +491,7 @@ class _BoundAttempt(Filter):
         except BaseException as exc:
             _attempt_failed(exc, outcomes, started, attempts)
             raise
-        outcomes.record("OK", _perf() - started)
+        outcomes.ok.observe(_perf() - started)
         return value
 
 
@@ -552,7 +555,7 @@ class _BoundProvider(Filter):
         else:
             elapsed = _perf() - started
             if outcomes is not None:
-                outcomes.record("OK", elapsed)
+                outcomes.ok.observe(elapsed)
             if window is not None:
                 window.record(elapsed, True)
             return value
@@ -591,7 +594,7 @@ class _BoundProvider(Filter):
     def _done(outcomes: Any, window: Any, started: float) -> None:
         elapsed = _perf() - started
         if outcomes is not None:
-            outcomes.record("OK", elapsed)
+            outcomes.ok.observe(elapsed)
         if window is not None:
             window.record(elapsed, True)
 
