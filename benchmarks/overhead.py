@@ -33,7 +33,9 @@ them). Targets: propagation >= 0.90, SDK >= 0.85 of raw grpcio, one client threa
 The SDK's own cost for the two spans of a call (``start_span(...).end()`` through the
 same processor) is the floor of that row: ``python benchmarks/consumer_cost.py
 --floor`` prints it, ``--sdk`` and ``--sdk --side provider`` what govrpc spends on
-each side with it.
+each side with it. "raw+otel instrumentation" is the reference for that row: raw grpcio
+with OpenTelemetry's own grpc instrumentation (``opentelemetry-instrumentation-grpc``'s
+client and server interceptors) on the same SDK set-up, both sides.
 
 "every stage": trace propagation, token authentication, Prometheus metrics, a circuit
 breaker and rate/concurrency limits on both sides at once, none refusing (target >= 0.90).
@@ -97,7 +99,13 @@ def serve(registry: str, sdk: bool = False) -> None:
         return request
 
     handler = grpc.method_handlers_generic_handler("bench.Raw", {"echo": grpc.unary_unary_rpc_method_handler(echo)})
-    raw = grpc.server(futures.ThreadPoolExecutor(max_workers=16), handlers=[handler])
+    # with the SDK: the raw server instrumented by OpenTelemetry's own grpc instrumentation
+    interceptors = []
+    if sdk:
+        from opentelemetry.instrumentation.grpc import server_interceptor
+
+        interceptors.append(server_interceptor())
+    raw = grpc.server(futures.ThreadPoolExecutor(max_workers=16), handlers=[handler], interceptors=interceptors)
     raw_port = raw.add_insecure_port("127.0.0.1:0")
     raw.start()
 
@@ -167,6 +175,9 @@ TARGETS: dict[str, tuple[float, tuple[int, ...]]] = {
     "govrpc+breaker": (0.90, (1, 8)), "govrpc+flow": (0.90, (1,)), "stub on client.channel": (0.90, (1, 8)),
     "govrpc metrics": (0.90, (1,)), "every stage": (0.90, (1,)),
 }
+
+
+SDK_ROWS = ("govrpc+otel sdk", "raw+otel instrumentation")  # served by the provider process with the SDK
 
 
 def process_cpu(pid: int) -> float:
@@ -330,7 +341,7 @@ def main() -> int:
     try:
         if traced is not None:
             assert traced.stdout is not None
-            traced.stdout.readline()
+            instrumented_port = int(traced.stdout.readline().split()[0])
         assert provider.stdout is not None
         raw_port, _ = (int(x) for x in provider.stdout.readline().split())
         payload = b"x" * args.payload
@@ -383,6 +394,14 @@ def main() -> int:
             traced_echo = client.proxy("bench.Echo", group="sdk").echo
             until_listed(lambda: traced_echo(payload), deadline)
             variants["govrpc+otel sdk"] = lambda: traced_echo(payload)
+            # the reference: raw grpcio with OpenTelemetry's own grpc instrumentation on both sides
+            from opentelemetry.instrumentation.grpc import client_interceptor
+            from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+
+            plain = grpc.insecure_channel(f"127.0.0.1:{instrumented_port}")
+            instrumented = intercept_channel(plain, client_interceptor(tracer_provider=client_sdk))
+            otel_call = instrumented.unary_unary(RAW_PATH, _registered_method=True)
+            variants["raw+otel instrumentation"] = lambda: otel_call(payload, timeout=5.0)
 
             def sdk_rounds(on: bool) -> None:  # the SDK records in this process only during its rounds
                 otel_trace._TRACER_PROVIDER = client_sdk if on else None  # type: ignore[attr-defined]
@@ -390,7 +409,7 @@ def main() -> int:
               f"provider pid {provider.pid}, python {sys.version.split()[0]}, grpcio {grpc.__version__}")
         for name, variant_call in variants.items():  # warm up every variant
             if sdk_rounds is not None:
-                sdk_rounds(name == "govrpc+otel sdk")
+                sdk_rounds(name in SDK_ROWS)
             run_round(variant_call, 1, 0.3)
         for threads in (int(t) for t in args.threads.split(",")):
             results: dict[str, dict[str, Any]] = {name: {"calls": 0, "lat": [], "cpu": 0.0, "server": 0.0,
@@ -401,8 +420,8 @@ def main() -> int:
                     order.reverse()
                 for name, variant_call in order:
                     if sdk_rounds is not None:
-                        sdk_rounds(name == "govrpc+otel sdk")
-                    served_by = traced.pid if name == "govrpc+otel sdk" and traced is not None else provider.pid
+                        sdk_rounds(name in SDK_ROWS)
+                    served_by = traced.pid if name in SDK_ROWS and traced is not None else provider.pid
                     server_cpu = process_cpu(served_by)
                     calls, lat, cpu = run_round(variant_call, threads, args.seconds)
                     r = results[name]
@@ -432,6 +451,8 @@ def main() -> int:
         client.close()
         token_client.close()
         channel.close()
+        if traced is not None:
+            plain.close()
         if args.tasks:
             aio_rows(registry, raw_port, payload, args.rounds, args.seconds, args.tasks)
     finally:
