@@ -254,7 +254,8 @@ async def aio_round(call: Callable[[], Any], tasks: int, seconds: float) -> tupl
     return len(latencies), latencies, time.process_time() - cpu0
 
 
-def aio_rows(registry: str, raw_port: int, payload: bytes, rounds: int, seconds: float, concurrency: str) -> None:
+def aio_rows(registry: str, raw_port: int, payload: bytes, rounds: int, seconds: float, concurrency: str,
+             provider_pid: int) -> None:
     """AsyncClient against raw grpc.aio on one event loop, alternating rounds as above."""
     import asyncio
 
@@ -272,23 +273,27 @@ def aio_rows(registry: str, raw_port: int, payload: bytes, rounds: int, seconds:
         for call in variants.values():
             await aio_round(call, 1, 0.3)
         for tasks in (int(t) for t in concurrency.split(",")):
-            results: dict[str, dict[str, Any]] = {n: {"calls": 0, "lat": [], "cpu": 0.0, "rates": []} for n in variants}
+            results: dict[str, dict[str, Any]] = {n: {"calls": 0, "lat": [], "cpu": 0.0, "server": 0.0, "rates": []}
+                                                  for n in variants}
             for round_ in range(rounds):
                 order = list(variants.items())
                 if round_ % 2:
                     order.reverse()
                 for name, call in order:
+                    server_cpu = process_cpu(provider_pid)
                     calls, lat, cpu = await aio_round(call, tasks, seconds)
                     r = results[name]
                     r["calls"] += calls
                     r["lat"].extend(lat)
                     r["cpu"] += cpu
+                    r["server"] += process_cpu(provider_pid) - server_cpu
                     r["rates"].append(calls / seconds)
             print(f"\nasyncio, {tasks} concurrent task(s)")
             for name, r in results.items():
                 r["rate"] = statistics.median(r["rates"])
                 print(f"  {name:<12} {r['rate']:>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
-                      f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f}")
+                      f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f} "
+                      f"{r['server'] / r['calls'] * 1e6:>19.0f}")
             ratio = results["AsyncClient"]["rate"] / results["raw grpc.aio"]["rate"]
             print(f"  ratio AsyncClient/raw calls/s: {ratio:.3f}   target >= 0.90")
         await client.close()
@@ -411,7 +416,7 @@ def main() -> int:
             if sdk_rounds is not None:
                 sdk_rounds(name in SDK_ROWS)
             run_round(variant_call, 1, 0.3)
-        for threads in (int(t) for t in args.threads.split(",")):
+        for threads in (int(t) for t in args.threads.split(",") if t):
             results: dict[str, dict[str, Any]] = {name: {"calls": 0, "lat": [], "cpu": 0.0, "server": 0.0,
                                                          "rates": []} for name in variants}
             for round_ in range(args.rounds):
@@ -454,7 +459,7 @@ def main() -> int:
         if traced is not None:
             plain.close()
         if args.tasks:
-            aio_rows(registry, raw_port, payload, args.rounds, args.seconds, args.tasks)
+            aio_rows(registry, raw_port, payload, args.rounds, args.seconds, args.tasks, provider.pid)
     finally:
         if traced is not None and traced.stdin:
             traced.stdin.close()
