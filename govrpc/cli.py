@@ -410,7 +410,13 @@ def _console_parser(sub: argparse._SubParsersAction) -> None:
 def _cmd_trace_report(args: argparse.Namespace) -> int:
     from govrpc.trace.report import analyse, render_text, write_graph
 
-    data = analyse(args.files, window=args.window).as_dict(top=args.top)
+    report = analyse(args.files, window=args.window)
+    for path, number, reason in report.corrupt:  # stdout stays the report: the places go to stderr
+        print(f"govrpc: warning: {path} line {number} skipped: {reason}", file=sys.stderr)
+    if report.skipped > len(report.corrupt):
+        print(f"govrpc: warning: {report.skipped - len(report.corrupt)} more corrupt line(s) skipped",
+              file=sys.stderr)
+    data = report.as_dict(top=args.top)
     if args.graph:
         write_graph(data, args.graph)
     print(json.dumps(data, indent=2) if args.json else render_text(data), end="\n" if args.json else "")

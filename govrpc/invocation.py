@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import time
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Mapping, Sequence
 
@@ -95,6 +96,35 @@ class Invocation:
 
     def __str__(self) -> str:
         return f"{self.key}.{self.method}"
+
+
+# the slots' descriptors' setters: writing through them skips the frozen class's __setattr__
+_set_key, _set_method, _set_args, _set_kwargs, _set_attachments, _set_deadline, _set_oneway, _set_context = (
+    Invocation.__dict__[name].__set__ for name in (
+        "key", "method", "args", "kwargs", "attachments", "deadline", "oneway", "context"))
+
+
+def _invocation_init(self: Invocation, key: ServiceKey, method: str, args: tuple[Any, ...] = (),
+                     kwargs: Mapping[str, Any] | None = None, attachments: dict[str, str] | None = None,
+                     deadline: float = float("inf"), oneway: bool = False,
+                     context: ProviderContext | None = None) -> None:
+    """Invocation's constructor: the generated one's signature and defaults (a new dict for
+    ``kwargs`` and ``attachments`` left out), writing each slot through its descriptor: 0.5
+    against 1.06 µs, one per call on each side (the generated one calls ``object.__setattr__``
+    per field, which is how a frozen dataclass writes). The instance stays frozen."""
+    _set_key(self, key)
+    _set_method(self, method)
+    _set_args(self, args)
+    _set_kwargs(self, {} if kwargs is None else kwargs)
+    _set_attachments(self, {} if attachments is None else attachments)
+    _set_deadline(self, deadline)
+    _set_oneway(self, oneway)
+    _set_context(self, context)
+
+
+assert [f.name for f in dataclasses.fields(Invocation)] == [
+    "key", "method", "args", "kwargs", "attachments", "deadline", "oneway", "context"], "update _invocation_init"
+Invocation.__init__ = _invocation_init  # type: ignore[method-assign]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -194,14 +224,21 @@ PEERS_KEY, PEERS_WEIGHT_KEY = "peers", "peers.weight"
 
 
 class _FilterLink(Invoker):
-    __slots__ = ("filter", "next", "url")
+    """A filter and what follows it. Its ``invoke(invocation)`` is ``filter.invoke(next,
+    invocation)``: a ``functools.partial`` stored on the instance, so a link adds no Python
+    frame to a call (hence a ``__dict__``, not ``__slots__``)."""
 
     def __init__(self, filter_: Filter, next_: Invoker) -> None:
         self.filter = filter_
         self.next = next_
         self.url = next_.url
+        self.invoke = functools.partial(self._verb(filter_), next_)  # type: ignore[method-assign]
 
-    def invoke(self, invocation: Invocation) -> Any:
+    @staticmethod
+    def _verb(filter_: Filter) -> Callable[..., Any]:
+        return filter_.invoke
+
+    def invoke(self, invocation: Invocation) -> Any:  # the partial above stands in for it
         return self.filter.invoke(self.next, invocation)
 
     def future(self, invocation: Invocation, run: Any) -> Any:
@@ -228,10 +265,16 @@ def build_filter_chain(filters: Iterable[Filter], invoker: Invoker, url: URL | N
 
 
 class _AsyncFilterLink(_FilterLink):
-    __slots__ = ()
+    def __init__(self, filter_: Filter, next_: Invoker) -> None:
+        super().__init__(filter_, next_)
+        # the filter's coroutine itself, not one awaiting it: no coroutine of its own per call
+        self.ainvoke = functools.partial(filter_.ainvoke, next_)  # type: ignore[attr-defined, method-assign]
 
-    def invoke(self, invocation: Invocation) -> Any:
-        raise ConfigurationError(f"{invocation}: this chain is asyncio's: await ainvoke")
+    @staticmethod
+    def _verb(filter_: Filter) -> Callable[..., Any]:
+        def refuse(next_: Invoker, invocation: Invocation) -> Any:
+            raise ConfigurationError(f"{invocation}: this chain is asyncio's: await ainvoke")
+        return refuse
 
     async def ainvoke(self, invocation: Invocation) -> Any:
         return await self.filter.ainvoke(self.next, invocation)  # type: ignore[attr-defined]

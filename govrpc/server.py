@@ -284,7 +284,7 @@ class Server:
             self._export(instance, spec)
         return self
 
-    def _export(self, instance: Any, spec: ServiceSpec) -> None:
+    def _export(self, instance: Any, spec: ServiceSpec, publish: bool = True) -> URL:
         """Serve one service, watch its configurators, then register it; its filters are bound to
         the URL it is published with (configurators applied, see ``configured_url``)."""
         url = self._provider_url(spec)
@@ -292,10 +292,10 @@ class Server:
             self._windows.setdefault(spec.key.service, CallWindow())  # versions of a service share one
         assert self.registry is not None
         servicer = self._servicers.get(spec.key)
-        provider: Any = ProviderInvoker(instance, spec, url) if servicer is None else _servicer_target(url, servicer)
+        provider: Any = self._provider(instance, spec, url) if servicer is None else _servicer_target(url, servicer)
         watcher = ConfiguratorWatcher(self.registry, spec.key.service, "")  # "": rules without application
         hosted = _Hosted(url, provider, watcher)
-        invoker = build_filter_chain(self.filters, provider, url)
+        invoker = self._chain(provider, url)
         self.invokers[spec.key] = invoker
         filtered = invoker is not provider  # else nothing reads the Invocation: calls skip building one
         hosted.exported = ExportedService(spec.key, spec.methods, invoker, self._serializer,
@@ -305,7 +305,7 @@ class Server:
         self._grpc.export(hosted.exported)
         # before registering: a consumer in this process may call it in-process (not a servicer,
         # which needs its grpc.ServicerContext, nor a streaming method: those cross gRPC)
-        if servicer is None and not any(m.stream for m in spec.methods):
+        if servicer is None and self.in_process and not any(m.stream for m in spec.methods):
             export_local(url, invoker, self._serializer, spec.methods, self.max_message_size,
                          self._local_workers, filtered=filtered)
         self._hosted[spec.key] = hosted
@@ -313,8 +313,26 @@ class Server:
         watcher.start()  # calls back at once with the rules stored now
         if any(f.wants_peers(url) for f in self.filters):  # set in code: no rule change would start the watch
             self._rebind(spec.key)
+        if publish:
+            self._register(url)
+        return url
+
+    def _register(self, url: URL) -> None:
+        assert self.registry is not None
         self.registry.register(url)
         self.urls.append(url)
+
+    # -- what the asyncio twin (govrpc.aio.server) changes; the rest of hosting is shared ----------
+    in_process = True
+    """Offer hosted services to consumers of this process in-process (local-first)."""
+
+    def _provider(self, instance: Any, spec: ServiceSpec, url: URL) -> Invoker:
+        """The end of a service's chain: what calls the user's method."""
+        return ProviderInvoker(instance, spec, url)
+
+    def _chain(self, target: Invoker, url: URL) -> Invoker:
+        """The provider filters bound to ``url`` around ``target`` (on export and on every rebind)."""
+        return build_filter_chain(self.filters, target, url)
 
     # -- run-time configuration: the provider side's seam ---------------------------
     def configured_url(self, key: ServiceKey) -> URL:
@@ -355,7 +373,7 @@ class Server:
                 url = url.with_params(**{PEERS_KEY: hosted.peers[0], PEERS_WEIGHT_KEY: hosted.peers[1]})
             if url != hosted.configured:
                 try:
-                    self._swap(key, hosted, url, build_filter_chain(self.filters, hosted.target, url))
+                    self._swap(key, hosted, url, self._chain(hosted.target, url))
                 except ConfigurationError as exc:
                     log.warning("configurators of %s give provider settings that do not work (%s); "
                                 "keeping the previous ones", key, exc)
@@ -441,24 +459,15 @@ class Server:
                 raise ConfigurationError(f"server already {self._state}")
             self.registry = acquire_registry(self._registry_address, provider=True)
             try:
-                self._grpc.start()
+                self._grpc.bind()  # the port, for the URLs; it serves once the services below are in
             except BaseException:
                 release_registry(self.registry)
                 self._local_workers.shutdown(wait=False)
                 self._state = ServerState.STOPPED
                 raise
-            self._state = ServerState.STARTED
-            self._switches = watch_switches(self.registry)  # business switches reach provider code too
-            for f in self.filters:
-                f.use_registry(self.registry)
-            services = list(self._services.values())
+            services = self._begin()
         try:
-            if self._recorder is not None and self.metrics_port is not None:
-                self.metrics_port = serve_metrics(self._recorder, self.metrics_port, self.host)
-            for instance, spec in services:
-                self._export(instance, spec)
-            if self.report_interval is not None:
-                self._start_reports()
+            self._publish(services)
         except BaseException:
             log.warning("start of %s:%d failed: deregistering and stopping", self.host, self.port)
             for _, spec in services:  # the one that failed may be published in-process already
@@ -468,6 +477,32 @@ class Server:
         log.info("serving %s on %s:%d", ", ".join(str(k) for k in self._services) or "nothing yet",
                  self.host, self.port)
         return self
+
+    def _begin(self) -> list[tuple[Any, ServiceSpec]]:
+        """(Under ``_lock``, the port bound) the server is started: its filters get the registry;
+        returns the services added so far, for ``_publish``."""
+        self._state = ServerState.STARTED
+        self._switches = watch_switches(self.registry)  # business switches reach provider code too
+        for f in self.filters:
+            f.use_registry(self.registry)
+        return list(self._services.values())
+
+    def _publish(self, services: Iterable[tuple[Any, ServiceSpec]]) -> None:
+        """Serve metrics, export and register ``services``, start the health summaries (blocking:
+        registry writes)."""
+        if self._recorder is not None and self.metrics_port is not None:
+            self.metrics_port = serve_metrics(self._recorder, self.metrics_port, self.host)
+        urls = [self._export(instance, spec, publish=False) for instance, spec in services]
+        self._serve()  # grpc serves them before any consumer can find them in the registry
+        for url in urls:
+            self._register(url)
+        if self.report_interval is not None:
+            self._start_reports()
+
+    def _serve(self) -> None:
+        """Start the bound grpc server: what is exported now is given to grpc as registered
+        methods (found without a lookup). (The asyncio twin serves from its start.)"""
+        self._grpc.serve()
 
     def set_serving(self, serving: bool, service: str = "") -> None:
         """The provider's own verdict on its health: False reports ``service`` ("" : every service)
@@ -545,6 +580,23 @@ class Server:
             self._state = "stopping"
         deadline = time.monotonic() + (grace or 0)  # the whole stop fits in the grace (+ STOP_BOUND)
         self._grpc.enter_graceful_shutdown()  # health checks say NOT_SERVING before anything else changes
+        delay = self._withdraw()
+        if grace:
+            time.sleep(min(delay, grace))
+        for url in self.urls:
+            withdraw_local(url)  # new in-process calls fail over from here
+        self._grpc.stop(max(0.0, deadline - time.monotonic()))
+        # in-process calls drain within the same grace as gRPC ones; those still queued after it are
+        # cancelled (their callers fail over), those running are left behind on their worker threads
+        if not self._local_workers.drain(deadline - time.monotonic()):
+            log.warning("in-process calls still running after the %s s grace", grace)
+        self._local_workers.shutdown(wait=False)
+        self._release()
+        log.info("stopped %s:%d", self.host, self.port)
+
+    def _withdraw(self) -> float:
+        """The first steps of a stop (state "stopping"): summaries, configurator watches and
+        registrations end; returns the seconds consumers need to notice (blocking: registry writes)."""
         registry = self.registry
         assert registry is not None
         if self._reporter is not None:
@@ -562,17 +614,12 @@ class Server:
                 log.exception("cannot deregister %s", url)
         # let consumers stop picking this provider before it refuses calls: the registry's own
         # propagation time, and at least a moment for calls already routed here to arrive
-        delay = max(registry.propagation_delay, SETTLE_SECONDS)
-        if grace:
-            time.sleep(min(delay, grace))
-        for url in self.urls:
-            withdraw_local(url)  # new in-process calls fail over from here
-        self._grpc.stop(max(0.0, deadline - time.monotonic()))
-        # in-process calls drain within the same grace as gRPC ones; those still queued after it are
-        # cancelled (their callers fail over), those running are left behind on their worker threads
-        if not self._local_workers.drain(deadline - time.monotonic()):
-            log.warning("in-process calls still running after the %s s grace", grace)
-        self._local_workers.shutdown(wait=False)
+        return max(registry.propagation_delay, SETTLE_SECONDS)
+
+    def _release(self) -> None:
+        """The last step of a stop, once nothing is served: filters and switches let go of the registry."""
+        registry = self.registry
+        assert registry is not None
         self._switches.close()
         for f in self.filters:
             try:
@@ -581,7 +628,6 @@ class Server:
                 log.exception("filter %r failed to let go of the registry", f)
         release_registry(registry)
         self._state = "stopped"
-        log.info("stopped %s:%d", self.host, self.port)
 
     def __enter__(self) -> Server:
         return self.start()

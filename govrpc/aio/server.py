@@ -29,7 +29,7 @@ from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.rpc.server import ERROR_KEY, ExportedService, GrpcServer, _failure
 from govrpc.rpc.wire import decode_envelope, split_metadata, truncate
 from govrpc.security import TLS
-from govrpc.server import SETTLE_SECONDS, Server, ServerState
+from govrpc.server import Server, ServerState, _provider_options
 from govrpc.service import MethodSpec, ServiceSpec, describe
 from govrpc.url import URL, ServiceKey
 
@@ -79,13 +79,12 @@ async def _refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode, erro
 
 def _async_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[..., Any]:
     """The coroutine grpc.aio runs for one method (the twin of ``rpc.server._unary_behavior``)."""
-    key, name, invoker = exported.key, spec.name, exported.invoker
+    key, name = exported.key, spec.name
     where = f"{key}.{name}"
     loads, dumps = exported.serializer.loads, exported.serializer.dumps
     protobuf = spec.is_protobuf
     from_string = spec.request_type.FromString if protobuf else None  # type: ignore[union-attr]
     monotonic = time.monotonic
-    ainvoke = invoker.ainvoke  # type: ignore[attr-defined]
 
     async def behavior(request: Any, context: grpc.aio.ServicerContext) -> Any:
         remaining = context.time_remaining()
@@ -106,8 +105,9 @@ def _async_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[...
         failure: BaseException | None = None
         try:
             async with limit:
-                value = await ainvoke(Invocation(key, name, args, kwargs, attachments, deadline,
-                                                 context=provider_context))
+                # read per call: configurators rebind the chain at run time (a plain attribute swap)
+                value = await exported.invoker.ainvoke(  # type: ignore[attr-defined]
+                    Invocation(key, name, args, kwargs, attachments, deadline, context=provider_context))
         except asyncio.CancelledError:
             raise  # the consumer went away: grpc cancelled this handler
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
@@ -134,11 +134,10 @@ def _async_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[...
 
 def _async_stream_handler(exported: ExportedService, spec: MethodSpec) -> grpc.RpcMethodHandler:
     """The asyncio twin of ``rpc.streams.stream_handler``: a streaming method on grpc.aio."""
-    key, name, invoker = exported.key, spec.name, exported.invoker
+    key, name = exported.key, spec.name
     where = f"{key}.{name}"
     loads, dumps = exported.serializer.loads, exported.serializer.dumps
     consumes = spec.stream in ("client", "bidi")
-    ainvoke = invoker.ainvoke  # type: ignore[attr-defined]
 
     async def decoded(requests: Any) -> Any:
         async for message in requests:
@@ -153,8 +152,8 @@ def _async_stream_handler(exported: ExportedService, spec: MethodSpec) -> grpc.R
         failure: BaseException | None = None
         try:
             args, kwargs = ((decoded(request),), {}) if consumes else decode_envelope(loads(request), where)
-            result = await ainvoke(Invocation(key, name, args, kwargs, attachments, deadline,
-                                              context=provider_context))
+            result = await exported.invoker.ainvoke(  # type: ignore[attr-defined]
+                Invocation(key, name, args, kwargs, attachments, deadline, context=provider_context))
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller
@@ -211,18 +210,30 @@ def _async_unimplemented(message: str) -> grpc.RpcMethodHandler:
 
 
 class AsyncGrpcServer(GrpcServer):
-    """``GrpcServer``'s dispatch tables served by a ``grpc.aio`` server (start/stop/wait awaited)."""
+    """``GrpcServer``'s dispatch tables served by a ``grpc.aio`` server (start/stop/wait awaited),
+    with grpc.health.v1 served by grpcio-health-checking's asyncio servicer."""
 
     rpc_handler = staticmethod(_async_rpc_handler)
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, max_message_size: int = 4 * 1024 * 1024,
-                 credentials: grpc.ServerCredentials | None = None) -> None:
-        super().__init__(host, port, max_workers=1, max_message_size=max_message_size, credentials=credentials)
+                 credentials: grpc.ServerCredentials | None = None, health: bool | None = None) -> None:
+        super().__init__(host, port, max_workers=1, max_message_size=max_message_size, credentials=credentials,
+                         health=health)
+        if self.health is not None:
+            from grpc_health.v1 import health as grpc_health
+
+            self.health = grpc_health.aio.HealthServicer()
         self._dispatcher.unimplemented = _async_unimplemented
         self._aio: grpc.aio.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: set[asyncio.Future[Any]] = set()
 
     async def start(self) -> int:  # type: ignore[override]
         server = grpc.aio.server(handlers=[self._dispatcher], options=self._options)
+        if self.health is not None:
+            from grpc_health.v1 import health_pb2_grpc
+
+            health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         try:
             address = f"{self.host}:{self.requested_port}"
             self.port = (server.add_insecure_port(address) if self.credentials is None
@@ -231,8 +242,37 @@ class AsyncGrpcServer(GrpcServer):
             await server.stop(None)
             raise OSError(f"cannot bind {self.host}:{self.requested_port}: {exc}") from exc
         await server.start()
-        self._aio = server
+        self._aio, self._loop = server, asyncio.get_running_loop()
         return self.port
+
+    def set_serving(self, service: str, serving: bool) -> None:
+        """As ``GrpcServer.set_serving``, from the loop or any thread (the servicer lives on the loop)."""
+        if self.health is None:
+            return
+        from grpc_health.v1 import health_pb2
+
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not serving yet: start() begins SERVING
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            task = loop.create_task(self.health.set(service, status))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+        else:
+            asyncio.run_coroutine_threadsafe(self.health.set(service, status), loop)
+
+    def enter_graceful_shutdown(self) -> None:
+        raise TypeError("AsyncGrpcServer's health is asyncio's: await drain()")
+
+    async def drain(self) -> None:
+        """Every service, and the server, NOT_SERVING from now on (a stop has begun)."""
+        if self.health is not None:
+            await self.health.enter_graceful_shutdown()
 
     async def stop(self, grace: float | None) -> None:  # type: ignore[override]
         if self._aio is not None:
@@ -244,33 +284,56 @@ class AsyncGrpcServer(GrpcServer):
         return await self._aio.wait_for_termination(timeout)
 
 
+class _AsyncCore(Server):
+    """``Server``'s hosting, shared whole: argument checks, provider URLs, the configurator watch
+    and rebinding of each service's chain (``_export``, ``_rebind``, ``_swap``), metrics, health
+    summaries and ORCA; with asyncio chain ends and links. It never serves: ``AsyncServer`` runs
+    its pieces, the blocking ones (registry writes) on a thread. A rebind happens on the registry's
+    delivery thread and is a plain attribute swap, read by each call on the loop."""
+
+    in_process = False
+
+    def _provider(self, instance: Any, spec: ServiceSpec, url: URL) -> Invoker:
+        return AsyncProviderInvoker(instance, spec, url)
+
+    def _chain(self, target: Invoker, url: URL) -> Invoker:
+        return build_async_filter_chain(self.filters, target, url)
+
+    def _serve(self) -> None:  # the grpc.aio server serves from its start, on the loop
+        pass
+
+
 class AsyncServer:
     """An asyncio gRPC server hosting govrpc services, registered in a registry.
 
     Arguments as ``govrpc.Server`` (no ``max_workers``: calls are tasks; plain-function
-    methods use asyncio's default thread pool). Every verb is awaited. ``credentials`` /
-    ``tls`` serve TLS only on the grpc.aio port (published as ``tls=true``) and ``token``
-    puts the same ``TokenAuthFilter`` first in the chain, as on ``Server``.
+    methods use asyncio's default thread pool; no ``reflection`` or keepalive settings).
+    Every verb is awaited. ``credentials`` / ``tls`` serve TLS only on the grpc.aio port
+    (published as ``tls=true``) and ``token`` puts the same ``TokenAuthFilter`` first in the
+    chain, as on ``Server``. Provider options (``add(service, tps=...)``), registry
+    configurators rebinding the chain, metrics (``metrics``, ``metrics_port``,
+    ``metrics_registry``), health summaries (``report_interval``), ``orca`` and grpc.health.v1
+    (NOT_SERVING from the start of a stop) behave as on ``Server``: the same code does them.
     """
 
     def __init__(self, registry: str | Registry | None = None, *, host: str = "127.0.0.1", port: int = 0,
                  weight: int = 100, tags: Mapping[str, str] | None = None, application: str = "",
                  warmup: int = 600, serializer: str = "msgpack", max_message_size: int = 4 * 1024 * 1024,
                  filters: Iterable[Filter | str] = (), advertise: str | None = None, credentials: Any = None,
-                 tls: TLS | None = None, token: str | Iterable[str] | None = None) -> None:
-        # the sync server checks the arguments, builds the credentials, the token filter and the
-        # provider URLs (tls=true included); it never serves
-        self._core = Server(registry, host=host, port=port, weight=weight, tags=tags, application=application,
-                            warmup=warmup, serializer=serializer, max_message_size=max_message_size,
-                            filters=filters, advertise=advertise, credentials=credentials, tls=tls, token=token)
+                 tls: TLS | None = None, token: str | Iterable[str] | None = None,
+                 metrics_port: int | None = None, metrics_registry: Any = None, metrics: bool = False,
+                 health: bool | None = None, report_interval: float | None = None,
+                 orca: bool | Callable[[], Mapping[str, float]] = False) -> None:
+        # the sync server's hosting checks the arguments, builds the credentials, the token filter,
+        # the metrics recorder and the provider URLs (tls=true included); it never serves
+        self._core = _AsyncCore(registry, host=host, port=port, weight=weight, tags=tags, application=application,
+                                warmup=warmup, serializer=serializer, max_message_size=max_message_size,
+                                filters=filters, advertise=advertise, credentials=credentials, tls=tls,
+                                token=token, metrics_port=metrics_port, metrics_registry=metrics_registry,
+                                metrics=metrics, health=health, report_interval=report_interval, orca=orca)
         self._grpc = AsyncGrpcServer(host, port, max_message_size=max_message_size,
-                                     credentials=self._core._grpc.credentials)
+                                     credentials=self._core._grpc.credentials, health=health)
         self._core._grpc = self._grpc  # its provider URLs read this server's port and hosted services
-        self._registry_address = registry
-        self.registry: Registry | None = None
-        self._services: dict[ServiceKey, tuple[Any, ServiceSpec]] = {}
-        self.urls: list[URL] = []
-        self._state = ServerState.NEW
 
     @property
     def port(self) -> int:
@@ -278,71 +341,97 @@ class AsyncServer:
 
     @property
     def state(self) -> ServerState:
-        return self._state
+        return self._core.state
 
-    async def add(self, instance: Any) -> AsyncServer:
-        """Host ``instance`` (``async def`` and plain methods); registered on start, or at once after it."""
+    @property
+    def registry(self) -> Registry | None:
+        return self._core.registry
+
+    @property
+    def urls(self) -> list[URL]:
+        return self._core.urls
+
+    @property
+    def invokers(self) -> dict[ServiceKey, Invoker]:
+        """Service key -> the provider chain calls run through now (awaited: ``ainvoke``)."""
+        return self._core.invokers
+
+    @property
+    def metrics_port(self) -> int | None:
+        """The port metrics are served on (after start), or None."""
+        return self._core.metrics_port
+
+    def configured_url(self, key: ServiceKey) -> URL:
+        """The URL the provider filters of ``key`` are bound to (see ``govrpc.Server.configured_url``)."""
+        return self._core.configured_url(key)
+
+    async def add(self, instance: Any, **options: Any) -> AsyncServer:
+        """Host ``instance`` (``async def`` and plain methods); registered on start, or at once after it.
+
+        ``options`` are the provider settings of ``govrpc.Server.add`` (``tps=200``,
+        ``concurrency=8``, ``methods={"find": {"tps": 50}}``...), checked the same way: an
+        unknown option or a bad value raises ``ConfigurationError`` naming it, and nothing is hosted.
+        """
         spec = describe(instance, allow_async=True)
         AsyncProviderInvoker.check(instance, spec)
-        if self._state in (ServerState.STOPPING, ServerState.STOPPED):
-            raise ConfigurationError(f"cannot add service {spec.key}: the server is {self._state}")
-        if spec.key in self._services:
-            other = type(self._services[spec.key][0]).__qualname__
-            raise ConfigurationError(
-                f"service {spec.key} is already hosted by this server (class {other}); "
-                f"give {type(instance).__qualname__} another name, version or group")
-        self._services[spec.key] = (instance, spec)
-        if self._state == ServerState.STARTED:
-            await self._export(instance, spec)
+        settings = _provider_options(options)
+        if self._core.state == ServerState.STARTED:  # served and registered at once: registry writes
+            await asyncio.to_thread(self._core._host, instance, spec, settings)
+        else:
+            self._core._host(instance, spec, settings)
         return self
-
-    async def _export(self, instance: Any, spec: ServiceSpec) -> None:
-        url = self._core._provider_url(spec)
-        invoker = build_async_filter_chain(self._core.filters, AsyncProviderInvoker(instance, spec, url), url)
-        self._grpc.export(ExportedService(spec.key, spec.methods, invoker, self._core._serializer))
-        assert self.registry is not None
-        await asyncio.to_thread(self.registry.register, url)  # a ZooKeeper write must not stall the loop
-        self.urls.append(url)
 
     async def start(self) -> AsyncServer:
         """Bind, serve, then register every service added so far; a failed start leaves nothing behind."""
-        if self._state != ServerState.NEW:
-            raise ConfigurationError(f"server already {self._state}")
-        self.registry = await asyncio.to_thread(acquire_registry, self._registry_address, provider=True)
+        core = self._core
+        if core.state != ServerState.NEW:
+            raise ConfigurationError(f"server already {core.state}")
+        registry = await asyncio.to_thread(acquire_registry, core._registry_address, provider=True)
         try:
             await self._grpc.start()
         except BaseException:
-            release_registry(self.registry)
-            self._state = ServerState.STOPPED
+            release_registry(registry)
+            core._state = ServerState.STOPPED
             raise
-        self._state = ServerState.STARTED
+        core.registry = registry
+
+        def begin() -> list[tuple[Any, ServiceSpec]]:
+            with core._lock:
+                return core._begin()
+
         try:
-            for instance, spec in list(self._services.values()):
-                await self._export(instance, spec)
+            services = await asyncio.to_thread(begin)
         except BaseException:
-            log.warning("start of %s:%d failed: deregistering and stopping", self._core.host, self.port)
+            await self._grpc.stop(0)
+            release_registry(registry)
+            core._state = ServerState.STOPPED
+            raise
+        try:
+            await asyncio.to_thread(core._publish, services)
+        except BaseException:
+            log.warning("start of %s:%d failed: deregistering and stopping", core.host, self.port)
             await self.stop(grace=0)
             raise
         return self
 
     async def stop(self, grace: float = 5.0) -> None:
         """Deregister, let consumers notice, drain in-flight calls for up to ``grace`` s, stop."""
-        if self._state != ServerState.STARTED:
-            self._state = ServerState.STOPPED
-            return
-        self._state = ServerState.STOPPING
-        registry = self.registry
-        assert registry is not None
-        for url in self.urls:
-            try:
-                await asyncio.to_thread(registry.unregister, url)
-            except Exception:  # noqa: BLE001 - stopping must go on
-                log.exception("cannot deregister %s", url)
+        core = self._core
+        with core._lock:
+            if core._state != ServerState.STARTED:
+                core._state = ServerState.STOPPED
+                return
+            core._state = ServerState.STOPPING
+        await self._grpc.drain()  # health checks say NOT_SERVING before anything else changes
+        delay = await asyncio.to_thread(core._withdraw)
         if grace:
-            await asyncio.sleep(min(max(registry.propagation_delay, SETTLE_SECONDS), grace))
+            await asyncio.sleep(min(delay, grace))
         await self._grpc.stop(grace)
-        release_registry(registry)
-        self._state = ServerState.STOPPED
+        await asyncio.to_thread(core._release)
+
+    async def set_serving(self, serving: bool, service: str = "") -> None:
+        """The provider's own verdict on its health (see ``govrpc.Server.set_serving``)."""
+        await asyncio.to_thread(self._core.set_serving, serving, service)
 
     def rotate_token(self, tokens: str | Iterable[str]) -> None:
         """Accept ``tokens`` from now on (see ``govrpc.Server.rotate_token``)."""

@@ -202,7 +202,8 @@ class ClusterInvoker(Invoker):
         recorder = current_recorder()
         if recorder is not None:
             recorder.chose(invocation, type(self.loadbalance).__name__, invoker.url.address)
-        started = stats.begin()
+        stats.inflight.append(None)  # ProviderState.begin written out: a frame less per call
+        started = _monotonic()
         try:
             result = invoker.invoke(invocation)
         except GovRpcError as exc:

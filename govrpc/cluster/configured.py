@@ -76,7 +76,7 @@ class ConfiguredClusterInvoker(Invoker):
         self.outlier = OutlierDetector.from_url(self.config.url)
         self._made: dict[tuple[Any, ...], ClusterInvoker] = {}
         self._budgets: dict[tuple[float, float], RetryBudget] = {}
-        self._routes: Routes = self._build(self.config)[0]
+        self._route(self._build(self.config)[0])
         self.config.subscribe(self._reconfigure)
 
     def _make(self, view: URL, made: dict[tuple[Any, ...], ClusterInvoker]) -> ClusterInvoker:
@@ -121,7 +121,7 @@ class ConfiguredClusterInvoker(Invoker):
         outlier = OutlierDetector.from_url(config.url)
         routes, retired = self._build(config)
         self.outlier.configure(outlier)
-        self._routes = routes  # new calls take the new routes before the old invokers stop
+        self._route(routes)  # new calls take the new routes before the old invokers stop
         self._retire(retired)
         if retired:
             log.info("%s: cluster options now %s", self.url.path, dict(config.url.params))
@@ -135,11 +135,19 @@ class ConfiguredClusterInvoker(Invoker):
         """``ClusterInvoker.future`` of the method's cluster invoker."""
         return self.cluster_for(invocation.method).future(invocation, run)
 
-    def invoke(self, invocation: Invocation) -> Any:
+    def _route(self, routes: Routes) -> None:
+        self._routes = routes
+        methods, default = routes
+        # one cluster invoker for every method (the usual case): calls go straight to it, this
+        # dispatcher adds no frame (the instance's ``invoke`` is the cluster invoker's own)
+        self.invoke = self._dispatch if methods else default.invoke  # type: ignore[method-assign]
+
+    def invoke(self, invocation: Invocation) -> Any:  # ``_route`` sets the instance's own
+        return self._dispatch(invocation)
+
+    def _dispatch(self, invocation: Invocation) -> Any:
         methods, default = self._routes
-        if methods:
-            return methods.get(invocation.method, default).invoke(invocation)
-        return default.invoke(invocation)
+        return methods.get(invocation.method, default).invoke(invocation)
 
     @property
     def available(self) -> bool:

@@ -152,7 +152,9 @@ class FailoverClusterInvoker(ClusterInvoker):
             result = self.call(invoker, invocation if self.attempt_timeout is None else self.for_attempt(invocation))
         except GovRpcError as exc:
             return drive(self, CallState(invocation, invokers, [invoker], Result(exception=exc)))
-        self.budget.on_success()
+        budget = self.budget
+        if budget.tokens < budget.max_tokens:  # a full bucket (the usual case) has nothing to add
+            budget.on_success()
         return result
 
     def is_idempotent(self, invocation: Invocation, invoker: Invoker) -> bool:

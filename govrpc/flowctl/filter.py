@@ -137,6 +137,9 @@ def _scope(url: URL) -> tuple[str, ...]:
             params.get("timestamp", ""), params.get("pid", ""))
 
 
+_CRITICAL = Priority.CRITICAL
+
+
 def _priority_of(attachments: Mapping[str, str]) -> tuple[Priority, str | None]:
     text = attachments.get(PRIORITY_KEY)
     if text is None:
@@ -275,7 +278,10 @@ class _BoundFlow(Filter):
             given = self.priorities.get(invocation.method) or self.priorities.get("*")
             if given:
                 attachments[PRIORITY_KEY] = given
-        priority, text = _priority_of(attachments)
+        if PRIORITY_KEY in attachments:
+            priority, text = _priority_of(attachments)
+        else:  # the usual call: no level named, served as critical
+            priority, text = _CRITICAL, None
         headroom = HEADROOM[priority]
         connections = self.connections
         if connections is not None and invocation.context is not None \

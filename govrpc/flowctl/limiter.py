@@ -82,6 +82,7 @@ class TokenBucketLimiter(RateLimiter):
         super().__init__(rate, burst, **kw)  # type: ignore[arg-type]
         self._tokens = self.burst
         self._last = self._clock()
+        self._steady = True  # the refill rate is ``rate`` (no ``_refill`` call per acquire)
 
     def _refill(self, now: float) -> float:
         return self.rate
@@ -89,7 +90,7 @@ class TokenBucketLimiter(RateLimiter):
     def acquire(self, headroom: float = 0.0) -> bool:
         with self._lock:  # the clock read inside: a stale instant would take tokens back
             now = self._clock()
-            tokens = self._tokens + (now - self._last) * self._refill(now)
+            tokens = self._tokens + (now - self._last) * (self.rate if self._steady else self._refill(now))
             if tokens > self.burst:
                 tokens = self.burst
             self._last = now
@@ -114,10 +115,12 @@ class WarmupLimiter(TokenBucketLimiter):
         super().__init__(rate, burst, **kw)
         self._start = self._last
         self._tokens = 1.0
+        self._steady = False  # until the warm-up is over
 
     def _refill(self, now: float) -> float:
         elapsed = now - self._start
         if elapsed >= self.warmup:
+            self._steady = True
             return self.rate
         cold = self.rate / COLD_FACTOR
         return cold + (self.rate - cold) * elapsed / self.warmup

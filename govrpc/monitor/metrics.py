@@ -310,14 +310,15 @@ class _Methods:
 class _Outcomes:
     """The series of one method: status -> histogram (bound on first use of a status), in flight."""
 
-    __slots__ = ("recorder", "kind", "labels", "by_status", "started", "inflight")
+    __slots__ = ("recorder", "kind", "labels", "by_status", "ok", "started", "inflight")
 
     def __init__(self, recorder: MetricsRecorder, kind: str, service: str, method: str, *,
                  started: str = "", side: str = "") -> None:
         self.recorder = recorder
         self.kind = kind
         self.labels = (service, method)
-        self.by_status = {"OK": recorder.histogram(kind, service, method, "OK")}
+        self.ok = recorder.histogram(kind, service, method, "OK")  # a success records here directly
+        self.by_status = {"OK": self.ok}
         self.started = recorder.counter(started, service, method) if started else None
         self.inflight = recorder.inflight(side, service, method) if side else None
 
@@ -390,20 +391,50 @@ class _BoundCall(Filter):
         try:
             value = invoker.invoke(invocation)
         except BaseException as exc:
-            outcomes.record(status_of(exc), _perf() - started)
-            if isinstance(exc, REFUSALS):
-                self.recorder.counter("refusals", "consumer", self.service, method, type(exc).__name__).inc()
-            self._retried(attempts, retries)
+            self._failed(exc, outcomes, started, method, attempts, retries)
             raise
         else:
-            outcomes.record("OK", _perf() - started)
+            outcomes.ok.observe(_perf() - started)
             if attempts[1]:
                 failovers.inc()
-            self._retried(attempts, retries)
+            if attempts[0] > 1:
+                retries.inc(attempts[0] - 1)
             return value
         finally:
             inflight.pop()
             _ATTEMPTS.reset(token)
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke``: the same series, around the awaited call."""
+        outcomes, retries, failovers, method = self.methods.children.get(invocation.method) \
+            or self.methods.get(invocation.method)
+        attempts = [0, 0]
+        token = _ATTEMPTS.set(attempts)  # the task's context: its attempts (and fan-out branches) see it
+        inflight = outcomes.inflight
+        inflight.append(None)
+        started = _perf()
+        try:
+            value = await invoker.ainvoke(invocation)
+        except BaseException as exc:
+            self._failed(exc, outcomes, started, method, attempts, retries)
+            raise
+        else:
+            outcomes.ok.observe(_perf() - started)
+            if attempts[1]:
+                failovers.inc()
+            if attempts[0] > 1:
+                retries.inc(attempts[0] - 1)
+            return value
+        finally:
+            inflight.pop()
+            _ATTEMPTS.reset(token)
+
+    def _failed(self, exc: BaseException, outcomes: _Outcomes, started: float, method: str,
+                attempts: list[int], retries: _Counter) -> None:
+        outcomes.record(status_of(exc), _perf() - started)
+        if isinstance(exc, REFUSALS):
+            self.recorder.counter("refusals", "consumer", self.service, method, type(exc).__name__).inc()
+        self._retried(attempts, retries)
 
     @staticmethod
     def _retried(attempts: list[int], retries: _Counter) -> None:
@@ -442,12 +473,32 @@ class _BoundAttempt(Filter):
         try:
             value = invoker.invoke(invocation)
         except BaseException as exc:
-            outcomes.record(status_of(exc), _perf() - started)
-            if attempts is not None and isinstance(exc, GovRpcError) and exc.retryable:
-                attempts[1] += 1
+            _attempt_failed(exc, outcomes, started, attempts)
             raise
-        outcomes.record("OK", _perf() - started)
+        outcomes.ok.observe(_perf() - started)
         return value
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke``."""
+        outcomes = self.methods.children.get(invocation.method) or self.methods.get(invocation.method)
+        outcomes.started.inc()
+        attempts = _ATTEMPTS.get()
+        if attempts is not None:
+            attempts[0] += 1
+        started = _perf()
+        try:
+            value = await invoker.ainvoke(invocation)
+        except BaseException as exc:
+            _attempt_failed(exc, outcomes, started, attempts)
+            raise
+        outcomes.ok.observe(_perf() - started)
+        return value
+
+
+def _attempt_failed(exc: BaseException, outcomes: _Outcomes, started: float, attempts: list[int] | None) -> None:
+    outcomes.record(status_of(exc), _perf() - started)
+    if attempts is not None and isinstance(exc, GovRpcError) and exc.retryable:
+        attempts[1] += 1
 
 
 class MetricsProviderFilter(_MetricsFilter):
@@ -499,19 +550,12 @@ class _BoundProvider(Filter):
         try:
             value = invoker.invoke(invocation)
         except BaseException as exc:
-            elapsed = _perf() - started
-            if outcomes is not None:
-                outcomes.record(status_of(exc), elapsed)
-                if isinstance(exc, REFUSALS) and self.recorder is not None:
-                    self.recorder.counter("refusals", "provider", self.service, invocation.method,
-                                          type(exc).__name__).inc()
-            if window is not None:
-                window.record(elapsed, False)
+            self._failed(exc, outcomes, window, started, invocation)
             raise
         else:
             elapsed = _perf() - started
             if outcomes is not None:
-                outcomes.record("OK", elapsed)
+                outcomes.ok.observe(elapsed)
             if window is not None:
                 window.record(elapsed, True)
             return value
@@ -520,3 +564,54 @@ class _BoundProvider(Filter):
                 outcomes.inflight.pop()
             if window is not None:
                 window.inflight.pop()
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke`` (AsyncServer's chain): the same series and call window."""
+        outcomes, window = self._begin(invocation), self.window
+        started = _perf()
+        try:
+            value = await invoker.ainvoke(invocation)
+        except BaseException as exc:
+            self._failed(exc, outcomes, window, started, invocation)
+            raise
+        else:
+            self._done(outcomes, window, started)
+            return value
+        finally:
+            self._end(outcomes, window)
+
+    def _begin(self, invocation: Invocation) -> Any:
+        methods, outcomes = self.methods, None
+        if methods is not None:
+            outcomes = methods.children.get(invocation.method) or methods.get(invocation.method)
+            outcomes.started.inc()
+            outcomes.inflight.append(None)
+        if self.window is not None:
+            self.window.inflight.append(None)
+        return outcomes
+
+    @staticmethod
+    def _done(outcomes: Any, window: Any, started: float) -> None:
+        elapsed = _perf() - started
+        if outcomes is not None:
+            outcomes.ok.observe(elapsed)
+        if window is not None:
+            window.record(elapsed, True)
+
+    @staticmethod
+    def _end(outcomes: Any, window: Any) -> None:
+        if outcomes is not None:
+            outcomes.inflight.pop()
+        if window is not None:
+            window.inflight.pop()
+
+    def _failed(self, exc: BaseException, outcomes: Any, window: Any, started: float,
+                invocation: Invocation) -> None:
+        elapsed = _perf() - started
+        if outcomes is not None:
+            outcomes.record(status_of(exc), elapsed)
+            if isinstance(exc, REFUSALS) and self.recorder is not None:
+                self.recorder.counter("refusals", "provider", self.service, invocation.method,
+                                      type(exc).__name__).inc()
+        if window is not None:
+            window.record(elapsed, False)

@@ -196,6 +196,19 @@ class _BoundOrca(Filter):
             context.trailing += ((ORCA_TRAILER, report), (LOAD_TRAILER, report))
         return value
 
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke`` (AsyncServer's chain): the same load, the same trailer."""
+        context = invocation.context
+        ok = False
+        try:
+            value = await invoker.ainvoke(invocation)
+            ok = True
+            return value
+        finally:
+            if context is not None:
+                report = self.load.record(ok)
+                context.trailing += ((ORCA_TRAILER, report), (LOAD_TRAILER, report))
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class LoadReport:

@@ -343,11 +343,7 @@ class GrpcInvoker(Invoker):
                 encode = _protobuf_request(name, response_type)
                 decode = cls.FromString
             else:
-                dumps_call = self.serializer.dumps_call
-
-                def encode(invocation: Invocation) -> Any:
-                    return dumps_call(invocation.args, invocation.kwargs)
-
+                encode = self.serializer.dumps_invocation
                 decode = self.serializer.loads
             call = getattr(self._channel, kind)(f"/{self.url.path}/{name}", _registered_method=True)
             entry = (call, encode, decode)

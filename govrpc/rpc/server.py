@@ -140,8 +140,14 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
     protobuf = spec.is_protobuf
     from_string = spec.request_type.FromString if protobuf else None  # type: ignore[union-attr]
     monotonic = time.monotonic
+    rerouted: list[_KeyedHandler | None] = [None]  # see _KeyedHandler.reroute
 
     def behavior(request: Any, context: grpc.ServicerContext) -> Any:
+        keyed = rerouted[0]
+        if keyed is not None:  # registered with grpc at start, joined by more versions since
+            handler = keyed.pick_by(context.invocation_metadata())
+            if handler.unary_unary is not behavior:
+                return _hand_over(handler, request, context)
         remaining = context.time_remaining()
         if remaining is not None and remaining <= 0:  # it waited in the queue past its deadline: not run
             _refuse(context, grpc.StatusCode.DEADLINE_EXCEEDED, "CallTimeoutError",
@@ -155,6 +161,8 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
         kwargs: dict[str, Any]
         if from_string is not None:
             args, kwargs = (decoded,), {}
+        elif type(decoded) is list and len(decoded) == 2 and type(decoded[0]) is list and decoded[1] == {}:
+            args, kwargs = tuple(decoded[0]), {}  # the common call: positional arguments only
         else:
             try:
                 args, kwargs = decode_envelope(decoded, where)
@@ -188,7 +196,18 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
             context.set_trailing_metadata(tuple(trailing))
         return encoded
 
+    behavior.rerouted = rerouted  # type: ignore[attr-defined]
     return behavior
+
+
+def _hand_over(handler: grpc.RpcMethodHandler, request: Any, context: grpc.ServicerContext) -> Any:
+    """Run a call that grpc gave the handler registered first on the version its key chose."""
+    if handler.unary_unary is None:
+        _refuse(context, grpc.StatusCode.UNIMPLEMENTED, "MethodNotFoundError",
+                "this version serves the method as a stream; the server registered it as unary at start")
+    value = handler.unary_unary(request, context)
+    serialize = handler.response_serializer
+    return serialize(value) if serialize is not None else value
 
 
 def _rpc_handler(exported: ExportedService, spec: MethodSpec) -> grpc.RpcMethodHandler:
@@ -222,8 +241,20 @@ class _KeyedHandler:
         self.path = path
         self.unimplemented = unimplemented
 
+    def reroute(self, registered: grpc.RpcMethodHandler) -> None:
+        """``registered`` was given to grpc at start; from now on its behaviour hands each call
+        to the version the call's key names (grpc keeps calling it for this path)."""
+        registered.unary_unary.rerouted[0] = self
+
     def pick(self, details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler:
-        wanted = next((v for k, v in details.invocation_metadata if k == KEY_KEY), None)
+        return self.pick_by(details.invocation_metadata)
+
+    def pick_by(self, metadata: Iterable[tuple[str, Any]]) -> grpc.RpcMethodHandler:
+        wanted = None
+        for key, value in metadata:
+            if key == KEY_KEY:
+                wanted = value
+                break
         if wanted is None:
             return next(iter(self.handlers.values()))
         handler = self.handlers.get(wanted)
@@ -234,7 +265,11 @@ class _KeyedHandler:
 
 
 class _Dispatcher(grpc.GenericRpcHandler):
+    """Finds the handler of a path grpc did not find among the registered ones: paths added
+    after start, those served in several versions (``_KeyedHandler``), and unknown ones."""
+
     def __init__(self, unimplemented: Callable[[str], grpc.RpcMethodHandler] = _unimplemented) -> None:
+        self.registered: set[str] = set()  # paths grpc was given at start (``registrable``)
         self.paths: dict[str, Any] = {}
         self.services: dict[str, set[str]] = {}
         self.unimplemented = unimplemented  # the asyncio server's answers are coroutines
@@ -247,6 +282,19 @@ class _Dispatcher(grpc.GenericRpcHandler):
         if isinstance(handler, _KeyedHandler):
             return handler.pick(handler_call_details)
         return handler
+
+    def registrable(self) -> dict[str, dict[str, grpc.RpcMethodHandler]]:
+        """By service, the handlers grpc can be given as registered methods at start: grpc then
+        finds them itself (no generic handler is asked, the path is not decoded per call). One
+        version's unary methods with govrpc's own codec (their behaviour can hand a call over
+        should a second version join later); the rest stay with this dispatcher."""
+        table: dict[str, dict[str, grpc.RpcMethodHandler]] = {}
+        for path, handler in self.paths.items():
+            if (not isinstance(handler, _KeyedHandler) and handler.unary_unary is not None
+                    and hasattr(handler.unary_unary, "rerouted") and handler.response_serializer is None):
+                service, _, method = path[1:].partition("/")
+                table.setdefault(service, {})[method] = handler
+        return table
 
     def _missing(self, path: str) -> grpc.RpcMethodHandler:
         service, _, method = path.lstrip("/").partition("/")
@@ -399,6 +447,8 @@ class GrpcServer:
                 first = next(e for e in self._exports if e.key.service == exported.key.service)
                 keyed = _KeyedHandler(path, dispatcher.unimplemented)
                 keyed.handlers[str(first.key)] = current
+                if path in dispatcher.registered:  # grpc calls the first version's handler for good
+                    keyed.reroute(current)
                 current = keyed
             current.handlers[str(exported.key)] = handler
             paths[path] = current
@@ -427,8 +477,30 @@ class GrpcServer:
 
     def start(self) -> int:
         """Bind and start serving; returns the bound port. A failed bind leaves nothing running."""
+        self.bind()
+        self.serve()
+        return self.port
+
+    def bind(self) -> int:
+        """Make the grpc server and bind its port (``port`` is known from here), serving nothing
+        yet: what is exported before ``serve`` is given to grpc as registered methods."""
         executor = WorkerPool(self.max_workers, "govrpc-server")
         server = grpc.server(executor, options=self._options)
+        try:
+            address = f"{self.host}:{self.requested_port}"
+            self.port = (server.add_insecure_port(address) if self.credentials is None
+                         else server.add_secure_port(address, self.credentials))
+        except RuntimeError as exc:
+            server.stop(None)
+            executor.shutdown(wait=False)
+            raise OSError(f"cannot bind {self.host}:{self.requested_port}: {exc}") from exc
+        self._server, self._executor = server, executor
+        return self.port
+
+    def serve(self) -> None:
+        """Start serving what is exported (and what is exported later) on the bound port."""
+        server = self._server
+        assert server is not None, "bind() first"
         # the standard services first: the dispatcher answers every other path (UNIMPLEMENTED included)
         if self.health is not None:
             from grpc_health.v1 import health_pb2_grpc
@@ -438,18 +510,14 @@ class GrpcServer:
             from grpc_reflection.v1alpha import reflection_pb2_grpc
 
             reflection_pb2_grpc.add_ServerReflectionServicer_to_server(self._reflection, server)
+        with self._export_lock:  # exports made from now on go to the dispatcher
+            registrable = self._dispatcher.registrable()
+            for service, handlers in registrable.items():
+                server.add_registered_method_handlers(service, handlers)
+            self._dispatcher.registered = {f"/{service}/{method}" for service, handlers in registrable.items()
+                                           for method in handlers}
         server.add_generic_rpc_handlers((self._dispatcher,))
-        try:
-            address = f"{self.host}:{self.requested_port}"
-            self.port = (server.add_insecure_port(address) if self.credentials is None
-                         else server.add_secure_port(address, self.credentials))
-        except RuntimeError as exc:
-            server.stop(None)
-            executor.shutdown(wait=False)
-            raise OSError(f"cannot bind {self.host}:{self.requested_port}: {exc}") from exc
         server.start()
-        self._server, self._executor = server, executor
-        return self.port
 
     def stop(self, grace: float | None) -> None:
         """Refuse new calls, let in-flight ones finish for up to ``grace`` seconds, then stop.

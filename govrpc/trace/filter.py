@@ -49,6 +49,8 @@ _randbits = w3c._randbits
 _new_ref = tuple.__new__  # a SpanRef without its Python-level __new__ frame
 _api = otel.otel_trace
 _TRACEPARENT = w3c.TRACEPARENT
+_Incoming = w3c.Incoming
+_new_incoming = object.__new__
 if otel.available:
     _attach = otel.otel_context.attach
     _detach = otel.otel_context.detach
@@ -247,10 +249,11 @@ class _ProviderTrace(Filter):
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments
-        tracer = _sdk_tracer()
-        if tracer is None:
-            parent = w3c.extract(attachments) if w3c.TRACEPARENT in attachments else None
-            token = _CURRENT.set(parent.child() if parent is not None else _fresh())
+        tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
+        if tracer is None:  # propagation only: the caller's context, parsed if the method calls on
+            incoming = _new_incoming(_Incoming)
+            incoming.carrier, incoming.span = attachments, None
+            token = _CURRENT.set(incoming)
             try:
                 return invoker.invoke(invocation)
             finally:
@@ -279,8 +282,7 @@ class _ProviderTrace(Filter):
         attachments = invocation.attachments
         tracer = _sdk_tracer()
         if tracer is None:
-            parent = w3c.extract(attachments) if w3c.TRACEPARENT in attachments else None
-            token = _CURRENT.set(parent.child() if parent is not None else _fresh())
+            token = _CURRENT.set(w3c.incoming(attachments))
             try:
                 return await invoker.ainvoke(invocation)
             finally:

@@ -5,9 +5,12 @@ Reads span files as they are collected: govrpc's own JSON lines
 file exporter (``{"resourceSpans": [...]}`` per line), plain or gzip. Several files
 (one per process) are merged by span end time, so the spans of one trace arrive
 together; traces are assembled in a window of at most ``window`` spans (the oldest
-trace is analysed when it is full), which bounds memory whatever the input size.
-Latency quantiles are exact up to ``SAMPLES`` calls per edge and from a uniform
-reservoir beyond. A line that does not parse is skipped and counted, never fatal.
+trace is analysed when it is full), which bounds memory whatever the input size:
+files are read a line at a time, a span held in the window is a tuple of its ids,
+names (shared strings), times and outcome (about 400 bytes), and a latency sample is
+8 bytes. Latency quantiles are exact up to ``SAMPLES`` calls per edge and from a
+uniform reservoir beyond. A line that does not parse is skipped and counted, never
+fatal; the first ``CORRUPT_SHOWN`` are kept with their file, line number and reason.
 
 An edge is ``caller -> service/method``: each CLIENT span of an RPC (its caller is
 the span's ``govrpc.application``, else its resource's ``service.name``), and each
@@ -27,6 +30,7 @@ import math
 import random
 import shutil
 import subprocess
+from array import array
 from collections import OrderedDict
 from typing import IO, Any, Iterable, Iterator
 
@@ -60,16 +64,33 @@ class SpanRow:
         return f"{self.service}/{self.method}" if self.service else ""
 
 
-def _row(trace_id: str, span_id: str, parent: str, kind: str, attrs: dict[str, Any], resource: dict[str, Any],
-         start: int, end: int, status_error: bool) -> SpanRow:
+# What the analysis holds of one span while its trace is assembled: a plain tuple, cheaper to make
+# and to hold than an object (SpanRow's fields but the trace id, which is the window's key):
+# (span_id, parent_id, kind, service, method, caller, start, end, error, attempt)
+_Row = tuple
+_SHARED_MAX = 4096  # distinct kind/service/method/caller strings shared per run
+
+
+def _row(trace_id: Any, span_id: Any, parent: Any, kind: Any, attrs: dict[str, Any], resource: dict[str, Any],
+         start: Any, end: Any, status_error: bool, shared: dict[str, str]) -> tuple[str, _Row]:
+    """(trace id, row) of one span; raises ValueError, KeyError, TypeError or AttributeError for a bad one."""
     code = attrs.get("rpc.grpc.status_code")
     error = status_error or (code is not None and int(code) != 0)
-    caller = str(attrs.get("govrpc.application") or "") if kind == "CLIENT" else str(attrs.get("govrpc.caller") or "")
-    if not caller and kind == "CLIENT":
-        caller = str(resource.get("service.name") or "")
-    return SpanRow(trace_id, span_id, parent or "", kind, str(attrs.get("rpc.service") or ""),
-                   str(attrs.get("rpc.method") or ""), caller, int(start), int(end), error,
-                   int(attrs.get("govrpc.attempt") or 0))
+    kind = str(kind)
+    if kind == "CLIENT":
+        caller = str(attrs.get("govrpc.application") or "") or str(resource.get("service.name") or "")
+    else:
+        caller = str(attrs.get("govrpc.caller") or "")
+    # the same few names on every span: one string each, not one per span held in the window
+    service, method = str(attrs.get("rpc.service") or ""), str(attrs.get("rpc.method") or "")
+    if len(shared) < _SHARED_MAX:
+        kind, service = shared.setdefault(kind, kind), shared.setdefault(service, service)
+        method, caller = shared.setdefault(method, method), shared.setdefault(caller, caller)
+    parent = parent or ""
+    if type(trace_id) is not str or type(span_id) is not str or type(parent) is not str:
+        raise TypeError("trace_id, span_id and parent_span_id must be strings")
+    return trace_id, (span_id, parent, kind, service, method, caller, int(start), int(end), error,
+                      int(attrs.get("govrpc.attempt") or 0))
 
 
 def _otlp_value(value: dict[str, Any]) -> Any:
@@ -87,7 +108,7 @@ def _otlp_attrs(items: Iterable[dict[str, Any]] | None) -> dict[str, Any]:
     return {a["key"]: _otlp_value(a.get("value") or {}) for a in items or ()}
 
 
-def _rows_of_line(data: Any) -> list[SpanRow]:
+def _rows_of_line(data: Any, shared: dict[str, str]) -> list[tuple[str, _Row]]:
     if not isinstance(data, dict):
         raise ValueError("not a JSON object")
     if "resourceSpans" in data:
@@ -104,16 +125,32 @@ def _rows_of_line(data: Any) -> list[SpanRow]:
                                      (span.get("parentSpanId") or "").lower(), kind,
                                      _otlp_attrs(span.get("attributes")), resource,
                                      int(span["startTimeUnixNano"]), int(span["endTimeUnixNano"]),
-                                     status in (2, "STATUS_CODE_ERROR")))
+                                     status in (2, "STATUS_CODE_ERROR"), shared))
         return rows
     return [_row(data["trace_id"], data["span_id"], data.get("parent_span_id", ""), data.get("kind", ""),
                  data.get("attributes") or {}, data.get("resource") or {}, data["start_time_unix_nano"],
-                 data["end_time_unix_nano"], data.get("status") == "ERROR")]
+                 data["end_time_unix_nano"], data.get("status") == "ERROR", shared)]
+
+
+CORRUPT_SHOWN = 10  # corrupt lines kept with their place and reason (all are counted)
 
 
 class _Counter:
-    skipped = 0
-    spans = 0
+    """Spans read and lines skipped (the first ``CORRUPT_SHOWN`` of them with file, line and reason)."""
+
+    def __init__(self) -> None:
+        self.skipped = 0
+        self.spans = 0
+        self.corrupt: list[tuple[str, int, str]] = []
+        self.shared: dict[str, str] = {}
+
+    def skip(self, path: str, number: int, line: str, exc: Exception) -> None:
+        if not line.strip():
+            return  # a blank line is no span and no damage
+        self.skipped += 1
+        if len(self.corrupt) < CORRUPT_SHOWN:
+            reason = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc) or type(exc).__name__
+            self.corrupt.append((path, number, reason[:200]))
 
 
 def _open(path: str) -> IO[str]:
@@ -127,49 +164,72 @@ def _open(path: str) -> IO[str]:
         raise ConfigurationError(f"cannot read span file {path}: {exc}") from exc
 
 
-def _file_rows(path: str, counter: _Counter) -> Iterator[tuple[int, int, SpanRow]]:
+_decode = json.JSONDecoder().raw_decode  # json.loads without its two whitespace scans per line
+
+
+def _file_rows(path: str, counter: _Counter) -> Iterator[tuple[int, int, str, _Row]]:
+    """(end, order read, trace id, row) of every span of ``path``, one line in memory at a time."""
+    shared = counter.shared
     with _open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
+        for number, line in enumerate(f, 1):
             try:
-                rows = _rows_of_line(json.loads(line))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                counter.skipped += 1
+                try:
+                    data, end = _decode(line)
+                    if end != len(line) and line[end:].strip():
+                        raise json.JSONDecodeError("Extra data", line, end)
+                except ValueError:
+                    data = json.loads(line)  # leading whitespace; else the error that names the problem
+                if type(data) is dict and "resourceSpans" not in data:  # govrpc's own line: one span
+                    trace, row = _row(data["trace_id"], data["span_id"], data.get("parent_span_id", ""),
+                                      data.get("kind", ""), data.get("attributes") or {}, data.get("resource") or {},
+                                      data["start_time_unix_nano"], data["end_time_unix_nano"],
+                                      data.get("status") == "ERROR", shared)
+                else:
+                    for trace, row in _rows_of_line(data, shared):
+                        counter.spans += 1
+                        yield row[7], counter.spans, trace, row
+                    continue
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                counter.skip(path, number, line, exc)
                 continue
-            for row in rows:
-                counter.spans += 1
-                yield row.end, counter.spans, row
+            counter.spans += 1
+            yield row[7], counter.spans, trace, row
+
+
+def _rows(paths: list[str], counter: _Counter) -> Iterator[tuple[int, int, str, _Row]]:
+    if len(paths) == 1:  # one file is already in its own order: nothing to merge
+        return _file_rows(paths[0], counter)
+    return heapq.merge(*(_file_rows(p, counter) for p in paths))
 
 
 def read_spans(paths: Iterable[str], counter: _Counter | None = None) -> Iterator[SpanRow]:
     """Spans of every file, merged by end time (each file is in about that order already)."""
-    counter = counter or _Counter()
-    for _end, _n, row in heapq.merge(*(_file_rows(p, counter) for p in paths)):
-        yield row
+    for _end, _n, trace, row in _rows(list(paths), counter or _Counter()):
+        yield SpanRow(trace, *row)
 
 
 class _Stats:
-    """Calls, errors, retries and a bounded sample of latencies (ms)."""
+    """Calls, errors, retries and a bounded sample of latencies (ms), 8 bytes a sample."""
 
-    __slots__ = ("calls", "errors", "retries", "samples", "seen", "_random")
+    __slots__ = ("calls", "errors", "retries", "samples", "_random")
 
     def __init__(self) -> None:
         self.calls = 0
         self.errors = 0
         self.retries = 0
-        self.samples: list[float] = []
-        self.seen = 0
-        self._random = random.Random(12)
+        self.samples = array("d")
+        self._random: random.Random | None = None  # made when the reservoir is full
 
     def add(self, ms: float, error: bool) -> None:
-        self.calls += 1
-        self.errors += error
-        self.seen += 1
-        if len(self.samples) < SAMPLES:
+        calls = self.calls = self.calls + 1
+        if error:
+            self.errors += 1
+        if calls <= SAMPLES:
             self.samples.append(ms)
         else:  # reservoir: every call equally likely to be kept
-            slot = self._random.randrange(self.seen)
+            if self._random is None:
+                self._random = random.Random(12)
+            slot = self._random.randrange(calls)
             if slot < SAMPLES:
                 self.samples[slot] = ms
 
@@ -197,6 +257,7 @@ class Report:
     consumers: dict[tuple[str, str], _Stats] = dataclasses.field(default_factory=dict)
     paths: dict[str, _Stats] = dataclasses.field(default_factory=dict)
     bottlenecks: dict[str, dict[str, float]] = dataclasses.field(default_factory=dict)
+    corrupt: list[tuple[str, int, str]] = dataclasses.field(default_factory=list)  # (file, line, reason)
 
     @property
     def seconds(self) -> float:
@@ -230,82 +291,113 @@ def _stats(table: dict[Any, _Stats], key: Any) -> _Stats:
     return stats
 
 
-def _finish_trace(report: Report, rows: list[SpanRow]) -> None:
+def _finish_trace(report: Report, rows: list[_Row]) -> None:
     report.traces += 1
-    by_id = {r.span_id: r for r in rows}
-    children: dict[str, list[SpanRow]] = {}
+    by_id: dict[str, _Row] = {}
+    children: dict[str, list[_Row]] = {}
     for r in rows:
-        children.setdefault(r.parent_id, []).append(r)
-    for r in rows:
-        if not r.service or r.kind not in ("CLIENT", "SERVER"):
-            continue
-        ms = (r.end - r.start) / 1e6
-        parent = by_id.get(r.parent_id)
-        if r.kind == "CLIENT":
-            if r.attempt >= 2 and parent is not None and parent.kind == "CLIENT":
-                _stats(report.edges, (parent.caller or "?", r.service, r.method)).retries += 1
-                continue
-            caller = r.caller or "?"
-        elif parent is not None and parent.kind == "CLIENT":
-            continue  # its client span counted the call
+        by_id[r[0]] = r
+        kids = children.get(r[1])
+        if kids is None:
+            children[r[1]] = [r]
         else:
-            caller = r.caller or "?"
-        _stats(report.edges, (caller, r.service, r.method)).add(ms, r.error)
-        _stats(report.consumers, (r.service, caller)).add(ms, r.error)
+            kids.append(r)
+    edges, consumers = report.edges, report.consumers
+    for _span, parent_id, kind, service, method, caller, start, end, error, attempt in rows:
+        if not service or (kind != "CLIENT" and kind != "SERVER"):
+            continue
+        parent = by_id.get(parent_id)
+        if parent is not None and parent[2] == "CLIENT":
+            if kind == "SERVER":
+                continue  # its client span counted the call
+            if attempt >= 2:
+                _stats(edges, (parent[5] or "?", service, method)).retries += 1
+                continue
+        caller = caller or "?"
+        ms = (end - start) / 1e6
+        stats = edges.get((caller, service, method))
+        if stats is None:
+            stats = edges[caller, service, method] = _Stats()
+        stats.add(ms, error)
+        stats = consumers.get((service, caller))
+        if stats is None:
+            stats = consumers[service, caller] = _Stats()
+        stats.add(ms, error)
     # call paths: root to each leaf, hops named service/method, a client and its server span one hop
-    roots = [r for r in rows if r.parent_id not in by_id]
-    for root in roots:
+    paths, bottlenecks = report.paths, report.bottlenecks
+    for root in rows:
+        if root[1] in by_id:
+            continue
+        prefix = f"{root[5]} > " if root[5] else ""
         # (span, hop labels, self ms per hop); a client span and its server span make one hop
-        stack: list[tuple[SpanRow, tuple[str, ...], tuple[float, ...]]] = [(root, (), ())]
+        stack: list[tuple[_Row, tuple[str, ...], tuple[float, ...]]] = [(root, (), ())]
         while stack:
             span, hops, selfs = stack.pop()
-            kids = children.get(span.span_id, [])
-            if span.attempt >= 2 and not kids:
+            kids = children.get(span[0])
+            if span[9] >= 2 and not kids:
                 continue  # a retry that reached no provider: counted as a retry of its call
-            own = ((span.end - span.start) - sum(k.end - k.start for k in kids)) / 1e6  # a client's own: the wire
-            label = span.label
-            if label and (not hops or hops[-1] != label):
-                hops, selfs = hops + (label,), selfs + (own,)
-            elif label and selfs:
-                selfs = selfs[:-1] + (selfs[-1] + own,)
+            took = span[7] - span[6]
             if kids:
-                stack.extend((kid, hops, selfs) for kid in kids)
+                for kid in kids:
+                    took -= kid[7] - kid[6]
+            if span[3]:
+                label = f"{span[3]}/{span[4]}"
+                if not hops or hops[-1] != label:
+                    hops, selfs = hops + (label,), selfs + (took / 1e6,)  # a client's own: the wire
+                elif selfs:
+                    selfs = selfs[:-1] + (selfs[-1] + took / 1e6,)
+            if kids:
+                if len(kids) == 1:
+                    stack.append((kids[0], hops, selfs))
+                else:
+                    stack.extend([(kid, hops, selfs) for kid in kids])
                 continue
             if hops:
-                key = " > ".join(((root.caller,) if root.caller else ()) + hops)
-                _stats(report.paths, key).add((root.end - root.start) / 1e6, root.error)
-                necks = report.bottlenecks.setdefault(key, {})
+                key = prefix + " > ".join(hops)
+                stats = paths.get(key)
+                if stats is None:
+                    stats = paths[key] = _Stats()
+                    bottlenecks[key] = {}
+                stats.add((root[7] - root[6]) / 1e6, root[8])
+                necks = bottlenecks[key]
                 for hop, ms in zip(hops, selfs):
-                    necks[hop] = necks.get(hop, 0.0) + max(ms, 0.0)
+                    necks[hop] = necks.get(hop, 0.0) + (ms if ms > 0.0 else 0.0)
 
 
 def analyse(paths: Iterable[str], *, window: int = WINDOW) -> Report:
-    """Read every span of ``paths`` and aggregate them (memory bounded by ``window`` spans)."""
+    """Read every span of ``paths`` and aggregate them (memory bounded by ``window`` spans).
+
+    Corrupt lines are skipped and counted (``Report.skipped``); the first ``CORRUPT_SHOWN``
+    are kept in ``Report.corrupt`` as (file, line number, reason)."""
     if window < 1:
         raise ConfigurationError(f"window must be at least 1 span, not {window}")
     report = Report()
     counter = _Counter()
-    pending: OrderedDict[str, list[SpanRow]] = OrderedDict()
-    held = 0
-    for row in read_spans(list(paths), counter):
-        if not report.first or row.start < report.first:
-            report.first = row.start
-        if row.end > report.last:
-            report.last = row.end
-        rows = pending.get(row.trace_id)
+    # the traces being assembled, least recently grown first: the oldest is analysed when the window is full
+    pending: OrderedDict[str, list[_Row]] = OrderedDict()
+    touch, oldest = pending.move_to_end, pending.popitem
+    first = last = held = 0
+    for _end, _n, trace, row in _rows(list(paths), counter):
+        start, end = row[6], row[7]
+        if not first or start < first:
+            first = start
+        if end > last:
+            last = end
+        rows = pending.get(trace)
         if rows is None:
-            rows = pending[row.trace_id] = []
+            pending[trace] = [row]
         else:
-            pending.move_to_end(row.trace_id)
-        rows.append(row)
+            touch(trace)
+            rows.append(row)
         held += 1
         while held > window:
-            _tid, oldest = pending.popitem(last=False)
-            held -= len(oldest)
-            _finish_trace(report, oldest)
+            done = oldest(last=False)[1]
+            held -= len(done)
+            _finish_trace(report, done)
     for rows in pending.values():
         _finish_trace(report, rows)
-    report.spans, report.skipped = counter.spans, counter.skipped
+    report.first, report.last = first, last
+    report.spans, report.skipped, report.corrupt = counter.spans, counter.skipped, counter.corrupt
     return report
 
 

@@ -15,7 +15,8 @@ import contextvars
 import random
 from typing import Mapping, NamedTuple
 
-__all__ = ["BAGGAGE", "TRACEPARENT", "TRACESTATE", "SpanRef", "current_span_ref", "new_span_id",
+__all__ = ["BAGGAGE", "TRACEPARENT", "TRACESTATE", "Incoming", "SpanRef", "current_span_ref", "incoming",
+           "new_span_id",
            "new_trace_id", "parse_traceparent"]
 
 TRACEPARENT = "traceparent"
@@ -90,7 +91,54 @@ def extract(carrier: Mapping[str, str]) -> SpanRef | None:
                    baggage if len(baggage) <= _MAX_HEADER else "")
 
 
-_CURRENT: contextvars.ContextVar[SpanRef | None] = contextvars.ContextVar("govrpc_trace", default=None)
+class Incoming:
+    """A handled call's trace context as it arrived, read when the call first needs it.
 
-current_span_ref = _CURRENT.get
-"""The span of the call being handled in this context when no SDK records, or None."""
+    A provider without an SDK makes one per handled call (two slot writes, no parsing):
+    most handled calls make no call of their own, and then nothing is parsed and no id
+    is drawn. The first call it makes (or log record it writes) resolves it, once, into
+    this hop's ``SpanRef``: the caller's trace continued with a new span id, or a fresh
+    trace when the caller sent none or a malformed header. It reads as that ``SpanRef``.
+    """
+
+    __slots__ = ("carrier", "span")
+
+    carrier: Mapping[str, str]
+    span: SpanRef | None
+
+    def resolve(self) -> SpanRef:
+        span = self.span
+        if span is None:
+            parent = extract(self.carrier) if TRACEPARENT in self.carrier else None
+            span = self.span = parent.child() if parent is not None else SpanRef(new_trace_id(), new_span_id())
+        return span
+
+    def child(self) -> SpanRef:
+        return self.resolve().child()
+
+    def inject(self, carrier: dict[str, str]) -> None:
+        self.resolve().inject(carrier)
+
+    @property
+    def trace_id(self) -> str:
+        return self.resolve().trace_id
+
+    @property
+    def span_id(self) -> str:
+        return self.resolve().span_id
+
+
+def incoming(carrier: Mapping[str, str]) -> Incoming:
+    """An ``Incoming`` for ``carrier`` (the provider filter builds one inline: no frame)."""
+    made = object.__new__(Incoming)
+    made.carrier, made.span = carrier, None
+    return made
+
+
+_CURRENT: contextvars.ContextVar[SpanRef | Incoming | None] = contextvars.ContextVar("govrpc_trace", default=None)
+
+
+def current_span_ref() -> SpanRef | None:
+    """The span of the call being handled in this context when no SDK records, or None."""
+    ref = _CURRENT.get()
+    return ref.resolve() if isinstance(ref, Incoming) else ref

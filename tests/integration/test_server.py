@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import pytest
 
 import govrpc
 from govrpc.registry import acquire_registry, release_registry
+from tests.helpers import wait_until
 from tests.integration.services import Echo
 
 
@@ -76,6 +78,39 @@ def test_two_versions_of_one_service_on_one_server(memory_registry, start_server
     client = client_factory(memory_registry)
     assert {client.proxy("test.Versioned", version="1").which() for _ in range(5)} == {"v1"}
     assert {client.proxy("test.Versioned", version="2").which() for _ in range(5)} == {"v2"}
+
+
+def test_a_version_added_after_start_is_served_beside_the_one_registered_with_grpc(
+        memory_registry, start_server, client_factory) -> None:
+    """The first version's methods were given to grpc as registered methods at start; a second
+    version joining later on the same paths still gets the calls that name it."""
+    @govrpc.service("test.Late", version="1")
+    class V1:
+        def which(self, n: int) -> str:
+            return f"v1:{n}"
+
+    @govrpc.service("test.Late", version="2")
+    class V2:
+        def which(self, n: int) -> str:
+            return f"v2:{n}"
+
+    server = start_server(memory_registry, V1())
+    assert "/test.Late/which" in server._grpc._dispatcher.registered
+    client = client_factory(memory_registry, local_first=False)
+    assert client.proxy("test.Late", version="1").which(1) == "v1:1"
+    server.add(V2())
+    v2 = client.proxy("test.Late", version="2")
+    wait_until(lambda: _answers(v2), what="version 2 listed")
+    assert {v2.which(n) for n in range(5)} == {f"v2:{n}" for n in range(5)}
+    assert {client.proxy("test.Late", version="1").which(n) for n in range(5)} == {f"v1:{n}" for n in range(5)}
+
+
+def _answers(proxy: Any) -> bool:
+    try:
+        proxy.which(0)
+        return True
+    except govrpc.NoProviderError:
+        return False
 
 
 @pytest.mark.parametrize("address, message", [

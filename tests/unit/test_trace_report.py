@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from govrpc.cli import main
-from govrpc.trace.report import analyse, render_dot, write_graph
+from govrpc.trace.report import SpanRow, analyse, read_spans, render_dot, write_graph
 
 T0 = 1_700_000_000 * 10**9
 MS = 10**6
@@ -138,3 +138,68 @@ def test_bad_files_and_graph_paths_give_clear_errors(workload: list[str], tmp_pa
     garbage.write_bytes(b"\x00\xffnot json\n[1,2]\n{}\n")
     data = analyse([str(garbage)]).as_dict()
     assert (data["spans"], data["skipped_lines"]) == (0, 3)
+
+
+def _big_file(path: Any, calls: int, corrupt: dict[int, str]) -> str:
+    """``calls`` traces web -> demo.A/get -> demo.B/find (4 spans each) as one process's lines,
+    with the text of ``corrupt`` put in at those line numbers (1-based) of the file."""
+    lines = []
+    for i in range(calls):
+        start, trace = T0 + i * MS, _id(32)
+        client = _span(trace, "", "CLIENT", "demo.A", "get", start, 10, error=i % 100 == 0,
+                       **{"govrpc.application": "web"})
+        server = _span(trace, client["span_id"], "SERVER", "demo.A", "get", start + MS, 8)
+        inner = _span(trace, server["span_id"], "CLIENT", "demo.B", "find", start + 2 * MS, 5,
+                      **{"govrpc.application": "app-A"})
+        leaf = _span(trace, inner["span_id"], "SERVER", "demo.B", "find", start + 3 * MS, 3)
+        lines += [json.dumps(s, separators=(",", ":")) for s in (leaf, inner, server, client)]
+    for number in sorted(corrupt):
+        lines.insert(number - 1, corrupt[number])
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_corrupt_lines_of_a_big_file_are_named_and_the_rest_analysed(tmp_path: Any, capsys: Any) -> None:
+    bad = {
+        7: "",                                                    # blank: no span, not corrupt either
+        12_345: '{"trace_id": "0a", "span_id": "0b", "kind": "CLI',  # cut short, as a crash leaves it
+        20_001: json.dumps({"trace_id": ["not", "a", "string"], "span_id": "1", "start_time_unix_nano": 1,
+                            "end_time_unix_nano": 2}),           # crashed the report before
+        30_000: '{"trace_id": "0c", "span_id": "0d"} trailing',  # two values on one line
+        39_990: json.dumps({"trace_id": "0e", "span_id": "0f"}),  # no times
+    }
+    path = _big_file(tmp_path / "big.jsonl", 10_000, bad)
+    report = analyse([path], window=1_000)
+    assert (report.spans, report.skipped, report.traces) == (40_000, 4, 10_000)
+    assert [(p, n) for p, n, _ in report.corrupt] == [(path, 12_345), (path, 20_001), (path, 30_000), (path, 39_990)]
+    reasons = [reason for _, _, reason in report.corrupt]
+    assert reasons[0].startswith("Invalid control character") and "must be strings" in reasons[1]
+    assert "Extra data" in reasons[2] and "start_time_unix_nano" in reasons[3]
+    data = report.as_dict()
+    edges = {(r["caller"], r["service"], r["method"]): r for r in data["dependencies"]}
+    assert (edges["web", "demo.A", "get"]["calls"], edges["web", "demo.A", "get"]["errors"]) == (10_000, 100)
+    assert (edges["app-A", "demo.B", "find"]["calls"], edges["app-A", "demo.B", "find"]["p99_ms"]) == (10_000, 5.0)
+    assert data["slowest_paths"][0]["path"] == "web > demo.A/get > demo.B/find"
+    assert main(["trace", "report", path, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out) == data  # stdout is the report alone; the places of the bad lines go to stderr
+    assert f"{path} line 12345 skipped: Invalid control character" in err and f"{path} line 39990 skipped" in err
+
+
+def test_every_corrupt_line_is_counted_and_the_first_ones_named(tmp_path: Any, capsys: Any) -> None:
+    path = _big_file(tmp_path / "noisy.jsonl", 100, {n: "garbage" for n in range(1, 50, 2)})
+    report = analyse([path])
+    assert (report.spans, report.skipped, len(report.corrupt)) == (400, 25, 10)
+    assert [n for _, n, _ in report.corrupt] == list(range(1, 20, 2))
+    assert main(["trace", "report", path]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("400 spans in 100 traces") and "25 corrupt line(s) skipped" in out
+    assert err.count(" skipped: ") == 10 and "15 more corrupt line(s) skipped" in err
+
+
+def test_read_spans_gives_span_rows_merged_by_end(workload: list[str]) -> None:
+    rows = list(read_spans(workload))
+    assert len(rows) == 501 and all(isinstance(r, SpanRow) for r in rows)
+    assert [r.end for r in rows] == sorted(r.end for r in rows)
+    retry = next(r for r in rows if r.attempt == 2)
+    assert (retry.kind, retry.label, retry.caller, len(retry.trace_id)) == ("CLIENT", "demo.A/get", "web", 32)
