@@ -305,7 +305,8 @@ class Client:
         if self.locality and zone_threshold != 0.7:
             self.locality["zone_threshold"] = str(zone_threshold)
         self.pool = ChannelPool(max_message_size=max_message_size, credentials=channel_creds,
-                                options=tls.channel_options() if tls is not None else None, keepalive=keepalive)
+                                options=tls.channel_options() if tls is not None else None, keepalive=keepalive,
+                                application=application)
         self.pool.listeners.append(self._links_changed)
         self.max_message_size = max_message_size
         self.host = socket.gethostname()

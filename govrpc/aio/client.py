@@ -73,7 +73,8 @@ class _Core(Client):
     def __init__(self, *args: Any, tls: TLS | None = None, **kwargs: Any) -> None:
         super().__init__(*args, tls=tls, **kwargs)  # checks credentials/tls/token, builds the credentials
         self.pool = AsyncChannelPool(max_message_size=self.max_message_size, credentials=self.pool.credentials,
-                                     options=tls.channel_options() if tls is not None else None)
+                                     options=tls.channel_options() if tls is not None else None,
+                                     application=self.application)
 
     def _invoker_for(self, url: URL) -> Invoker:
         invoker: InProcessInvoker | AsyncGrpcInvoker

@@ -36,8 +36,9 @@ class AsyncChannelPool(ChannelPool):
 
     def __init__(self, *, max_message_size: int = 4 * 1024 * 1024,
                  credentials: grpc.ChannelCredentials | None = None,
-                 options: list[tuple[str, Any]] | None = None) -> None:
-        super().__init__(max_message_size=max_message_size, credentials=credentials, options=options)
+                 options: list[tuple[str, Any]] | None = None, application: str = "") -> None:
+        super().__init__(max_message_size=max_message_size, credentials=credentials, options=options,
+                         application=application)
         self._aio: dict[str, tuple[grpc.aio.Channel, int]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: set[asyncio.Task[None]] = set()

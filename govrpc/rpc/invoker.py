@@ -22,7 +22,7 @@ from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
 from govrpc.rpc.server import Keepalive
 from govrpc.rpc.streams import consumer_codec
-from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, PUSHBACK_KEY, rebuild_exception
+from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, PUSHBACK_KEY, rebuild_exception, user_agent
 from govrpc.security import TLS_KEY, TOKEN_KEY
 from govrpc.url import URL
 
@@ -58,13 +58,16 @@ class ChannelPool:
 
     def __init__(self, *, max_message_size: int = 4 * 1024 * 1024,
                  credentials: grpc.ChannelCredentials | None = None,
-                 options: list[tuple[str, Any]] | None = None, keepalive: Keepalive | None = None) -> None:
+                 options: list[tuple[str, Any]] | None = None, keepalive: Keepalive | None = None,
+                 application: str = "") -> None:
         self.keepalive = keepalive if keepalive is not None else Keepalive()
+        self.application = application  # named by every channel's user-agent (``wire.user_agent``)
         self._options = [
             ("grpc.max_receive_message_length", max_message_size),
             ("grpc.max_send_message_length", max_message_size),
             ("grpc.enable_retries", 0),  # the cluster invoker retries, with its own rules
             *self.keepalive.client_options(),
+            *((("grpc.primary_user_agent", user_agent(application)),) if application else ()),
             *(options or ()),
         ]
         self.credentials = credentials
@@ -302,8 +305,9 @@ class GrpcInvoker(Invoker):
         serializer_name = url.params.get("serialization", "msgpack")
         self.serializer: Serializer = get_extension("govrpc.serializer", serializer_name)()
         key_metadata = (KEY_KEY, str(url.service_key))
+        # the application travels in the channel's user-agent when the pool's channels carry it
         self._static_metadata = ((key_metadata,) if url.params.get("dispatch") == "key" else ()) \
-            + (((APPLICATION_KEY, application),) if application else ())
+            + (((APPLICATION_KEY, application),) if application and application != pool.application else ())
         self._key_metadata = self._static_metadata + (((TOKEN_KEY, token),) if token else ())
         # a provider that serves TLS only is never dialled in plaintext
         self._refusal = (f"provider {self.address} serves TLS only and this client has no TLS credentials "

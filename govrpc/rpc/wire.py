@@ -16,13 +16,14 @@ registered with ``safe_exception`` are ever instantiated.
 from __future__ import annotations
 
 import json
+from urllib.parse import quote, unquote
 from typing import Any, Callable, Iterable
 
 from govrpc.exceptions import RemoteError, SerializationError, safe_exception_class
 from govrpc.invocation import APPLICATION_KEY
 
-__all__ = ["ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "MESSAGE_LIMIT", "PUSHBACK_KEY", "decode_envelope",
-           "encode_exception", "rebuild_exception", "split_metadata", "truncate"]
+__all__ = ["AGENT_PREFIX", "ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "MESSAGE_LIMIT", "PUSHBACK_KEY", "decode_envelope",
+           "encode_exception", "rebuild_exception", "split_metadata", "truncate", "user_agent"]
 
 EXCEPTION_KEY = "govrpc-exception"        # trailing: module.QualName of a business exception
 ARGS_KEY = "govrpc-exception-args-bin"    # trailing: its args, a JSON list (UTF-8)
@@ -36,6 +37,19 @@ MESSAGE_LIMIT = 2048
 ARGS_LIMIT = 2048
 
 _INTERNAL = frozenset((KEY_KEY, APPLICATION_KEY, "user-agent"))
+AGENT_PREFIX = "govrpc-app/"
+"""How a consumer's channels name its application: the first token of their user-agent
+(``grpc.primary_user_agent``), which gRPC sends on every call anyway (an indexed header):
+no metadata entry of its own per call, which would cost both sides' gRPC about 10-40 µs."""
+
+
+def user_agent(application: str) -> str:
+    """The ``grpc.primary_user_agent`` of a consumer's channels that names ``application``."""
+    return AGENT_PREFIX + quote(application, safe="")
+
+
+def _application_of(agent: str) -> str:
+    return unquote(agent[len(AGENT_PREFIX):].split(" ", 1)[0]) if agent.startswith(AGENT_PREFIX) else ""
 
 
 def split_metadata(items: Iterable[tuple[str, Any]]) -> tuple[dict[str, str], dict[str, bytes], str]:
@@ -51,8 +65,10 @@ def split_metadata(items: Iterable[tuple[str, Any]]) -> tuple[dict[str, str], di
         if key.endswith("-bin"):
             if isinstance(value, bytes):
                 binary[key] = value
-        elif key == APPLICATION_KEY:
+        elif key == APPLICATION_KEY:  # named by metadata (what a caller without govrpc's channels can do)
             application = str(value)
+        elif key == "user-agent":
+            application = application or _application_of(str(value))
         elif key in _INTERNAL or key.startswith("grpc-"):
             continue
         elif isinstance(value, str):

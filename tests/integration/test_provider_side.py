@@ -170,6 +170,31 @@ def test_the_consumer_application_and_binary_attachments_reach_provider_filters(
     assert (context.peer == "in-process") == local_first
 
 
+def test_the_application_travels_in_the_user_agent_not_as_metadata_of_each_call() -> None:
+    """Over gRPC the consumer's channels name its application in their user-agent (sent on
+    every call anyway, an indexed header): no ``govrpc-app`` entry is added per call."""
+    from concurrent import futures
+
+    seen: list[dict[str, Any]] = []
+
+    def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+        seen.append(dict(context.invocation_metadata()))
+        return msgpack.packb("ok")
+
+    handler = grpc.method_handlers_generic_handler("test.Plain", {"echo": grpc.unary_unary_rpc_method_handler(echo)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        with govrpc.Client(application="web shop/eu", timeout=5.0) as client:
+            assert client.proxy("test.Plain", url=f"grpc://127.0.0.1:{port}", trace=False).echo() == "ok"
+    finally:
+        server.stop(0)
+    metadata = seen[-1]
+    assert APPLICATION_KEY not in metadata
+    assert metadata["user-agent"].startswith("govrpc-app/web%20shop%2Feu ")
+
+
 @PATHS
 @pytest.mark.parametrize("filtered", [False, True], ids=["direct", "filtered"])
 @pytest.mark.parametrize("style", ["sync", "oneway"])

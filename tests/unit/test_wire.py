@@ -59,3 +59,14 @@ def test_transport_noise_and_govrpc_keys_are_no_attachments() -> None:
         ("user-agent", "grpc-python/1"), ("grpc-accept-encoding", "gzip"), ("govrpc-key", "s:1"),
         ("govrpc-app", "web"), ("trace-bin", b"\x01"), ("tenant", "acme")])
     assert attachments == {"tenant": "acme"} and binary == {"trace-bin": b"\x01"} and application == "web"
+
+
+def test_the_callers_application_is_read_from_its_user_agent() -> None:
+    from govrpc.rpc.wire import user_agent
+
+    agent = f"{user_agent('web shop/eu é')} grpc-python/1.85.3 grpc-c/50.0.0 (linux; chttp2)"
+    assert split_metadata([("user-agent", agent)])[2] == "web shop/eu é"
+    assert split_metadata([("user-agent", "grpc-python/1.85.3")])[2] == ""  # not a govrpc consumer
+    # an explicit govrpc-app entry (a caller dialling by hand) is read too, and wins
+    assert split_metadata([("govrpc-app", "api"), ("user-agent", agent)])[2] == "api"
+    assert split_metadata([("user-agent", agent), ("govrpc-app", "api")])[2] == "api"
