@@ -178,7 +178,9 @@ class AsyncClient:
     on ``grpc.aio.secure_channel``s (a ``tls=true`` provider is refused without them, never
     dialled in plaintext) and the token travels with every call. ``metrics_port``,
     ``metrics_registry`` and ``metrics`` (or ``metrics=True`` on one reference) record the
-    Prometheus metrics of the awaited calls, as on ``Client``.
+    Prometheus metrics of the awaited calls, as on ``Client``; ``health_check`` (providers'
+    grpc health asked every so many seconds, None: not asked) and ``report_interval`` (this
+    consumer's call summaries published into the registry) too.
 
     Use it on one event loop (grpc.aio channels belong to the loop of their first call).
     """
@@ -188,11 +190,13 @@ class AsyncClient:
                  max_message_size: int = 4 * 1024 * 1024, local_first: bool = True,
                  prefer_same_host: bool = False, credentials: Any = None, tls: TLS | None = None,
                  token: str | None = None, metrics_port: int | None = None, metrics_registry: Any = None,
-                 metrics: bool = False) -> None:
+                 metrics: bool = False, health_check: float | None = 5.0,
+                 report_interval: float | None = None) -> None:
         self._core = _Core(registry, application=application, timeout=timeout, filters=filters,
                            max_message_size=max_message_size, local_first=local_first,
                            prefer_same_host=prefer_same_host, credentials=credentials, tls=tls, token=token,
-                           metrics_port=metrics_port, metrics_registry=metrics_registry, metrics=metrics)
+                           metrics_port=metrics_port, metrics_registry=metrics_registry, metrics=metrics,
+                           health_check=health_check, report_interval=report_interval)
         self.registry = self._core.registry
         self.metrics_port = self._core.metrics_port  # where metrics are served (metrics_port=0: the one picked)
         self.application = application

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from typing import Any, Callable
 
 import grpc
 import grpc.aio
@@ -129,6 +129,39 @@ class AsyncGrpcInvoker(GrpcInvoker):
                 raise
             raise errors.ConnectionRefusedByProviderError(
                 f"{invocation}: provider {self.address} has left", invocation=invocation) from exc
+        try:
+            return decode(response)
+        except Exception as exc:  # noqa: BLE001
+            raise errors.SerializationError(f"{invocation}: cannot decode the response: {exc}",
+                                            invocation=invocation) from exc
+
+    def read_trailers(self, listener: Callable[[Any], None] | None) -> None:
+        """``GrpcInvoker.read_trailers``, awaited: each unary answer's (or failure's) trailing
+        metadata goes to ``listener`` (an ORCA reader); None: the plain call again."""
+        self._listener = listener
+        if listener is None:
+            self.__dict__.pop("ainvoke", None)
+        else:
+            self.ainvoke = self._ainvoke_reading  # type: ignore[method-assign]
+
+    async def _ainvoke_reading(self, invocation: Invocation) -> Any:
+        listener = self._listener
+        if listener is None or invocation.oneway or (self._streams and self.url.params.get(
+                f"{invocation.method}.stream")):
+            return await AsyncGrpcInvoker.ainvoke(self, invocation)
+        call, decode, request, timeout, metadata = self._prepare(invocation)
+        try:
+            rpc = call(request, timeout=timeout, metadata=metadata)
+            response = await rpc
+        except grpc.RpcError as exc:
+            listener(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else ())
+            raise translate_error(exc, invocation, self.address) from None
+        except (ValueError, RuntimeError, grpc.aio.UsageError) as exc:  # the channel was closed under the call
+            if not self._closed:
+                raise
+            raise errors.ConnectionRefusedByProviderError(
+                f"{invocation}: provider {self.address} has left", invocation=invocation) from exc
+        listener(await rpc.trailing_metadata())
         try:
             return decode(response)
         except Exception as exc:  # noqa: BLE001

@@ -154,8 +154,8 @@ class HealthProber:
             for endpoint in _endpoints(directory):
                 state = getattr(endpoint, "state", None)
                 transport = getattr(endpoint, "transport", None)
-                if state is None or getattr(transport, "in_process", False) or not hasattr(transport, "start") \
-                        or hasattr(transport, "ainvoke"):  # in-process and asyncio providers are not probed (yet)
+                # in-process providers are not probed; asyncio ones are, through this prober's own channel
+                if state is None or getattr(transport, "in_process", False) or not hasattr(transport, "start"):
                     continue
                 address = endpoint.url.address
                 if address not in self._silent:

@@ -345,3 +345,19 @@ class _BoundSummary(Filter):
             return value
         finally:
             window.inflight.pop()
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
+        """The asyncio twin of ``invoke`` (an ``AsyncClient`` reporting): the same call window."""
+        window = self.window
+        window.inflight.append(None)
+        started = _perf()
+        try:
+            value = await invoker.ainvoke(invocation)
+        except BaseException:
+            window.record(_perf() - started, False)
+            raise
+        else:
+            window.record(_perf() - started, True)
+            return value
+        finally:
+            window.inflight.pop()

@@ -296,3 +296,6 @@ class _BoundReader(Filter):
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         return invoker.invoke(invocation)
+
+    async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:  # the transport reads the trailers
+        return await invoker.ainvoke(invocation)

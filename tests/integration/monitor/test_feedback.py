@@ -4,6 +4,7 @@ deprioritised by every balancer, and consumers' own summaries in the registry.""
 from __future__ import annotations
 
 import collections
+from typing import Any
 
 import pytest
 
@@ -207,3 +208,93 @@ def test_a_client_reporting_nothing_binds_no_summary_filter(memory_registry, sta
     assert "_BoundSummary" not in bound_filters(client_factory(memory_registry).reference("fb.Work"))  # no cost
     reporting = client_factory(memory_registry, report_interval=5)
     assert "_BoundSummary" in bound_filters(reporting.reference("fb.Work"))
+
+
+# -- the asyncio twin: the same feedback for an AsyncClient ------------------------------------
+
+def run_async(make: Any, seconds: float = 60.0) -> Any:
+    import asyncio
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(make(), seconds)
+
+    return asyncio.run(bounded())
+
+
+async def async_shares(who: Any, calls: int) -> collections.Counter[str]:
+    return collections.Counter([await who() for _ in range(calls)])
+
+
+async def eventually(check: Any, what: str, timeout: float = 10.0) -> Any:
+    import asyncio
+    import time
+
+    end = time.monotonic() + timeout
+    while True:
+        got = await check()
+        if got:
+            return got
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def test_an_async_client_weighs_providers_by_their_orca_reports(memory_registry, start_server) -> None:
+    start_server(memory_registry, Work("busy"), orca=lambda: {"cpu_utilization": 0.9})
+    start_server(memory_registry, Work("light"), orca=lambda: {"cpu_utilization": 0.1})
+    options = {"loadbalance": "healthweighted", "healthweighted.refresh": 0.05, "healthweighted.orca": True}
+
+    async def main() -> None:
+        async with govrpc.AsyncClient(memory_registry, local_first=False, timeout=5.0) as client:
+            who = client.proxy("fb.Work", **options).who
+
+            async def reported() -> bool:
+                await who()
+                return all(e.state.load is not None for e in client.reference("fb.Work", **options).reference
+                           .directory.invokers)
+
+            await eventually(reported, "both providers' load reports read by the asyncio transport")
+            seen = await async_shares(who, 600)
+            assert seen["light"] > 4 * seen["busy"] > 0
+
+    run_async(main)
+
+
+def test_an_async_client_avoids_a_provider_whose_grpc_health_says_not_serving(memory_registry, start_server) -> None:
+    start_server(memory_registry, Work("good"))
+    sick = start_server(memory_registry, Work("sick"))
+
+    async def main() -> None:
+        async with govrpc.AsyncClient(memory_registry, local_first=False, timeout=5.0, health_check=0.2) as client:
+            who = client.proxy("fb.Work").who
+            reference = client.reference("fb.Work").reference
+            assert (await async_shares(who, 100))["sick"] > 20
+            sick.set_serving(False, "fb.Work")
+
+            async def left_out() -> bool:
+                return len(reference.directory.invokers) == 1
+
+            await eventually(left_out, "the sick provider left out")
+            assert (await async_shares(who, 200))["sick"] == 0
+
+    run_async(main)
+
+
+def test_an_async_client_publishes_its_summaries(file_registry, start_server) -> None:
+    start_server(file_registry, Work("a"))
+
+    async def main() -> None:
+        async with govrpc.AsyncClient(file_registry, application="aweb", local_first=False, timeout=5.0,
+                                      report_interval=0.2) as client:
+            who = client.proxy("fb.Work").who
+            for _ in range(20):
+                await who()
+            with govrpc.Admin(file_registry) as admin:
+                async def mine() -> Any:
+                    return next((h for h in admin.health("fb.Work", side="consumer").get("fb.Work", [])
+                                 if h.calls), None)
+
+                summary = await eventually(mine, "the asyncio consumer's summary")
+                assert summary.application == "aweb" and summary.success_rate == 1.0
+
+    run_async(main)
