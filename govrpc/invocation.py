@@ -36,7 +36,9 @@ __all__ = ["APPLICATION_KEY", "PEERS_KEY", "PEERS_WEIGHT_KEY", "Filter", "Invoca
            "Result", "async_chain", "build_async_filter_chain", "build_filter_chain", "load_filters"]
 
 APPLICATION_KEY = "govrpc-app"
-"""Request metadata: the calling consumer's application (static, precomputed per provider)."""
+"""Request metadata naming the calling consumer's application. govrpc's own consumers name it in
+their channels' user-agent instead (``govrpc.rpc.wire.user_agent``: no entry per call); a provider
+reads either."""
 
 
 class ProviderContext:
