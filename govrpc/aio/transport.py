@@ -112,6 +112,7 @@ class AsyncGrpcInvoker(GrpcInvoker):
         if stream == "server" or stream == "bidi":  # opened: its caller iterates it
             return avalues(call(request, timeout=timeout, metadata=metadata), self.serializer.loads,
                            invocation, self.address, translate_error)
+        listener = self._listener  # an ORCA reader's (``read_trailers``); None: trailers are not read
         try:
             if invocation.oneway:
                 task = asyncio.ensure_future(self._oneway(call(request, timeout=timeout, metadata=metadata),
@@ -119,8 +120,13 @@ class AsyncGrpcInvoker(GrpcInvoker):
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
                 return None
-            response = await call(request, timeout=timeout, metadata=metadata)
+            rpc = call(request, timeout=timeout, metadata=metadata)
+            response = await rpc
+            if listener is not None:
+                listener(await rpc.trailing_metadata())
         except grpc.RpcError as exc:
+            if listener is not None:
+                listener(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else ())
             raise translate_error(exc, invocation, self.address) from None
         except asyncio.CancelledError:
             raise
@@ -137,36 +143,8 @@ class AsyncGrpcInvoker(GrpcInvoker):
 
     def read_trailers(self, listener: Callable[[Any], None] | None) -> None:
         """``GrpcInvoker.read_trailers``, awaited: each unary answer's (or failure's) trailing
-        metadata goes to ``listener`` (an ORCA reader); None: the plain call again."""
+        metadata goes to ``listener`` (an ORCA reader); None: none is read."""
         self._listener = listener
-        if listener is None:
-            self.__dict__.pop("ainvoke", None)
-        else:
-            self.ainvoke = self._ainvoke_reading  # type: ignore[method-assign]
-
-    async def _ainvoke_reading(self, invocation: Invocation) -> Any:
-        listener = self._listener
-        if listener is None or invocation.oneway or (self._streams and self.url.params.get(
-                f"{invocation.method}.stream")):
-            return await AsyncGrpcInvoker.ainvoke(self, invocation)
-        call, decode, request, timeout, metadata = self._prepare(invocation)
-        try:
-            rpc = call(request, timeout=timeout, metadata=metadata)
-            response = await rpc
-        except grpc.RpcError as exc:
-            listener(exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else ())
-            raise translate_error(exc, invocation, self.address) from None
-        except (ValueError, RuntimeError, grpc.aio.UsageError) as exc:  # the channel was closed under the call
-            if not self._closed:
-                raise
-            raise errors.ConnectionRefusedByProviderError(
-                f"{invocation}: provider {self.address} has left", invocation=invocation) from exc
-        listener(await rpc.trailing_metadata())
-        try:
-            return decode(response)
-        except Exception as exc:  # noqa: BLE001
-            raise errors.SerializationError(f"{invocation}: cannot decode the response: {exc}",
-                                            invocation=invocation) from exc
 
     async def _oneway(self, call: Any, invocation: Invocation) -> None:
         try:
