@@ -32,8 +32,9 @@ from govrpc.url import URL, ServiceKey
 if TYPE_CHECKING:
     from govrpc.service import MethodSpec
 
-__all__ = ["APPLICATION_KEY", "PEERS_KEY", "PEERS_WEIGHT_KEY", "Filter", "Invocation", "Invoker", "ProviderContext",
-           "Result", "async_chain", "build_async_filter_chain", "build_filter_chain", "load_filters"]
+__all__ = ["APPLICATION_KEY", "NEEDS_CHAIN", "PEERS_KEY", "PEERS_WEIGHT_KEY", "Filter", "Invocation", "Invoker",
+           "ProviderContext", "Result", "async_chain", "build_async_filter_chain", "build_filter_chain", "load_filters",
+           "shortcut"]
 
 APPLICATION_KEY = "govrpc-app"
 """Request metadata naming the calling consumer's application. govrpc's own consumers name it in
@@ -216,9 +217,28 @@ class Filter(abc.ABC):
         then end what you keep there. Default: nothing. A filter needing the registry (a
         cluster quota's leases) holds it from here, never by a global lookup."""
 
+    scope: Callable[[Sequence[tuple[str, Any]], Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any] | None = None
+    """Provider side, optional: ``scope(metadata, method, args, kwargs)`` runs one call of the
+    provider's ``method`` from the request's metadata alone, with no ``Invocation``, or returns
+    ``NEEDS_CHAIN`` (running nothing) when this call needs the filter after all. When the only
+    filter bound to a service has one, the server's calls take it and build no Invocation: the
+    trace stage without an SDK keeps a default provider as cheap as one with no stage."""
+
     @abc.abstractmethod
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         """Run around ``invoker.invoke(invocation)``."""
+
+
+NEEDS_CHAIN: Any = object()
+"""What a provider filter's ``scope`` returns when the call must go through the chain instead."""
+
+
+def shortcut(chain: Invoker, target: Invoker) -> Filter | None:
+    """The one filter ``chain`` (a ``build_filter_chain`` result around ``target``) consists of
+    when that filter has a ``scope``, else None."""
+    if isinstance(chain, _FilterLink) and chain.next is target and chain.filter.scope is not None:
+        return chain.filter
+    return None
 
 
 PEERS_KEY, PEERS_WEIGHT_KEY = "peers", "peers.weight"

@@ -29,6 +29,7 @@ from govrpc.invocation import (
     Invoker,
     build_filter_chain,
     load_filters,
+    shortcut,
 )
 from govrpc.monitor.health import MONITORS, CallWindow, HealthReporter
 from govrpc.monitor.metrics import MetricsProviderFilter, MetricsRecorder, serve_metrics
@@ -85,6 +86,15 @@ def _servicer_target(url: URL, handlers: dict[str, Any]) -> Invoker:
     from govrpc.rpc.servicer import ServicerInvoker
 
     return ServicerInvoker(url, handlers)
+
+
+def _set_shortcut(exported: ExportedService, chain: Invoker, target: Any) -> None:
+    """Let calls skip the Invocation when nothing reads it: no filter bound, or one that runs
+    from the request metadata alone (its ``scope``). The methods go last: a call reads them first."""
+    alone = shortcut(chain, target)
+    exported.scope = alone.scope if alone is not None else None
+    if chain is target or alone is not None:
+        exported.direct = target.methods
 
 
 def _servicer_handlers(spec: ServiceSpec, handlers: dict[str, Any], exported: ExportedService) -> dict[str, Any]:
@@ -298,8 +308,8 @@ class Server:
         invoker = self._chain(provider, url)
         self.invokers[spec.key] = invoker
         filtered = invoker is not provider  # else nothing reads the Invocation: calls skip building one
-        hosted.exported = ExportedService(spec.key, spec.methods, invoker, self._serializer,
-                                          direct=None if filtered else provider.methods)
+        hosted.exported = ExportedService(spec.key, spec.methods, invoker, self._serializer)
+        _set_shortcut(hosted.exported, invoker, provider)
         if servicer is not None:  # its own handlers, around the chain the exported service holds now
             hosted.exported.handlers = _servicer_handlers(spec, servicer, hosted.exported)
         self._grpc.export(hosted.exported)
@@ -389,8 +399,7 @@ class Server:
         # a call reads the invoker, then the shortcut: clear the shortcut before, set it after
         exported.direct = {}
         exported.invoker = invoker
-        if not filtered:
-            exported.direct = hosted.target.methods
+        _set_shortcut(exported, invoker, hosted.target)
         local = find_local(hosted.url)
         if local is not None:
             local.invoker, local.filtered = invoker, filtered

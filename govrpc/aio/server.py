@@ -24,10 +24,10 @@ import grpc
 import grpc.aio
 
 from govrpc.exceptions import CallTimeoutError, ConfigurationError, MethodNotFoundError, SerializationError
-from govrpc.invocation import Filter, Invocation, Invoker, ProviderContext, build_async_filter_chain
+from govrpc.invocation import Filter, Invocation, Invoker, build_async_filter_chain
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.rpc.server import ERROR_KEY, ExportedService, GrpcServer, _failure
-from govrpc.rpc.wire import decode_envelope, split_metadata, truncate
+from govrpc.rpc.wire import CallContext, attachments_of, decode_envelope, truncate
 from govrpc.security import TLS
 from govrpc.server import Server, ServerState, _provider_options
 from govrpc.service import MethodSpec, ServiceSpec, describe
@@ -97,9 +97,9 @@ def _async_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[...
         except Exception as exc:  # noqa: BLE001 - any decoding failure is the caller's
             text = exc.message if isinstance(exc, SerializationError) else f"{where}: cannot decode the request: {exc}"
             await _refuse(context, grpc.StatusCode.INVALID_ARGUMENT, "SerializationError", text)
-        metadata = context.invocation_metadata()
-        attachments, binary, application = split_metadata(metadata) if metadata else ({}, {}, "")
-        provider_context = ProviderContext(context.peer(), application, binary, spec)
+        metadata = context.invocation_metadata() or ()
+        attachments = attachments_of(metadata)
+        provider_context = CallContext(context, metadata, spec)
         deadline = monotonic() + remaining if remaining is not None else float("inf")
         limit = asyncio.timeout(remaining)  # the deadline reaches the provider: its task is cancelled
         failure: BaseException | None = None
@@ -144,9 +144,9 @@ def _async_stream_handler(exported: ExportedService, spec: MethodSpec) -> grpc.R
             yield loads(message)
 
     async def open_(request: Any, context: grpc.aio.ServicerContext) -> tuple[Any, list[Any]]:
-        metadata = context.invocation_metadata()
-        attachments, binary, application = split_metadata(metadata) if metadata else ({}, {}, "")
-        provider_context = ProviderContext(context.peer(), application, binary, spec)
+        metadata = context.invocation_metadata() or ()
+        attachments = attachments_of(metadata)
+        provider_context = CallContext(context, metadata, spec)
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None else float("inf")
         failure: BaseException | None = None

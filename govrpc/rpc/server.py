@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import grpc
 
 from govrpc.exceptions import ConfigurationError, GovRpcError, RateLimitedError, SerializationError
-from govrpc.invocation import Invocation, Invoker, ProviderContext
+from govrpc.invocation import NEEDS_CHAIN, Invocation, Invoker
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.serialization import Serializer
 from govrpc.rpc.streams import stream_handler
@@ -35,9 +35,10 @@ from govrpc.rpc.wire import (
     EXCEPTION_KEY,
     KEY_KEY,
     PUSHBACK_KEY,
+    CallContext,
+    attachments_of,
     decode_envelope,
     encode_exception,
-    split_metadata,
     truncate,
 )
 from govrpc.service import MethodSpec
@@ -56,14 +57,16 @@ class ExportedService:
 
     def __init__(self, key: ServiceKey, methods: Iterable[MethodSpec], invoker: Invoker,
                  serializer: Serializer, direct: dict[str, Callable[..., Any]] | None = None,
-                 handlers: dict[str, grpc.RpcMethodHandler] | None = None) -> None:
+                 handlers: dict[str, grpc.RpcMethodHandler] | None = None, scope: Any = None) -> None:
         self.key = key
         self.methods = {m.name: m for m in methods}
         self.invoker = invoker
         self.serializer = serializer
-        # the user's bound methods, given when no provider filter runs: then nothing reads the
-        # Invocation, and a call skips building one (and its ProviderContext)
+        # the user's bound methods, given when no provider filter reads the Invocation: then a
+        # call skips building one (and its ProviderContext), run by the one filter's ``scope``
+        # when it has one (``Filter.scope``), else as it is
         self.direct = direct or {}
+        self.scope = scope
         self.handlers = handlers or {}  # ready-made handlers by method (a generated servicer's)
 
 
@@ -171,14 +174,16 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
         trailing: list[tuple[str, str | bytes]] = []
         direct = exported.direct.get(name)  # read per call: the server rebinds its chain at run time
         if direct is not None:
+            scope = exported.scope
             try:
-                value = direct(*args, **kwargs)
+                value = direct(*args, **kwargs) if scope is None else \
+                    scope(context.invocation_metadata(), direct, args, kwargs)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller at once
                 _fail(context, exc)
-        else:
-            metadata = context.invocation_metadata()
-            attachments, binary, application = split_metadata(metadata) if metadata else ({}, {}, "")
-            provider_context = ProviderContext(context.peer(), application, binary, spec)
+        if direct is None or value is NEEDS_CHAIN:
+            metadata = context.invocation_metadata() or ()
+            attachments = attachments_of(metadata)
+            provider_context = CallContext(context, metadata, spec)
             trailing = provider_context.trailing
             deadline = monotonic() + remaining if remaining is not None else float("inf")
             try:

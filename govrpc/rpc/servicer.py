@@ -22,9 +22,9 @@ from typing import Any, Callable
 import grpc
 
 from govrpc.exceptions import ConfigurationError, GovRpcError
-from govrpc.invocation import Invocation, Invoker, ProviderContext
+from govrpc.invocation import Invocation, Invoker
 from govrpc.rpc.server import _fail
-from govrpc.rpc.wire import split_metadata
+from govrpc.rpc.wire import CallContext, attachments_of
 from govrpc.service import MethodSpec, ServiceSpec, _proto_idempotent
 from govrpc.url import URL, ServiceKey
 
@@ -93,9 +93,12 @@ def describe_servicer(add_to_server: Callable[[Any, Any], None], servicer: Any, 
     return ServiceSpec(ServiceKey(service, version, group), methods=tuple(methods)), handlers
 
 
-class _ServicerContext(ProviderContext):
-    __slots__ = ("servicer_context",)
-    servicer_context: grpc.ServicerContext
+class _ServicerContext(CallContext):
+    __slots__ = ()
+
+    @property
+    def servicer_context(self) -> grpc.ServicerContext:
+        return self.call
 
 
 class ServicerInvoker(Invoker):
@@ -134,10 +137,9 @@ def _governed(key: ServiceKey, spec: MethodSpec, exported: Any) -> Callable[[Any
     name = spec.name
 
     def behavior(request: Any, context: grpc.ServicerContext) -> Any:
-        metadata = context.invocation_metadata()
-        attachments, binary, application = split_metadata(metadata) if metadata else ({}, {}, "")
-        provider_context = _ServicerContext(context.peer(), application, binary, spec)
-        provider_context.servicer_context = context
+        metadata = context.invocation_metadata() or ()
+        provider_context = _ServicerContext(context, metadata, spec)
+        attachments = attachments_of(metadata)
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None else float("inf")
         try:

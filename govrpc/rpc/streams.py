@@ -21,8 +21,8 @@ from typing import Any, Callable, Iterable, Iterator
 import grpc
 
 from govrpc import exceptions as errors
-from govrpc.invocation import Invocation, ProviderContext
-from govrpc.rpc.wire import decode_envelope, split_metadata
+from govrpc.invocation import Invocation
+from govrpc.rpc.wire import CallContext, attachments_of, decode_envelope
 from govrpc.service import MethodSpec
 from govrpc.url import ServiceKey
 
@@ -44,9 +44,9 @@ def stream_handler(exported: Any, spec: MethodSpec, _fail: Fail) -> grpc.RpcMeth
     consumes = spec.stream in ("client", "bidi")
 
     def open_(request: Any, context: grpc.ServicerContext) -> tuple[Any, list[Any]]:
-        metadata = context.invocation_metadata()
-        attachments, binary, application = split_metadata(metadata) if metadata else ({}, {}, "")
-        provider_context = ProviderContext(context.peer(), application, binary, spec)
+        metadata = context.invocation_metadata() or ()
+        attachments = attachments_of(metadata)
+        provider_context = CallContext(context, metadata, spec)
         remaining = context.time_remaining()
         deadline = time.monotonic() + remaining if remaining is not None else float("inf")
         try:

@@ -17,13 +17,17 @@ from __future__ import annotations
 
 import json
 from urllib.parse import quote, unquote
-from typing import Any, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 
 from govrpc.exceptions import RemoteError, SerializationError, safe_exception_class
-from govrpc.invocation import APPLICATION_KEY
+from govrpc.invocation import APPLICATION_KEY, ProviderContext
 
-__all__ = ["AGENT_PREFIX", "ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "MESSAGE_LIMIT", "PUSHBACK_KEY", "decode_envelope",
-           "encode_exception", "rebuild_exception", "split_metadata", "truncate", "user_agent"]
+if TYPE_CHECKING:
+    from govrpc.service import MethodSpec
+
+__all__ = ["AGENT_PREFIX", "ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "MESSAGE_LIMIT", "PUSHBACK_KEY",
+           "CallContext", "attachments_of", "decode_envelope", "encode_exception", "rebuild_exception",
+           "split_metadata", "truncate", "user_agent"]
 
 EXCEPTION_KEY = "govrpc-exception"        # trailing: module.QualName of a business exception
 ARGS_KEY = "govrpc-exception-args-bin"    # trailing: its args, a JSON list (UTF-8)
@@ -48,8 +52,73 @@ def user_agent(application: str) -> str:
     return AGENT_PREFIX + quote(application, safe="")
 
 
+_AGENTS: dict[str, str] = {}  # user-agent -> application: a consumer's channels send one agent
+
+
 def _application_of(agent: str) -> str:
-    return unquote(agent[len(AGENT_PREFIX):].split(" ", 1)[0]) if agent.startswith(AGENT_PREFIX) else ""
+    application = _AGENTS.get(agent)
+    if application is None:
+        application = unquote(agent[len(AGENT_PREFIX):].split(" ", 1)[0]) if agent.startswith(AGENT_PREFIX) else ""
+        if len(_AGENTS) >= 256:  # any caller may send any agent: keep a bound
+            _AGENTS.clear()
+        _AGENTS[agent] = application
+    return application
+
+
+def attachments_of(metadata: Iterable[tuple[str, Any]]) -> dict[str, str]:
+    """The attachments in request metadata: string values, less ``-bin`` keys and transport noise
+    (govrpc's own keys, ``user-agent``, ``grpc-*``)."""
+    attachments: dict[str, str] = {}
+    for key, value in metadata:
+        if key in _INTERNAL or key.startswith("grpc-") or key.endswith("-bin") or type(value) is not str:
+            continue
+        attachments[key] = value
+    return attachments
+
+
+class CallContext(ProviderContext):
+    """The ``ProviderContext`` of a call that came over gRPC: ``peer``, ``application`` and
+    ``binary`` are read from the call (a grpc ``ServicerContext``) and its request metadata the
+    first time something asks, as most calls' filters never do."""
+
+    __slots__ = ("call", "_metadata", "_peer", "_application", "_binary")
+
+    def __init__(self, call: Any, metadata: Sequence[tuple[str, Any]], spec: MethodSpec | None) -> None:
+        self.call, self._metadata, self.spec = call, metadata, spec
+        self._peer: str | None = None
+        self._application: str | None = None
+        self._binary: Mapping[str, bytes] | None = None
+        self.trailing = []
+
+    @property
+    def peer(self) -> str:
+        if self._peer is None:
+            self._peer = self.call.peer()
+        return self._peer
+
+    @peer.setter
+    def peer(self, value: str) -> None:
+        self._peer = value
+
+    @property
+    def application(self) -> str:
+        if self._application is None:
+            self._application = split_metadata(self._metadata)[2]
+        return self._application
+
+    @application.setter
+    def application(self, value: str) -> None:
+        self._application = value
+
+    @property
+    def binary(self) -> Mapping[str, bytes]:
+        if self._binary is None:
+            self._binary = split_metadata(self._metadata)[1]
+        return self._binary
+
+    @binary.setter
+    def binary(self, value: Mapping[str, bytes]) -> None:
+        self._binary = value
 
 
 def split_metadata(items: Iterable[tuple[str, Any]]) -> tuple[dict[str, str], dict[str, bytes], str]:

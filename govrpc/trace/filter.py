@@ -30,10 +30,10 @@ from __future__ import annotations
 
 import contextvars
 from concurrent.futures import Future
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 from govrpc.context import _RECORDER
-from govrpc.invocation import APPLICATION_KEY, Filter, Invocation, Invoker
+from govrpc.invocation import APPLICATION_KEY, NEEDS_CHAIN, Filter, Invocation, Invoker
 from govrpc.options import Option
 from govrpc.trace import otel, w3c
 from govrpc.url import CONSUMER, URL
@@ -246,6 +246,21 @@ class _ProviderTrace(Filter):
     def __init__(self, url: URL) -> None:
         self.service = url.path
         self._starts: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+
+    def scope(self, metadata: Sequence[tuple[str, Any]], method: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+        """The call without an Invocation when no SDK records (``Filter.scope``): the caller's
+        context, from the request metadata, is current while ``method`` runs; with an SDK the
+        server span needs the chain."""
+        if _api is not None and _api._TRACER_PROVIDER is not None and _sdk_tracer() is not None:
+            return NEEDS_CHAIN
+        incoming = _new_incoming(_Incoming)
+        incoming.carrier, incoming.span = metadata, None
+        token = _CURRENT.set(incoming)
+        try:
+            return method(*args, **kwargs)
+        finally:
+            _CURRENT.reset(token)
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments

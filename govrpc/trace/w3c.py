@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import contextvars
 import random
-from typing import Mapping, NamedTuple
+from typing import Any, Mapping, NamedTuple, Sequence
 
 __all__ = ["BAGGAGE", "TRACEPARENT", "TRACESTATE", "Incoming", "SpanRef", "current_span_ref", "incoming",
            "new_span_id",
@@ -94,7 +94,8 @@ def extract(carrier: Mapping[str, str]) -> SpanRef | None:
 class Incoming:
     """A handled call's trace context as it arrived, read when the call first needs it.
 
-    A provider without an SDK makes one per handled call (two slot writes, no parsing):
+    A provider without an SDK makes one per handled call (two slot writes, no parsing; its
+    carrier is the call's attachments, or the request metadata itself on the server's direct path):
     most handled calls make no call of their own, and then nothing is parsed and no id
     is drawn. The first call it makes (or log record it writes) resolves it, once, into
     this hop's ``SpanRef``: the caller's trace continued with a new span id, or a fresh
@@ -103,13 +104,16 @@ class Incoming:
 
     __slots__ = ("carrier", "span")
 
-    carrier: Mapping[str, str]
+    carrier: Mapping[str, str] | Sequence[tuple[str, Any]]  # attachments, or the request's metadata pairs
     span: SpanRef | None
 
     def resolve(self) -> SpanRef:
         span = self.span
         if span is None:
-            parent = extract(self.carrier) if TRACEPARENT in self.carrier else None
+            carrier = self.carrier
+            if not isinstance(carrier, dict):
+                carrier = dict(carrier)
+            parent = extract(carrier) if TRACEPARENT in carrier else None
             span = self.span = parent.child() if parent is not None else SpanRef(new_trace_id(), new_span_id())
         return span
 

@@ -270,6 +270,56 @@ def test_a_valid_traceparent_is_continued(memory_registry: str) -> None:
     assert trace_id == "0af7651916cd43dd8448eb211c80319c" and span_id != "b7ad6b7169203331"
 
 
+def test_a_provider_without_sdk_continues_the_trace_and_records_a_span_once_an_sdk_is_set(
+        memory_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default provider's only stage is the trace stage: without an SDK its calls skip the
+    Invocation (``Filter.scope``) yet continue the caller's trace; an SDK set while it serves
+    gets its server span from the next call on (the chain), and the shortcut again once it is gone."""
+    serializer = MsgpackSerializer()
+    header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with govrpc.Server(memory_registry, port=0) as server:
+        server.add(Ids())
+        exported = server._hosted[govrpc.url.ServiceKey("trace.Ids")].exported
+        assert exported is not None and exported.scope is not None and "ids" in exported.direct
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = channel.unary_unary("/trace.Ids/ids")
+
+            def ids() -> list[str]:
+                return list(serializer.loads(call(serializer.dumps_call((), {}), timeout=5,
+                                                  metadata=(("traceparent", header),))))
+
+            before = ids()
+            monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+            during = ids()
+            monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", None)
+            after = ids()
+    provider.shutdown()
+    assert before[0] == during[0] == after[0] == "0af7651916cd43dd8448eb211c80319c"
+    assert len({before[1], during[1], after[1], "b7ad6b7169203331"}) == 4
+    spans = exporter.get_finished_spans()
+    assert [s.kind for s in spans] == [otel_trace.SpanKind.SERVER]  # the call made while the SDK was set
+    assert f"{spans[0].context.span_id:016x}" == during[1] and spans[0].parent.span_id == 0xb7ad6b7169203331
+
+
+def test_a_second_provider_stage_takes_the_shortcut_away_and_back(memory_registry: str) -> None:
+    with govrpc.Server(memory_registry, port=0) as server, govrpc.Admin(memory_registry) as admin:
+        server.add(Ids())
+        exported = server._hosted[govrpc.url.ServiceKey("trace.Ids")].exported
+        assert exported is not None and exported.scope is not None
+        admin.set_flow("trace.Ids", {"tps": 1000})  # a rate limit: a filter that reads the Invocation
+        deadline = time.monotonic() + 10
+        while exported.scope is not None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert exported.scope is None and exported.direct == {}
+        admin.remove_flow("trace.Ids")
+        while exported.scope is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert exported.scope is not None and "ids" in exported.direct
+
+
 class _Receiver:
     def __init__(self) -> None:
         self.requests: list[Any] = []
