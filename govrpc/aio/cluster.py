@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from govrpc.cluster.base import ClusterInvoker
 from govrpc.cluster.configured import ConfiguredClusterInvoker
 from govrpc.cluster.drive import record_branches, wait_time
 from govrpc.cluster.failcache import FailcacheClusterInvoker
+from govrpc.cluster.failover import FailoverClusterInvoker
 from govrpc.cluster.policy import Attempt, CallState, FanOut, GiveUp, Return, Step, Wait
 from govrpc.cluster.stats import stats_of
 from govrpc.context import current_recorder
@@ -39,7 +40,8 @@ async def acall(cluster: ClusterInvoker, invoker: Invoker, invocation: Invocatio
     recorder = current_recorder()
     if recorder is not None:
         recorder.chose(invocation, type(cluster.loadbalance).__name__, invoker.url.address)
-    started = stats.begin()
+    stats.inflight.append(None)  # ProviderState.begin written out, as ClusterInvoker.call does
+    started = _monotonic()
     try:
         result = await invoker.ainvoke(invocation)  # type: ignore[attr-defined]
     except GovRpcError as exc:
@@ -84,6 +86,24 @@ async def adrive(cluster: ClusterInvoker, state: CallState, step: Step | None = 
         else:
             raise TypeError(f"{type(cluster).__name__}.decide returned {step!r}, not a Step")
         step = cluster.decide(state)
+
+
+_FAILOVER_FIRST = FailoverClusterInvoker.do_invoke
+
+
+async def _failover(cluster: FailoverClusterInvoker, invocation: Invocation, invokers: Sequence[Invoker]) -> Any:
+    """``FailoverClusterInvoker.do_invoke`` awaited: a fresh call's first steps (attempt one
+    provider; on success, return) without a state object; a failure goes on in ``adrive``."""
+    invoker = cluster.loadbalance.select(invokers, invocation)
+    try:
+        result = await acall(cluster, invoker, invocation if cluster.attempt_timeout is None
+                             else cluster.for_attempt(invocation))
+    except GovRpcError as exc:
+        return await adrive(cluster, CallState(invocation, invokers, [invoker], Result(exception=exc)))
+    budget = cluster.budget
+    if budget.tokens < budget.max_tokens:  # a full bucket (the usual case) has nothing to add
+        budget.on_success()
+    return result
 
 
 async def _fan_out(cluster: ClusterInvoker, step: FanOut,
@@ -137,6 +157,8 @@ class AsyncClusterInvoker(Invoker):
             invokers = cluster.list(invocation)
         except Exception as exc:  # noqa: BLE001 - no provider: the strategy says what that becomes
             return await adrive(cluster, CallState(invocation), cluster.unlisted(invocation, exc))
+        if type(cluster).do_invoke is _FAILOVER_FIRST:
+            return await _failover(cluster, invocation, invokers)  # type: ignore[arg-type]
         return await adrive(cluster, CallState(invocation, invokers))
 
     @property

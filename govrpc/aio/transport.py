@@ -25,6 +25,7 @@ from govrpc.rpc.streams import avalues
 __all__ = ["AsyncChannelPool", "AsyncGrpcInvoker"]
 
 log = logging.getLogger("govrpc.rpc")
+_Metadata = grpc.aio.Metadata
 
 
 class AsyncChannelPool(ChannelPool):
@@ -107,7 +108,9 @@ class AsyncGrpcInvoker(GrpcInvoker):
         raise errors.ConfigurationError(f"{invocation}: an AsyncClient's providers are awaited (ainvoke)")
 
     async def ainvoke(self, invocation: Invocation) -> Any:
-        call, decode, request, timeout, metadata = self._prepare(invocation)
+        call, decode, request, timeout, pairs = self._prepare(invocation)
+        # grpc.aio's own Metadata: a tuple is checked against typing's Sequence and copied into one
+        metadata = _Metadata(*pairs) if pairs else None
         stream = self.url.params.get(f"{invocation.method}.stream") if self._streams else None
         if stream == "server" or stream == "bidi":  # opened: its caller iterates it
             return avalues(call(request, timeout=timeout, metadata=metadata), self.serializer.loads,

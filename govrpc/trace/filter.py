@@ -151,8 +151,13 @@ class _ConsumerTrace(Filter):
         tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
         if tracer is None:
             parent = _current_ref()
-            ref = parent.child() if parent is not None else _fresh()
-            ref.inject(invocation.attachments)
+            if parent is None:  # as ``invoke``: a new trace in a few C calls
+                ref = _new_ref(_SpanRef, ("%032x" % (_randbits(128) or 1), "%016x" % (_randbits(64) or 1),
+                                          "01", "", ""))
+                invocation.attachments[_TRACEPARENT] = f"00-{ref.trace_id}-{ref.span_id}-01"
+            else:
+                ref = parent.child()
+                ref.inject(invocation.attachments)
             token = _CURRENT.set(ref)
             try:
                 return await invoker.ainvoke(invocation)
