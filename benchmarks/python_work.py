@@ -78,6 +78,19 @@ def options(text: str) -> dict[str, Any]:
     return found
 
 
+def _raw_server(stack: list[Callable[[], None]]) -> int:
+    """A raw grpcio server echoing bytes through a generic handler; its port."""
+    import grpc
+
+    handler = grpc.method_handlers_generic_handler(
+        "bench.Raw", {"echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request)})
+    raw = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler])
+    port = raw.add_insecure_port("127.0.0.1:0")
+    raw.start()
+    stack.append(lambda: raw.stop(0))
+    return port
+
+
 def variant_call(spec: str, registry: str, stack: list[Callable[[], None]]) -> Callable[[], Any]:
     import grpc
 
@@ -86,14 +99,9 @@ def variant_call(spec: str, registry: str, stack: list[Callable[[], None]]) -> C
     name, _, sides = spec.partition(":")
     payload = b"x" * 16
     if name == "raw grpcio":
-        handler = grpc.method_handlers_generic_handler(
-            "bench.Raw", {"echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request)})
-        raw = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler])
-        port = raw.add_insecure_port("127.0.0.1:0")
-        raw.start()
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        channel = grpc.insecure_channel(f"127.0.0.1:{_raw_server(stack)}")
         call = channel.unary_unary("/bench.Raw/echo", _registered_method=True)
-        stack += [channel.close, lambda: raw.stop(0)]
+        stack.append(channel.close)
         return lambda: call(payload, timeout=5.0)
     if name in ("raw grpc.aio", "AsyncClient"):
         return _aio_call(name, registry, stack, payload)
@@ -118,22 +126,14 @@ def _aio_call(name: str, registry: str, stack: list[Callable[[], None]], payload
     """One awaited call per ``call()``, on a loop kept for the variant (``run_until_complete``)."""
     import asyncio
 
-    import grpc
-    import grpc.aio
-
     import govrpc
 
     loop = asyncio.new_event_loop()
     stack.append(loop.close)
     if name == "raw grpc.aio":
-        handler = grpc.method_handlers_generic_handler(
-            "bench.Raw", {"echo": grpc.unary_unary_rpc_method_handler(lambda request, context: request)})
-        raw = grpc.server(futures.ThreadPoolExecutor(max_workers=4), handlers=[handler])
-        port = raw.add_insecure_port("127.0.0.1:0")
-        raw.start()
-        channel = loop.run_until_complete(_aio_channel(f"127.0.0.1:{port}"))
+        channel = loop.run_until_complete(_aio_channel(f"127.0.0.1:{_raw_server(stack)}"))
         call = channel.unary_unary("/bench.Raw/echo", _registered_method=True)
-        stack += [lambda: raw.stop(0), lambda: loop.run_until_complete(channel.close())]
+        stack.append(lambda: loop.run_until_complete(channel.close()))
         return lambda: loop.run_until_complete(call(payload, timeout=5.0))
 
     @govrpc.service("bench.Echo", group="aio")

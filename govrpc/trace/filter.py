@@ -42,7 +42,6 @@ __all__ = ["TraceFilter"]
 
 _CURRENT = w3c._CURRENT
 _current_ref = _CURRENT.get
-_new_span_id = w3c.new_span_id
 _SpanRef = w3c.SpanRef
 _sdk_tracer = otel.sdk_tracer
 _randbits = w3c._randbits
@@ -62,8 +61,17 @@ if otel.available:
 Run = Callable[[Callable[[], Any]], "Future[Any]"]
 
 
-def _fresh() -> w3c.SpanRef:
-    return _SpanRef(w3c.new_trace_id(), _new_span_id())
+def _propagate(attachments: dict[str, str]) -> w3c.SpanRef:
+    """Without an SDK: this call's span, the current one's child or a new trace's first, written
+    into ``attachments`` (its metadata) as the parent of the call being sent."""
+    parent = _current_ref()
+    if parent is None:  # a new trace: the common case at an edge, kept to a few C calls
+        ref = _new_ref(_SpanRef, ("%032x" % (_randbits(128) or 1), "%016x" % (_randbits(64) or 1), "01", "", ""))
+        attachments[_TRACEPARENT] = f"00-{ref.trace_id}-{ref.span_id}-01"
+        return ref
+    ref = parent.child()
+    ref.inject(attachments)
+    return ref
 
 
 class TraceFilter(Filter):
@@ -116,15 +124,7 @@ class _ConsumerTrace(Filter):
         # no SDK provider set at all (the API's global is None): no call, no span, propagation only
         tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
         if tracer is None:
-            parent = _current_ref()
-            if parent is None:  # a new trace: the common case at an edge, kept to a few C calls
-                ref = _new_ref(_SpanRef, ("%032x" % (_randbits(128) or 1), "%016x" % (_randbits(64) or 1),
-                                          "01", "", ""))
-                invocation.attachments[_TRACEPARENT] = f"00-{ref.trace_id}-{ref.span_id}-01"
-            else:
-                ref = parent.child()
-                ref.inject(invocation.attachments)
-            token = _CURRENT.set(ref)
+            token = _CURRENT.set(_propagate(invocation.attachments))
             try:
                 return invoker.invoke(invocation)
             finally:
@@ -150,15 +150,7 @@ class _ConsumerTrace(Filter):
         """The asyncio twin of ``invoke`` (``AsyncClient``): the same steps around an awaited call."""
         tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
         if tracer is None:
-            parent = _current_ref()
-            if parent is None:  # as ``invoke``: a new trace in a few C calls
-                ref = _new_ref(_SpanRef, ("%032x" % (_randbits(128) or 1), "%016x" % (_randbits(64) or 1),
-                                          "01", "", ""))
-                invocation.attachments[_TRACEPARENT] = f"00-{ref.trace_id}-{ref.span_id}-01"
-            else:
-                ref = parent.child()
-                ref.inject(invocation.attachments)
-            token = _CURRENT.set(ref)
+            token = _CURRENT.set(_propagate(invocation.attachments))
             try:
                 return await invoker.ainvoke(invocation)
             finally:
@@ -197,10 +189,7 @@ class _ConsumerTrace(Filter):
         the span (or the propagated context) is the caller's, and ends when the future is done."""
         tracer = _sdk_tracer()
         if tracer is None:
-            parent = _current_ref()
-            ref = parent.child() if parent is not None else _fresh()
-            ref.inject(invocation.attachments)
-            token = _CURRENT.set(ref)
+            token = _CURRENT.set(_propagate(invocation.attachments))
             try:
                 return _start_future(invoker, invocation, run)
             finally:
