@@ -136,8 +136,7 @@ class AsyncGrpcInvoker(GrpcInvoker):
         except (ValueError, RuntimeError, grpc.aio.UsageError) as exc:  # the channel was closed under the call
             if not self._closed:
                 raise
-            raise errors.ConnectionRefusedByProviderError(
-                f"{invocation}: provider {self.address} has left", invocation=invocation) from exc
+            raise self._left(invocation) from exc
         try:
             return decode(response)
         except Exception as exc:  # noqa: BLE001

@@ -357,12 +357,17 @@ class GrpcInvoker(Invoker):
                 self._methods[name] = entry
             return entry
 
+    def _left(self, invocation: Invocation) -> errors.ConnectionRefusedByProviderError:
+        """What a call gets once this provider's invoker is closed (before sending, or when grpc
+        refuses a call on the channel closed under it)."""
+        return errors.ConnectionRefusedByProviderError(f"{invocation}: provider {self.address} has left",
+                                                       invocation=invocation)
+
     def _prepare(self, invocation: Invocation) -> tuple[Any, Callable[[Any], Any], bytes, float, Any]:
         """What sending ``invocation`` takes: the method's callable, its decoder, the encoded
         request, the seconds left and the metadata; raises what refuses the call before it leaves."""
         if self._closed:
-            raise errors.ConnectionRefusedByProviderError(
-                f"{invocation}: provider {self.address} has left", invocation=invocation)
+            raise self._left(invocation)
         call, encode, decode = self._methods.get(invocation.method) or self._method(invocation.method)
         timeout = invocation.deadline - time.monotonic()
         if timeout <= 0:
@@ -404,8 +409,7 @@ class GrpcInvoker(Invoker):
         except ValueError as exc:  # grpc refuses a call on a channel closed under it
             if not self._closed:
                 raise
-            raise errors.ConnectionRefusedByProviderError(
-                f"{invocation}: provider {self.address} has left", invocation=invocation) from exc
+            raise self._left(invocation) from exc
         try:
             return decode(response)
         except Exception as exc:  # noqa: BLE001
@@ -463,8 +467,7 @@ class GrpcInvoker(Invoker):
         except ValueError as exc:  # grpc refuses a call on a channel closed under it
             if not self._closed:
                 raise
-            raise errors.ConnectionRefusedByProviderError(
-                f"{invocation}: provider {self.address} has left", invocation=invocation) from exc
+            raise self._left(invocation) from exc
         listener(rpc.trailing_metadata())
         try:
             return decode(response)
