@@ -105,6 +105,9 @@ def test_pool_leases_survive_a_lost_zookeeper_session(zookeeper_private: Any, st
         try:
             wait_until(lambda: share_of(servers[0]) >= 0.8 * TOTAL, timeout=15,  # type: ignore[operator]
                        what="the busy instance leasing most of the pool")
+            for server in servers:  # each has seen all three instances: its static share is a third
+                wait_until(lambda s=server: lease_of(s).static == pytest.approx(TOTAL / 3),  # type: ignore[union-attr]
+                           timeout=15, what="every instance's peers watch seeing three")
             registry: Any = servers[0].registry
             session = registry.client.client_id[0]
             zookeeper_private.stop()  # unreachable: each falls back to its static share, a third
