@@ -2,20 +2,24 @@
 
 A provider process hosts a raw grpcio server (a generic handler echoing bytes) and
 govrpc Servers whose services echo the same bytes (registered in a file registry),
-one server per variant, as the raw one is. This process calls them, alternating short
-rounds so the noisy machine affects all alike: 1 client thread, then 8. It prints
-calls/s, p50, p99, and the CPU per call of this process and of the provider process
-for each, and the ratio to raw grpcio. With 8 threads on 2 cores the provider process
-is the bottleneck (its Python runs under one GIL), so its CPU per call sets the ratio.
+one server per variant, as the raw one is. This process calls them in short rounds,
+1 client thread, then 8. It prints calls/s, p50, p99, and the CPU per call of this
+process and of the provider process for each, and the ratio to raw grpcio. With 8
+threads on 2 cores the provider process is the bottleneck (its Python runs under one
+GIL), so its CPU per call sets the ratio.
 
-    python benchmarks/overhead.py [--rounds 20] [--seconds 0.5] [--payload 16] [--pin]
+    python benchmarks/overhead.py [--rounds 12] [--seconds 0.4] [--payload 16] [--pin]
 
 ``--pin`` puts this process on one CPU and the providers on another (less scheduler
 noise; both variants alike).
 
-Many short rounds in flipped order keep the shared machine's drift (often
-±30 µs per call between identical runs) from favouring either variant; calls/s
-is the median over rounds.
+Paired rounds: every round of a variant runs right beside a round of raw grpcio (the
+pair's order alternating, ABBA), and a row's ratio is the median over rounds of
+(variant calls/s / its neighbouring raw round's calls/s), printed with its interquartile
+range. The shared machine's speed drifts by tens of per cent over seconds (raw grpcio
+alone has gone from 875 to 2,309 calls/s between runs); a pair's two rounds share that
+drift, so it cancels in their ratio instead of landing on whichever variant ran in a
+slow phase. The CPU added per call is against the same neighbouring raw rounds.
 
 Targets (``TARGETS``, printed beside each ratio): govrpc at least 0.95 of raw grpcio's calls/s
 with 1 and 8 client threads (issue 8); the stage rows below at least 0.90.
@@ -66,7 +70,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 RAW_PATH = "/bench.Raw/echo"
 BENCH_TOKEN = "bench-token-0123456789"
@@ -260,7 +264,7 @@ async def aio_round(call: Callable[[], Any], tasks: int, seconds: float) -> tupl
 
 def aio_rows(registry: str, raw_port: int, payload: bytes, rounds: int, seconds: float, concurrency: str,
              provider_pid: int) -> None:
-    """AsyncClient against raw grpc.aio on one event loop, alternating rounds as above."""
+    """AsyncClient against raw grpc.aio on one event loop, in paired rounds as above."""
     import asyncio
 
     import grpc.aio
@@ -277,33 +281,79 @@ def aio_rows(registry: str, raw_port: int, payload: bytes, rounds: int, seconds:
         for call in variants.values():
             await aio_round(call, 1, 0.3)
         for tasks in (int(t) for t in concurrency.split(",")):
-            results: dict[str, dict[str, Any]] = {n: {"calls": 0, "lat": [], "cpu": 0.0, "server": 0.0, "rates": []}
-                                                  for n in variants}
-            for round_ in range(rounds):
-                order = list(variants.items())
-                if round_ % 2:
-                    order.reverse()
-                for name, call in order:
+            rows = Rows(list(variants), "raw grpc.aio", seconds)
+            for pair in pairs(list(variants), "raw grpc.aio", rounds):
+                measured = {}
+                for name in pair:
                     server_cpu = process_cpu(provider_pid)
-                    calls, lat, cpu = await aio_round(call, tasks, seconds)
-                    r = results[name]
-                    r["calls"] += calls
-                    r["lat"].extend(lat)
-                    r["cpu"] += cpu
-                    r["server"] += process_cpu(provider_pid) - server_cpu
-                    r["rates"].append(calls / seconds)
+                    calls, lat, cpu = await aio_round(variants[name], tasks, seconds)
+                    measured[name] = (calls, lat, cpu, process_cpu(provider_pid) - server_cpu)
+                rows.add(measured)
             print(f"\nasyncio, {tasks} concurrent task(s)")
-            for name, r in results.items():
-                r["rate"] = statistics.median(r["rates"])
-                print(f"  {name:<12} {r['rate']:>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
-                      f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f} "
-                      f"{r['server'] / r['calls'] * 1e6:>19.0f}")
-            ratio = results["AsyncClient"]["rate"] / results["raw grpc.aio"]["rate"]
-            print(f"  ratio AsyncClient/raw calls/s: {ratio:.3f}   target >= 0.90")
+            rows.report(tasks, {"AsyncClient": (0.90, (tasks,))}, width=12)
         await client.close()
         await channel.close()
 
     asyncio.run(measure())
+
+
+def pairs(names: list[str], reference: str, rounds: int) -> Iterator[tuple[str, str]]:
+    """The schedule: every round measures each variant right beside a round of ``reference``,
+    the pair's order alternating (ABBA) and the variants' order flipped each round, so the
+    machine's drift, slow against one pair, favours neither side of a ratio."""
+    others = [n for n in names if n != reference]
+    for round_ in range(rounds):
+        for i, name in enumerate(others if round_ % 2 == 0 else others[::-1]):
+            yield (reference, name) if (round_ + i) % 2 == 0 else (name, reference)
+
+
+class Rows:
+    """What the rounds measured, per variant; each ratio is the median of the per-pair ratios
+    (variant calls/s over its neighbouring reference round's), the CPU added per call is
+    against those same neighbouring reference rounds."""
+
+    def __init__(self, names: list[str], reference: str, seconds: float) -> None:
+        self.reference, self.seconds = reference, seconds
+        self.rows: dict[str, dict[str, Any]] = {
+            n: {"calls": 0, "lat": [], "cpu": 0.0, "server": 0.0, "rates": [], "ratios": [],
+                "ref": [0, 0.0, 0.0]} for n in names}
+
+    def add(self, measured: dict[str, tuple[int, list[float], float, float]]) -> None:
+        """One pair's rounds: ``{name: (calls, latencies, client CPU s, provider CPU s)}``."""
+        for name, (calls, lat, cpu, server) in measured.items():
+            r = self.rows[name]
+            r["calls"] += calls
+            r["lat"].extend(lat)
+            r["cpu"] += cpu
+            r["server"] += server
+            r["rates"].append(calls / self.seconds)
+        variant = next(n for n in measured if n != self.reference)
+        ref_calls, _, ref_cpu, ref_server = measured[self.reference]
+        r = self.rows[variant]
+        r["ratios"].append(measured[variant][0] / max(ref_calls, 1))
+        r["ref"][0] += ref_calls
+        r["ref"][1] += ref_cpu
+        r["ref"][2] += ref_server
+
+    def report(self, threads: int, targets: dict[str, tuple[float, tuple[int, ...]]], width: int = 15) -> None:
+        print(f"  {'variant':<{width}} {'calls/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'client CPU µs/call':>19} "
+              f"{'server CPU µs/call':>19}")
+        for name, r in self.rows.items():
+            print(f"  {name:<{width}} {statistics.median(r['rates']):>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
+                  f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f} "
+                  f"{r['server'] / r['calls'] * 1e6:>19.0f}")
+        for name, r in self.rows.items():
+            if name == self.reference:
+                continue
+            ratios = sorted(r["ratios"])
+            ref_calls, ref_cpu, ref_server = r["ref"]
+            extra_cpu = (r["cpu"] / r["calls"] - ref_cpu / ref_calls) * 1e6
+            extra_server = (r["server"] / r["calls"] - ref_server / ref_calls) * 1e6
+            target, at = targets.get(name, (None, ()))
+            spread = f"[{percentile(ratios, 25):.3f}-{percentile(ratios, 75):.3f}]"
+            print(f"  ratio {name}/{self.reference}: {statistics.median(ratios):.3f} {spread}   "
+                  f"(CPU added per call: client {extra_cpu:+.0f} µs, server {extra_server:+.0f} µs)"
+                  + (f"   target >= {target:.2f}" if threads in at else ""))
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -313,10 +363,13 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--seconds", type=float, default=0.5)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--seconds", type=float, default=0.4)
     parser.add_argument("--payload", type=int, default=16)
     parser.add_argument("--threads", default="1,8")
+    parser.add_argument("--rows", default="",
+                        help="only these rows (comma separated names, e.g. 'govrpc,govrpc+breaker'; raw grpcio is "
+                             "always measured): fewer rows, more rounds of each in the same time")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--serve-sdk", help=argparse.SUPPRESS)
     parser.add_argument("--no-sdk", action="store_true", help="leave out the OpenTelemetry SDK row")
@@ -421,49 +474,32 @@ def main() -> int:
 
             def sdk_rounds(on: bool) -> None:  # the SDK records in this process only during its rounds
                 otel_trace._TRACER_PROVIDER = client_sdk if on else None  # type: ignore[attr-defined]
-        print(f"payload {args.payload} B, {args.rounds} alternating rounds of {args.seconds} s per variant, "
+        if args.rows:
+            wanted = {"raw grpcio", *(n.strip() for n in args.rows.split(","))}
+            unknown = wanted - set(variants)
+            if unknown:
+                parser.error(f"no row named {', '.join(sorted(unknown))}; rows: {', '.join(variants)}")
+            variants = {n: c for n, c in variants.items() if n in wanted}
+        print(f"payload {args.payload} B, {args.rounds} rounds, each variant {args.seconds} s beside raw grpcio {args.seconds} s, "
               f"provider pid {provider.pid}, python {sys.version.split()[0]}, grpcio {grpc.__version__}")
         for name, variant_call in variants.items():  # warm up every variant
             if sdk_rounds is not None:
                 sdk_rounds(name in SDK_ROWS)
             run_round(variant_call, 1, 0.3)
         for threads in (int(t) for t in args.threads.split(",") if t):
-            results: dict[str, dict[str, Any]] = {name: {"calls": 0, "lat": [], "cpu": 0.0, "server": 0.0,
-                                                         "rates": []} for name in variants}
-            for round_ in range(args.rounds):
-                order = list(variants.items())
-                if round_ % 2:  # flip the order each round: neither variant always runs first
-                    order.reverse()
-                for name, variant_call in order:
-                    if sdk_rounds is not None:
-                        sdk_rounds(name in SDK_ROWS)
-                    served_by = traced.pid if name in SDK_ROWS and traced is not None else provider.pid
-                    server_cpu = process_cpu(served_by)
-                    calls, lat, cpu = run_round(variant_call, threads, args.seconds)
-                    r = results[name]
-                    r["calls"] += calls
-                    r["lat"].extend(lat)
-                    r["cpu"] += cpu
-                    r["server"] += process_cpu(served_by) - server_cpu
-                    r["rates"].append(calls / args.seconds)
+            def measure(name: str) -> tuple[int, list[float], float, float]:
+                if sdk_rounds is not None:
+                    sdk_rounds(name in SDK_ROWS)
+                served_by = traced.pid if name in SDK_ROWS and traced is not None else provider.pid
+                server_cpu = process_cpu(served_by)
+                calls, lat, cpu = run_round(variants[name], threads, args.seconds)
+                return calls, lat, cpu, process_cpu(served_by) - server_cpu
+
+            rows = Rows(list(variants), "raw grpcio", args.seconds)
+            for pair in pairs(list(variants), "raw grpcio", args.rounds):
+                rows.add({name: measure(name) for name in pair})
             print(f"\n{threads} client thread(s)")
-            print(f"  {'variant':<15} {'calls/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'client CPU µs/call':>19} "
-                  f"{'server CPU µs/call':>19}")
-            for name, r in results.items():
-                rate = statistics.median(r["rates"])
-                r["rate"] = rate
-                print(f"  {name:<15} {rate:>9,.0f} {percentile(r['lat'], 50) * 1e6:>8.0f} "
-                      f"{percentile(r['lat'], 99) * 1e6:>8.0f} {r['cpu'] / r['calls'] * 1e6:>19.0f} "
-                      f"{r['server'] / r['calls'] * 1e6:>19.0f}")
-            raw_row = results["raw grpcio"]
-            for name in [n for n in results if n != "raw grpcio"]:
-                ratio = results[name]["rate"] / raw_row["rate"]
-                extra_cpu = (results[name]["cpu"] / results[name]["calls"] - raw_row["cpu"] / raw_row["calls"]) * 1e6
-                extra_server = (results[name]["server"] / results[name]["calls"]
-                                - raw_row["server"] / raw_row["calls"]) * 1e6
-                target, at = TARGETS.get(name, (None, ()))
-                print(f"  ratio {name}/raw calls/s: {ratio:.3f}   (CPU added per call: client {extra_cpu:+.0f} µs, "
-                      f"server {extra_server:+.0f} µs)" + (f"   target >= {target:.2f}" if threads in at else ""))
+            rows.report(threads, TARGETS)
         client.close()
         token_client.close()
         channel.close()
