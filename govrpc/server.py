@@ -37,7 +37,7 @@ from govrpc.monitor.orca import OrcaFilter
 from govrpc.options import MAX_MESSAGE_SIZE, check_int, check_options, check_seconds, known_options
 from govrpc.registry.base import Registry, acquire_registry, release_registry
 from govrpc.rpc.inprocess import LocalWorkers, export_local, find_local, withdraw_local
-from govrpc.rpc.server import STOP_BOUND, ExportedService, GrpcServer, Keepalive
+from govrpc.rpc.server import PING_INTERVAL_KEY, STOP_BOUND, ExportedService, GrpcServer, Keepalive
 from govrpc.security import TLS, TLS_KEY, TokenAuthFilter, check_tokens, server_credentials
 from govrpc.service import ServiceSpec, describe
 from govrpc.url import PROVIDER_SCHEMES, URL, ServiceKey
@@ -425,6 +425,8 @@ class Server:
             timestamp=int(time.time() * 1000),
             pid=os.getpid(),
         )
+        if self._grpc.keepalive.time:  # how often consumers may ping it, idle or not
+            params[PING_INTERVAL_KEY] = f"{self._grpc.keepalive.min_ping_interval:g}"
         for m in spec.methods:
             if m.is_protobuf:
                 params[f"{m.name}.response"] = m.response_type.DESCRIPTOR.full_name  # type: ignore[union-attr]

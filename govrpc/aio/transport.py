@@ -44,14 +44,15 @@ class AsyncChannelPool(ChannelPool):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closing: set[asyncio.Task[None]] = set()
 
-    def acquire(self, address: str) -> Any:
+    def acquire(self, address: str, pings: float | None = 0.0) -> Any:
         with self._lock:
             if self._loop is None:
                 self._loop = asyncio.get_running_loop()  # channels belong to the loop of the first call
             channel, count = self._aio.get(address, (None, 0))
             if channel is None:
-                channel = (grpc.aio.insecure_channel(address, options=self._options) if self.credentials is None
-                           else grpc.aio.secure_channel(address, self.credentials, options=self._options))
+                options = self.options_for(pings)
+                channel = (grpc.aio.insecure_channel(address, options=options) if self.credentials is None
+                           else grpc.aio.secure_channel(address, self.credentials, options=options))
             self._aio[address] = (channel, count + 1)
             return channel
 

@@ -109,7 +109,7 @@ class StubInvoker(GrpcInvoker):
             if codec is None:
                 raise errors.MethodNotFoundError(f"{self.url.path} has no stub method {name!r} on this channel")
             if self._channel is None:
-                self._channel = self._pool.acquire(self.address)
+                self._channel = self._pool.acquire(self.address, self.pings)
             kind, serialize, deserialize = codec
             multicallable = getattr(self._channel, kind)(f"/{self.url.path}/{name}", request_serializer=serialize,
                                                          response_deserializer=deserialize, _registered_method=True)

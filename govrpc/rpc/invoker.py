@@ -20,7 +20,7 @@ from govrpc.context import _CANCEL_SCOPE
 from govrpc.extension import get_extension
 from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
-from govrpc.rpc.server import Keepalive
+from govrpc.rpc.server import PING_INTERVAL_KEY, Keepalive
 from govrpc.rpc.streams import consumer_codec
 from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, PUSHBACK_KEY, rebuild_exception, user_agent
 from govrpc.security import TLS_KEY, TOKEN_KEY
@@ -62,14 +62,13 @@ class ChannelPool:
                  application: str = "") -> None:
         self.keepalive = keepalive if keepalive is not None else Keepalive()
         self.application = application  # named by every channel's user-agent (``wire.user_agent``)
-        self._options = [
+        self._base_options = [
             ("grpc.max_receive_message_length", max_message_size),
             ("grpc.max_send_message_length", max_message_size),
             ("grpc.enable_retries", 0),  # the cluster invoker retries, with its own rules
-            *self.keepalive.client_options(),
             *((("grpc.primary_user_agent", user_agent(application)),) if application else ()),
-            *(options or ()),
         ]
+        self._extra_options = list(options or ())  # the caller's own come last: they win
         self.credentials = credentials
         self._lock = threading.Lock()
         self._channels: dict[str, tuple[grpc.Channel, int]] = {}
@@ -80,12 +79,19 @@ class ChannelPool:
         self._prober: threading.Thread | None = None
         self._closed = threading.Event()
 
-    def acquire(self, address: str) -> grpc.Channel:
+    def options_for(self, pings: float | None) -> list[tuple[str, Any]]:
+        """The channel options for a provider that accepts keepalive pings every ``pings`` s
+        (None: it never said, so it is not pinged; ``Keepalive.client_options``)."""
+        return [*self._base_options, *self.keepalive.client_options(pings), *self._extra_options]
+
+    def acquire(self, address: str, pings: float | None = 0.0) -> grpc.Channel:
+        """The shared channel to ``address`` (made by the first acquirer, with its ``pings``)."""
         with self._lock:
             channel, count = self._channels.get(address, (None, 0))
             if channel is None:
-                channel = (grpc.insecure_channel(address, options=self._options) if self.credentials is None
-                           else grpc.secure_channel(address, self.credentials, options=self._options))
+                options = self.options_for(pings)
+                channel = (grpc.insecure_channel(address, options=options) if self.credentials is None
+                           else grpc.secure_channel(address, self.credentials, options=options))
                 if self.keepalive.time:
                     watcher = self._watcher(address)
                     self._watchers[address] = watcher
@@ -288,6 +294,19 @@ def _rate_limited(message: str, invocation: Invocation, trailing: dict[str, Any]
                                    retryable=pushback is None or pushback >= 0)
 
 
+def accepted_pings(url: URL) -> float | None:
+    """How often the provider of ``url`` accepts keepalive pings (s), as its server published
+    (``ping_interval``); None when the URL does not say (a plain grpcio server: not pinged)."""
+    text = url.params.get(PING_INTERVAL_KEY)
+    if text is None:
+        return None
+    try:
+        accepted = float(text)
+    except ValueError:
+        return None
+    return accepted if 0.0 <= accepted <= 86400.0 else None
+
+
 class GrpcInvoker(Invoker):
     """Calls one provider over its address's shared channel.
 
@@ -313,6 +332,7 @@ class GrpcInvoker(Invoker):
         self._refusal = (f"provider {self.address} serves TLS only and this client has no TLS credentials "
                          f"(Client(tls=...) or credentials=)"
                          if url.params.get(TLS_KEY) == "true" and pool.credentials is None else "")
+        self.pings = accepted_pings(url)
         self._methods: dict[str, tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
         self._published = frozenset(url.methods)
         self._lock = threading.Lock()  # first call and close only; never per call
@@ -333,7 +353,7 @@ class GrpcInvoker(Invoker):
             if self._refusal:
                 raise errors.ConnectionRefusedByProviderError(self._refusal)
             if self._channel is None:
-                self._channel = self._pool.acquire(self.address)
+                self._channel = self._pool.acquire(self.address, self.pings)
             response_type = self.url.params.get(f"{name}.response")
             stream = self.url.params.get(f"{name}.stream")
             kind = "unary_unary"

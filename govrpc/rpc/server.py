@@ -45,7 +45,7 @@ from govrpc.service import MethodSpec
 from govrpc.url import ServiceKey
 
 __all__ = ["ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "STOP_BOUND", "ExportedService", "GrpcServer",
-           "Keepalive"]
+           "Keepalive", "PING_INTERVAL_KEY"]
 
 log = logging.getLogger("govrpc.rpc.server")
 
@@ -342,6 +342,10 @@ def _reflection_servicer() -> Any:
     return reflection.ReflectionServicer(_STANDARD_SERVICES)
 
 
+PING_INTERVAL_KEY = "ping_interval"
+"""Provider URL key: the shortest interval (s) between keepalive pings the server accepts, idle or not."""
+
+
 class Keepalive:
     """HTTP/2 keepalive of one side: ping every ``time`` s, a peer silent ``timeout`` s more is gone.
 
@@ -350,7 +354,9 @@ class Keepalive:
     are set: ``grpc.keepalive_timeout_ms`` alone does not notice a stopped peer (the
     HTTP/2 ping timeout, ``grpc.http2.ping_timeout_ms``, stays at 60 s). A server accepts
     pings as often as every ``min_ping_interval`` s (default 1 s); a client pinging more
-    often is told to go away (gRPC's rule). ``time=0`` switches keepalive off.
+    often is told to go away (gRPC's rule). ``time=0`` switches keepalive off. A govrpc
+    server publishes that interval in its provider URLs (``PING_INTERVAL_KEY``); a consumer pings
+    only providers that published one (``client_options``).
     """
 
     __slots__ = ("time", "timeout", "min_ping_interval")
@@ -367,22 +373,29 @@ class Keepalive:
         self.timeout = float(timeout)
         self.min_ping_interval = float(min_ping_interval)
 
-    def _pings(self) -> list[tuple[str, int]]:
-        if not self.time:
+    def _pings(self, every: float) -> list[tuple[str, int]]:
+        if not every:
             return [("grpc.keepalive_time_ms", 2**31 - 1)]
         timeout_ms = max(1, int(self.timeout * 1000))
-        return [("grpc.keepalive_time_ms", max(1, int(self.time * 1000))),
+        return [("grpc.keepalive_time_ms", max(1, int(every * 1000))),
                 ("grpc.keepalive_timeout_ms", timeout_ms),
                 ("grpc.http2.ping_timeout_ms", timeout_ms),
                 ("grpc.keepalive_permit_without_calls", 1),
                 ("grpc.http2.max_pings_without_data", 0)]
 
-    def client_options(self) -> list[tuple[str, int]]:
-        return self._pings()
+    def client_options(self, accepted: float | None = 0.0) -> list[tuple[str, int]]:
+        """A channel's pings to a server that accepts them every ``accepted`` s (what a govrpc
+        server publishes as ``ping_interval``): every ``time`` s, never more often than accepted.
+        ``accepted=None``, a server that never said (a plain grpcio server, whose default policy
+        sends GOAWAY "too_many_pings" to a client pinging an idle connection more often than
+        every 5 minutes): no pings, gRPC's own default."""
+        if accepted is None:
+            return self._pings(0.0)
+        return self._pings(max(self.time, accepted) if self.time else 0.0)
 
     def server_options(self) -> list[tuple[str, int]]:
         interval_ms = int(self.min_ping_interval * 1000)
-        return [*self._pings(),
+        return [*self._pings(self.time),
                 ("grpc.http2.min_recv_ping_interval_without_data_ms", interval_ms),
                 ("grpc.http2.min_ping_interval_without_data_ms", interval_ms),
                 ("grpc.http2.max_ping_strikes", 0 if not interval_ms else 2)]

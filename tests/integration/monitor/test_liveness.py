@@ -78,3 +78,64 @@ def test_bad_keepalive_settings_are_refused() -> None:
         govrpc.Server("memory://", keepalive_timeout=0)
     with pytest.raises(govrpc.ConfigurationError, match="keepalive_time"):
         govrpc.Client("memory://", keepalive_time=0.5)  # more often than servers accept pings
+
+
+def test_a_plain_grpcio_server_is_not_pinged_so_its_idle_connection_is_kept() -> None:
+    """A plain grpcio server sends GOAWAY "too_many_pings" to a client pinging an idle connection
+    more often than every 5 minutes (its default policy): govrpc pings only providers whose URL
+    says how often they accept pings (``ping_interval``, published by govrpc servers)."""
+    from concurrent import futures
+
+    import grpc
+
+    peers: list[str] = []
+
+    def echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+        peers.append(context.peer())
+        return request
+
+    handler = grpc.method_handlers_generic_handler("plain.Echo", {"echo": grpc.unary_unary_rpc_method_handler(echo)})
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), handlers=[handler])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    client = govrpc.Client(keepalive_time=1.0, keepalive_timeout=1.0, timeout=5.0)
+    try:
+        call = client.channel("plain.Echo", url=f"grpc://127.0.0.1:{port}").unary_unary("/plain.Echo/echo")
+        assert call(b"a", timeout=5.0) == b"a"
+        address = f"127.0.0.1:{port}"
+        idle_until = time.monotonic() + 4.0  # pings every 1 s would have had it closed after about 3
+        while time.monotonic() < idle_until:
+            assert address not in client.pool.down
+            time.sleep(0.1)
+        assert call(b"b", timeout=5.0) == b"b"
+        assert peers[0] == peers[1], "the idle connection was closed and dialled again"
+    finally:
+        client.close()
+        server.stop(0)
+
+
+def test_a_govrpc_server_publishes_how_often_it_accepts_pings(memory_registry) -> None:
+    from govrpc.rpc.invoker import accepted_pings
+
+    @govrpc.service("mon.Pinged")
+    class Pinged:
+        def ping(self) -> str:
+            return "pong"
+
+    server = govrpc.Server(memory_registry).add(Pinged()).start()
+    quiet = govrpc.Server(memory_registry, keepalive_time=0)
+    try:
+        url = server.urls[0]
+        assert url.params["ping_interval"] == "1"
+        assert accepted_pings(url) == 1.0
+        # a server with keepalive off does not accept idle pings: it says nothing, and is not pinged
+        @govrpc.service("mon.Quiet")
+        class Quiet(Pinged):
+            pass
+
+        quiet.add(Quiet()).start()
+        assert "ping_interval" not in quiet.urls[0].params
+        assert accepted_pings(quiet.urls[0]) is None
+    finally:
+        quiet.stop(grace=0)
+        server.stop(grace=0)

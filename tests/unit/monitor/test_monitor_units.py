@@ -107,6 +107,23 @@ def test_bad_keepalive_values_are_refused_and_good_ones_set_both_grpc_timeouts()
     assert dict(Keepalive(3, 1.5).server_options())["grpc.http2.min_recv_ping_interval_without_data_ms"] == 1000
 
 
+def test_a_channel_pings_only_a_provider_that_said_how_often_it_accepts_pings() -> None:
+    from govrpc.rpc.invoker import accepted_pings
+    from govrpc.url import URL
+
+    keepalive = Keepalive(3, 1.5)
+    assert dict(keepalive.client_options(5.0))["grpc.keepalive_time_ms"] == 5000  # never more often than accepted
+    assert dict(keepalive.client_options(1.0))["grpc.keepalive_time_ms"] == 3000
+    assert dict(keepalive.client_options(1.0))["grpc.keepalive_permit_without_calls"] == 1
+    unsaid = dict(keepalive.client_options(None))  # a plain grpcio server: gRPC's own default, no pings
+    assert unsaid == {"grpc.keepalive_time_ms": 2**31 - 1}
+    assert dict(Keepalive(0, 1.5).client_options(1.0)) == {"grpc.keepalive_time_ms": 2**31 - 1}
+    assert accepted_pings(URL.parse("grpc://h:1/s?ping_interval=2")) == 2.0
+    for text in ("", "x", "-1", "nan", "1e9"):
+        assert accepted_pings(URL.parse(f"grpc://h:1/s?ping_interval={text}")) is None
+    assert accepted_pings(URL.parse("grpc://h:1/s")) is None
+
+
 def test_missing_optional_packages_give_a_clear_message_only_where_asked_for(monkeypatch, caplog) -> None:
     import sys
 
