@@ -21,7 +21,8 @@ Python client never sees it, not in ``with_call``'s call object nor in a future'
 metadata of every unary answer (``GrpcInvoker.read_trailers``); the balancer
 lowers the weight of the more loaded providers (``govrpc.cluster.healthweighted``).
 A reference without that setting binds no reader and its transport reads no
-trailer. In-process (local-first) calls carry no report.
+trailer. In-process (local-first) calls hand the reader the same trailing metadata the
+provider's filters set (``InProcessInvoker.read_trailers``).
 """
 
 from __future__ import annotations

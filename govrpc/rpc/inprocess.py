@@ -159,6 +159,12 @@ class InProcessInvoker(Invoker):
         self._token = token  # sent as over gRPC: a provider requiring one checks it in-process too
         self._export = export
         self._limit = min(max_message_size, export.max_message_size)
+        self._listener: Callable[[Any], None] | None = None  # read_trailers
+
+    def read_trailers(self, listener: Callable[[Any], None] | None) -> None:
+        """As ``GrpcInvoker.read_trailers``: hand ``listener`` the trailing metadata the provider's
+        filters set on each answer (or failure), an ORCA load report included; None: not read."""
+        self._listener = listener
 
     def set_token(self, token: str) -> None:
         """Send ``token`` from the next call on."""
@@ -192,6 +198,9 @@ class InProcessInvoker(Invoker):
         if invocation.oneway:
             future.add_done_callback(lambda f: _log_oneway(f, invocation))
             return None
+        listener, context = self._listener, inner.context
+        if listener is not None and context is not None:
+            future.add_done_callback(lambda f: listener(tuple(context.trailing)))  # as the answer's trailer
         try:
             return future.result(timeout=None if remaining == float("inf") else remaining)
         except FutureTimeoutError:

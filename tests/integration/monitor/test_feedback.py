@@ -47,6 +47,24 @@ def test_govrpc_consumers_weigh_providers_by_their_orca_reports(memory_registry,
     assert seen["busy"] > 100 and seen["light"] > 100  # without healthweighted.orca loads count for nothing
 
 
+def test_in_process_calls_carry_the_providers_load_report(memory_registry, start_server, client_factory) -> None:
+    start_server(memory_registry, Work("local"), orca=lambda: {"cpu_utilization": 0.7})
+    client = client_factory(memory_registry, local_first=True, timeout=5.0)
+    options = {"loadbalance": "healthweighted", "healthweighted.orca": True}
+    work = client.proxy("fb.Work", **options)
+    reference = client.reference("fb.Work", **options)
+    assert work.who() == "local"
+    (endpoint,) = reference.directory.invokers
+    assert getattr(endpoint.transport, "in_process", False)  # local-first: no gRPC, no transport trailer
+
+    def reported() -> bool:
+        work.who()
+        return endpoint.state.load is not None
+
+    wait_until(reported, timeout=10, what="the in-process provider's load report read")
+    assert round(endpoint.state.load.utilization, 2) == 0.7
+
+
 def test_a_reference_without_orca_reads_no_trailer(memory_registry, start_server, client_factory) -> None:
     start_server(memory_registry, Work("a"), orca=True)
     client = client_factory(memory_registry)
