@@ -217,12 +217,18 @@ class Filter(abc.ABC):
         then end what you keep there. Default: nothing. A filter needing the registry (a
         cluster quota's leases) holds it from here, never by a global lookup."""
 
-    scope: Callable[[Sequence[tuple[str, Any]], Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any] | None = None
-    """Provider side, optional: ``scope(metadata, method, args, kwargs)`` runs one call of the
-    provider's ``method`` from the request's metadata alone, with no ``Invocation``, or returns
-    ``NEEDS_CHAIN`` (running nothing) when this call needs the filter after all. When the only
-    filter bound to a service has one, the server's calls take it and build no Invocation: the
-    trace stage without an SDK keeps a default provider as cheap as one with no stage."""
+    scope: Scope | None = None
+    """Provider side, optional: ``scope(metadata, name, method, args, kwargs)`` runs one call of
+    the provider's method ``name`` from the request's metadata alone, with no ``Invocation``:
+    its work around ``method(*args, **kwargs)`` (``method`` runs the scopes inside this one,
+    then the provider's method). When every filter bound to a service has one, the server's
+    calls take them, nested in chain order, and build no Invocation. A scope may return
+    ``NEEDS_CHAIN`` instead, and only before doing anything, when this call needs the chain after
+    all (then set ``defers = True``: such scopes are nested outside the others, so none has
+    begun its work when one defers)."""
+
+    defers: bool = False
+    """True when this filter's ``scope`` may return ``NEEDS_CHAIN``."""
 
     @abc.abstractmethod
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
@@ -233,12 +239,42 @@ NEEDS_CHAIN: Any = object()
 """What a provider filter's ``scope`` returns when the call must go through the chain instead."""
 
 
-def shortcut(chain: Invoker, target: Invoker) -> Filter | None:
-    """The one filter ``chain`` (a ``build_filter_chain`` result around ``target``) consists of
-    when that filter has a ``scope``, else None."""
-    if isinstance(chain, _FilterLink) and chain.next is target and chain.filter.scope is not None:
-        return chain.filter
-    return None
+Scope = Callable[[Sequence[tuple[str, Any]], str, Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+"""``scope(metadata, name, method, args, kwargs)``: see ``Filter.scope``."""
+
+
+def shortcut(chain: Invoker, target: Invoker) -> Scope | None:
+    """The scopes of the filters ``chain`` (a ``build_filter_chain`` result around ``target``)
+    consists of, nested as one scope (those that defer outermost), or None when one of its
+    filters has no scope (or ``chain`` is ``target``: no filter)."""
+    filters: list[Filter] = []
+    link = chain
+    while isinstance(link, _FilterLink):
+        if link.filter.scope is None:
+            return None
+        filters.append(link.filter)
+        link = link.next
+    if link is not target or not filters:
+        return None
+    ordered = [f for f in filters if f.defers] + [f for f in filters if not f.defers]
+    scope: Scope = ordered[-1].scope  # type: ignore[assignment]
+    for outer in reversed(ordered[:-1]):
+        scope = _nested(outer.scope, scope)  # type: ignore[arg-type]
+    return scope
+
+
+def _nested(outer: Scope, inner: Scope) -> Scope:
+    """``outer`` around ``inner``: one scope whose ``method`` for ``outer`` runs ``inner``."""
+    def scope(metadata: Sequence[tuple[str, Any]], name: str, method: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+        return outer(metadata, name, functools.partial(_run_scope, inner, metadata, name, method), args, kwargs)
+
+    return scope
+
+
+def _run_scope(scope: Scope, metadata: Sequence[tuple[str, Any]], name: str, method: Callable[..., Any],
+               *args: Any, **kwargs: Any) -> Any:
+    return scope(metadata, name, method, args, kwargs)
 
 
 PEERS_KEY, PEERS_WEIGHT_KEY = "peers", "peers.weight"

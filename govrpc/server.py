@@ -89,11 +89,12 @@ def _servicer_target(url: URL, handlers: dict[str, Any]) -> Invoker:
 
 
 def _set_shortcut(exported: ExportedService, chain: Invoker, target: Any) -> None:
-    """Let calls skip the Invocation when nothing reads it: no filter bound, or one that runs
-    from the request metadata alone (its ``scope``). The methods go last: a call reads them first."""
-    alone = shortcut(chain, target)
-    exported.scope = alone.scope if alone is not None else None
-    if chain is target or alone is not None:
+    """Let calls skip the Invocation when nothing reads it: no filter bound, or only filters that
+    run from the request metadata alone (their ``scope``s, nested). The methods go last: a call
+    reads them first."""
+    scope = shortcut(chain, target)
+    exported.scope = scope
+    if chain is target or scope is not None:
         exported.direct = target.methods
 
 

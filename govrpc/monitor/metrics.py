@@ -537,7 +537,40 @@ class _BoundProvider(Filter):
 
             self.methods = _Methods(make, known)
 
+    def scope(self, metadata: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+        """``invoke`` without an Invocation (``Filter.scope``): the same series and call window,
+        around ``method(*args, **kwargs)``; it never needs the chain."""
+        methods, window = self.methods, self.window
+        outcomes = None
+        if methods is not None:
+            outcomes = methods.children.get(name) or methods.get(name)
+            outcomes.started.inc()
+            outcomes.inflight.append(None)
+        if window is not None:
+            window.inflight.append(None)
+        started = _perf()
+        try:
+            value = method(*args, **kwargs)
+        except BaseException as exc:
+            self._failed(exc, outcomes, window, started, name)
+            raise
+        else:
+            elapsed = _perf() - started
+            if outcomes is not None:
+                outcomes.ok.observe(elapsed)
+            if window is not None:
+                window.record(elapsed, True)
+            return value
+        finally:
+            if outcomes is not None:
+                outcomes.inflight.pop()
+            if window is not None:
+                window.inflight.pop()
+
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
+        # ``scope``'s body for a chained call (another stage is bound): calling ``scope`` from
+        # here would add a frame and an argument tuple to every such call
         methods, window = self.methods, self.window
         outcomes = None
         if methods is not None:
@@ -550,7 +583,7 @@ class _BoundProvider(Filter):
         try:
             value = invoker.invoke(invocation)
         except BaseException as exc:
-            self._failed(exc, outcomes, window, started, invocation)
+            self._failed(exc, outcomes, window, started, invocation.method)
             raise
         else:
             elapsed = _perf() - started
@@ -572,7 +605,7 @@ class _BoundProvider(Filter):
         try:
             value = await invoker.ainvoke(invocation)
         except BaseException as exc:
-            self._failed(exc, outcomes, window, started, invocation)
+            self._failed(exc, outcomes, window, started, invocation.method)
             raise
         else:
             self._done(outcomes, window, started)
@@ -605,13 +638,11 @@ class _BoundProvider(Filter):
         if window is not None:
             window.inflight.pop()
 
-    def _failed(self, exc: BaseException, outcomes: Any, window: Any, started: float,
-                invocation: Invocation) -> None:
+    def _failed(self, exc: BaseException, outcomes: Any, window: Any, started: float, method: str) -> None:
         elapsed = _perf() - started
         if outcomes is not None:
             outcomes.record(status_of(exc), elapsed)
             if isinstance(exc, REFUSALS) and self.recorder is not None:
-                self.recorder.counter("refusals", "provider", self.service, invocation.method,
-                                      type(exc).__name__).inc()
+                self.recorder.counter("refusals", "provider", self.service, method, type(exc).__name__).inc()
         if window is not None:
             window.record(elapsed, False)

@@ -63,8 +63,8 @@ class ExportedService:
         self.invoker = invoker
         self.serializer = serializer
         # the user's bound methods, given when no provider filter reads the Invocation: then a
-        # call skips building one (and its ProviderContext), run by the one filter's ``scope``
-        # when it has one (``Filter.scope``), else as it is
+        # call skips building one (and its ProviderContext), run by the bound filters' nested
+        # ``scope`` when there are any (``Filter.scope``), else as it is
         self.direct = direct or {}
         self.scope = scope
         self.handlers = handlers or {}  # ready-made handlers by method (a generated servicer's)
@@ -177,7 +177,7 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
             scope = exported.scope
             try:
                 value = direct(*args, **kwargs) if scope is None else \
-                    scope(context.invocation_metadata(), direct, args, kwargs)
+                    scope(context.invocation_metadata(), name, direct, args, kwargs)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller at once
                 _fail(context, exc)
         if direct is None or value is NEEDS_CHAIN:

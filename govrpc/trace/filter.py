@@ -241,8 +241,10 @@ class _ProviderTrace(Filter):
         self.service = url.path
         self._starts: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
 
-    def scope(self, metadata: Sequence[tuple[str, Any]], method: Callable[..., Any], args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> Any:
+    defers = True  # with an SDK the server span needs the chain
+
+    def scope(self, metadata: Sequence[tuple[str, Any]], name: str, method: Callable[..., Any],
+              args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """The call without an Invocation when no SDK records (``Filter.scope``): the caller's
         context, from the request metadata, is current while ``method`` runs; with an SDK the
         server span needs the chain."""

@@ -304,6 +304,45 @@ def test_a_provider_without_sdk_continues_the_trace_and_records_a_span_once_an_s
     assert f"{spans[0].context.span_id:016x}" == during[1] and spans[0].parent.span_id == 0xb7ad6b7169203331
 
 
+def test_metrics_and_trace_share_the_shortcut_and_count_each_call_once_with_an_sdk_set_midway(
+        memory_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two scope filters (metrics, trace) nest on the direct path; the trace stage defers to the
+    chain while an SDK is set before the metrics stage has begun, so no call is counted twice."""
+    from prometheus_client import CollectorRegistry
+
+    serializer = MsgpackSerializer()
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    registry = CollectorRegistry()
+    header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    with govrpc.Server(memory_registry, port=0, metrics_registry=registry) as server:
+        server.add(Ids())
+        exported = server._hosted[govrpc.url.ServiceKey("trace.Ids")].exported
+        assert exported is not None and exported.scope is not None and "ids" in exported.direct
+        with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+            call = channel.unary_unary("/trace.Ids/ids")
+
+            def ids() -> list[str]:
+                return list(serializer.loads(call(serializer.dumps_call((), {}), timeout=5,
+                                                  metadata=(("traceparent", header),))))
+
+            seen = [ids() for _ in range(3)]
+            monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+            seen += [ids() for _ in range(2)]
+            monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", None)
+            seen.append(ids())
+            count = registry.get_sample_value("grpc_server_call_duration_seconds_count",
+                                              {"grpc_method": "trace.Ids/ids", "grpc_status": "OK"})
+            started = registry.get_sample_value("grpc_server_call_started_total", {"grpc_method": "trace.Ids/ids"})
+            inflight = registry.get_sample_value("govrpc_inflight_calls",
+                                                 {"side": "provider", "service": "trace.Ids", "method": "ids"})
+    provider.shutdown()
+    assert count == started == 6 and inflight == 0
+    assert {trace_id for trace_id, _ in seen} == {"0af7651916cd43dd8448eb211c80319c"}  # the trace goes on in both
+    assert [s.kind for s in exporter.get_finished_spans()] == [otel_trace.SpanKind.SERVER] * 2
+
+
 def test_a_second_provider_stage_takes_the_shortcut_away_and_back(memory_registry: str) -> None:
     with govrpc.Server(memory_registry, port=0) as server, govrpc.Admin(memory_registry) as admin:
         server.add(Ids())
