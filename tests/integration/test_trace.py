@@ -270,27 +270,36 @@ def test_a_valid_traceparent_is_continued(memory_registry: str) -> None:
     assert trace_id == "0af7651916cd43dd8448eb211c80319c" and span_id != "b7ad6b7169203331"
 
 
+_PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+def _recording() -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _ids_of(channel: grpc.Channel) -> Any:
+    """A raw grpcio call of trace.Ids/ids sending ``_PARENT``: [trace id, span id] the method saw."""
+    serializer = MsgpackSerializer()
+    call = channel.unary_unary("/trace.Ids/ids")
+    return lambda: list(serializer.loads(call(serializer.dumps_call((), {}), timeout=5,
+                                              metadata=(("traceparent", _PARENT),))))
+
+
 def test_a_provider_without_sdk_continues_the_trace_and_records_a_span_once_an_sdk_is_set(
         memory_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The default provider's only stage is the trace stage: without an SDK its calls skip the
     Invocation (``Filter.scope``) yet continue the caller's trace; an SDK set while it serves
     gets its server span from the next call on (the chain), and the shortcut again once it is gone."""
-    serializer = MsgpackSerializer()
-    header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = _recording()
     with govrpc.Server(memory_registry, port=0) as server:
         server.add(Ids())
         exported = server._hosted[govrpc.url.ServiceKey("trace.Ids")].exported
         assert exported is not None and exported.scope is not None and "ids" in exported.direct
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            call = channel.unary_unary("/trace.Ids/ids")
-
-            def ids() -> list[str]:
-                return list(serializer.loads(call(serializer.dumps_call((), {}), timeout=5,
-                                                  metadata=(("traceparent", header),))))
-
+            ids = _ids_of(channel)
             before = ids()
             monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
             during = ids()
@@ -310,23 +319,14 @@ def test_metrics_and_trace_share_the_shortcut_and_count_each_call_once_with_an_s
     chain while an SDK is set before the metrics stage has begun, so no call is counted twice."""
     from prometheus_client import CollectorRegistry
 
-    serializer = MsgpackSerializer()
-    exporter = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider, exporter = _recording()
     registry = CollectorRegistry()
-    header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
     with govrpc.Server(memory_registry, port=0, metrics_registry=registry) as server:
         server.add(Ids())
         exported = server._hosted[govrpc.url.ServiceKey("trace.Ids")].exported
         assert exported is not None and exported.scope is not None and "ids" in exported.direct
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
-            call = channel.unary_unary("/trace.Ids/ids")
-
-            def ids() -> list[str]:
-                return list(serializer.loads(call(serializer.dumps_call((), {}), timeout=5,
-                                                  metadata=(("traceparent", header),))))
-
+            ids = _ids_of(channel)
             seen = [ids() for _ in range(3)]
             monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
             seen += [ids() for _ in range(2)]
