@@ -18,7 +18,7 @@ import hashlib
 import hmac
 import os
 import re
-from typing import Any, ClassVar, Iterable
+from typing import Any, Callable, ClassVar, Iterable
 
 from govrpc.exceptions import ConfigurationError, UnauthenticatedError
 from govrpc.invocation import Filter, Invocation, Invoker
@@ -194,7 +194,8 @@ class TokenAuthFilter(Filter):
         """The check for the service of ``url``: the digests a configurator gives it (``token.sha256``
         on the provider's configured URL), else this server's own tokens."""
         listed = TOKEN_DIGESTS.read(url)
-        return _ServiceTokenAuth(self, None if listed is None else tuple(bytes.fromhex(d) for d in listed))
+        return _ServiceTokenAuth(self, None if listed is None else tuple(bytes.fromhex(d) for d in listed),
+                                 str(url.service_key))
 
     def rotate(self, tokens: str | Iterable[str]) -> None:
         """Accept ``tokens`` from now on (checked first; a bad list changes nothing)."""
@@ -221,27 +222,44 @@ class TokenAuthFilter(Filter):
         return f"TokenAuthFilter({len(self._own)} token(s) of its own)"
 
 
+def _refused(call: str, token: str | None, invocation: Invocation | None = None) -> UnauthenticatedError:
+    why = "no token" if not token else "a wrong token"
+    return UnauthenticatedError(f"{call}: the call carries {why}; this provider requires one", invocation=invocation)
+
+
 class _ServiceTokenAuth(Filter):
     """``TokenAuthFilter`` bound to one service: its registry override, else the server's tokens."""
 
     side = "provider"
     order = TokenAuthFilter.order
 
-    def __init__(self, parent: TokenAuthFilter, listed: tuple[bytes, ...] | None) -> None:
+    def __init__(self, parent: TokenAuthFilter, listed: tuple[bytes, ...] | None, service: str = "") -> None:
         self.parent = parent
         self.listed = listed
+        self.service = service
 
     def check(self, invocation: Invocation) -> None:
         """Raise ``UnauthenticatedError`` unless the call carries an accepted token; remove it."""
         attachments = invocation.attachments
         token = attachments.get(TOKEN_KEY)
         if not self.parent.accepts(token, self.listed):
-            why = "no token" if not token else "a wrong token"
-            raise UnauthenticatedError(f"{invocation}: the call carries {why}; this provider requires one",
-                                       invocation=invocation)
+            raise _refused(str(invocation), token, invocation)
         # the provider side's attachments are this call's own dict (decoded from its metadata): the
         # token leaves it here, so no later filter nor the method sees it
         del attachments[TOKEN_KEY]
+
+    def scope(self, metadata: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+        """``check`` without an Invocation (``Filter.scope``): the token read from the request
+        metadata (which only the other stages' scopes see, never the method)."""
+        token = None
+        for key, value in metadata:
+            if key == TOKEN_KEY:
+                token = value
+                break
+        if not self.parent.accepts(token, self.listed):
+            raise _refused(f"{self.service}.{name}", token)
+        return method(*args, **kwargs)
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         self.check(invocation)

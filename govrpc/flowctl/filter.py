@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from govrpc.context import _ATTACHMENTS
 from govrpc.exceptions import ConfigurationError
@@ -76,33 +76,53 @@ class FlowGate:
         return refuse(Refusal(self.service, invocation.method, self.side, reason, key, value, str(priority),
                               level, retry_after), invocation)
 
+    def take(self, method: str, priority: Priority, headroom: float) -> bool | Refusal:
+        """The decision for a call of ``method`` when this gate never queues: True when a slot
+        was taken (release it), False when admitted without one, the ``Refusal`` (not yet
+        counted: the caller raises ``refuse(refusal)``) when refused."""
+        share = self.share
+        if share is not None and not share.acquire(headroom):
+            return Refusal(self.service, method, self.side, "cluster", self.share_key, self.share_value,
+                           str(priority), "normal", share.retry_after())
+        rate = self.rate
+        if rate is not None and not rate.acquire(headroom):
+            return Refusal(self.service, method, self.side, "rate", self.rate_key, self.rate_value, str(priority),
+                           "normal", rate.retry_after())
+        slots = self.slots
+        if slots is None:
+            return False
+        if not slots.acquire(headroom):
+            return Refusal(self.service, method, self.side, self.slots_reason, self.slots_key, str(slots.limit),
+                           str(priority), "normal", 0.0)
+        return True
+
     def enter(self, invocation: Invocation, priority: Priority, headroom: float) -> bool:
         """Admit the call or raise ``RateLimitedError``; True when a slot was taken (release it)."""
+        if not self.queue:
+            taken = self.take(invocation.method, priority, headroom)
+            if taken.__class__ is Refusal:
+                raise refuse(taken, invocation)
+            return taken  # type: ignore[return-value]
         share = self.share
         if share is not None and not share.acquire(headroom):
             raise self._refusal(invocation, "cluster", self.share_key, self.share_value, priority,
                                 share.retry_after())
         rate = self.rate
-        if rate is not None:
-            if self.queue:
-                remaining = invocation.remaining()
-                bound = self.queue if self.queue < remaining else remaining
-                wait = rate.reserve(bound, headroom)
-                if wait is None:  # when the deadline is what stops it, a retry is pointless
-                    after = rate.retry_after() if bound == self.queue else None
-                    raise self._refusal(invocation, "rate", self.rate_key, self.rate_value, priority, after)
-                if wait > 0.0:
-                    _sleep(wait)
-            elif not rate.acquire(headroom):
-                raise self._refusal(invocation, "rate", self.rate_key, self.rate_value, priority,
-                                    rate.retry_after())
+        assert rate is not None  # a gate queues only with a queueing rate limiter
+        remaining = invocation.remaining()
+        bound = self.queue if self.queue < remaining else remaining
+        wait = rate.reserve(bound, headroom)
+        if wait is None:  # when the deadline is what stops it, a retry is pointless
+            after = rate.retry_after() if bound == self.queue else None
+            raise self._refusal(invocation, "rate", self.rate_key, self.rate_value, priority, after)
+        if wait > 0.0:
+            _sleep(wait)
         slots = self.slots
         if slots is None:
             return False
         if not slots.acquire(headroom):
             raise self._refusal(invocation, self.slots_reason, self.slots_key, str(slots.limit), priority, 0.0)
         return True
-
 
     async def aenter(self, invocation: Invocation, priority: Priority, headroom: float) -> bool:
         """The asyncio twin of ``enter``: the same limiters; a queueing limiter's wait is awaited."""
@@ -272,8 +292,14 @@ class _BoundFlow(Filter):
         self.methods = methods
         self.priorities = priorities or {}
 
+    plain = False
+    """No priorities given, no connection limit, no adaptive protection: a call that names no
+    level goes straight to the gates as critical (set by the filter that binds this one)."""
+
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments
+        if self.plain and PRIORITY_KEY not in attachments:  # the usual call
+            return self._admit(invoker, invocation, _CRITICAL, None, 0.0)
         if self.priorities and PRIORITY_KEY not in attachments:  # the caller's own level wins
             given = self.priorities.get(invocation.method) or self.priorities.get("*")
             if given:
@@ -327,6 +353,61 @@ class _BoundFlow(Filter):
             if held_service:
                 service.slots.release()  # type: ignore[union-attr]
 
+
+    service_name = ""
+
+    def _provider_scope(self, metadata: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
+                        kwargs: dict[str, Any]) -> Any:
+        """``invoke`` without an Invocation (``Filter.scope``; bound as ``scope`` on a provider whose
+        gates never queue and that limits no connections): the same detector and gates, the
+        caller's level read from the request metadata."""
+        text = None
+        for key, value in metadata:
+            if key == PRIORITY_KEY:
+                text = value
+                break
+        priority = _CRITICAL
+        if text is not None:
+            priority, text = _priority_of({PRIORITY_KEY: text})
+        detector = self.detector
+        if detector is None:
+            return self._gated(name, method, args, kwargs, priority, text)
+        if not detector.admits(priority):
+            raise refuse(Refusal(self.service_name, name, self.side, "shed", ADAPTIVE.name, "true", str(priority),
+                                 str(detector.level), SAMPLE_EVERY))
+        started = detector.begin()
+        try:
+            return self._gated(name, method, args, kwargs, priority, text)
+        finally:
+            detector.end(started)
+
+    def _gated(self, name: str, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+               priority: Priority, text: str | None) -> Any:
+        headroom = HEADROOM[priority]
+        service = self.service
+        gate = self.methods.get(name) if self.methods else None
+        held_service = service.take(name, priority, headroom) if service is not None else False
+        if held_service.__class__ is Refusal:
+            raise refuse(held_service)
+        try:
+            held_method = gate.take(name, priority, headroom) if gate is not None else False
+            if held_method.__class__ is Refusal:
+                raise refuse(held_method)
+            try:
+                if text is None:
+                    return method(*args, **kwargs)
+                # the calls the provider makes while serving this one carry its priority on
+                token = _ATTACHMENTS.set({**(_ATTACHMENTS.get() or {}), PRIORITY_KEY: text})
+                try:
+                    return method(*args, **kwargs)
+                finally:
+                    _ATTACHMENTS.reset(token)
+            finally:
+                if held_method:
+                    gate.slots.release()  # type: ignore[union-attr]
+        finally:
+            if held_service:
+                service.slots.release()  # type: ignore[union-attr]
 
     async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
         """The asyncio twin of ``invoke``: the same gates, detector and connection limit decide."""
@@ -426,6 +507,11 @@ class ProviderFlowFilter(_FlowFilterBase):
             return None
         bound = _BoundFlow(self, service, methods)
         bound.detector, bound.connections = detector, connections
+        bound.plain = detector is None and connections is None
+        bound.service_name = url.path
+        gates = [g for g in (service, *methods.values()) if g is not None]
+        if connections is None and not any(g.queue for g in gates):  # all it needs is in the metadata
+            bound.scope = bound._provider_scope
         return bound
 
 
@@ -450,4 +536,6 @@ class ConsumerFlowFilter(_FlowFilterBase):
                 priorities[method or "*"] = PRIORITY.check(value, key)
         if service is None and not methods and not priorities:
             return None
-        return _BoundFlow(self, service, methods, priorities)
+        bound = _BoundFlow(self, service, methods, priorities)
+        bound.plain = not priorities
+        return bound

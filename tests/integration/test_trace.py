@@ -348,7 +348,8 @@ def test_a_second_provider_stage_takes_the_shortcut_away_and_back(memory_registr
         server.add(Ids())
         exported = server._hosted[govrpc.url.ServiceKey("trace.Ids")].exported
         assert exported is not None and exported.scope is not None
-        admin.set_flow("trace.Ids", {"tps": 1000})  # a rate limit: a filter that reads the Invocation
+        # a queueing rate limit: a stage that reads the Invocation (a call's wait is bounded by its deadline)
+        admin.set_flow("trace.Ids", {"tps": 1000, "tps.limiter": "queueing"})
         deadline = time.monotonic() + 10
         while exported.scope is not None and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -517,3 +518,47 @@ def test_with_an_sdk_tracestate_and_baggage_travel_on_through_a_govrpc_hop(memor
                     "trace_id": "0af7651916cd43dd8448eb211c80319c"}
     relayed = [s for s in exporter.get_finished_spans() if s.name == "/trace.Relay/relay"][0]
     assert relayed.parent.span_id == 0xb7ad6b7169203331 and relayed.parent.is_remote
+
+
+@govrpc.service("trace.Slow")
+class Slow:
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def hold(self) -> list[str]:
+        self.entered.set()
+        self.release.wait(5)
+        return list(current_ids())
+
+
+def test_token_flow_and_metrics_run_on_the_shortcut_and_still_refuse(memory_registry: str) -> None:
+    """Token check, rate and concurrency limits and metrics all have scopes: the calls build no
+    Invocation, and the refusals are those of the chain (named, counted, the method not run)."""
+    from prometheus_client import CollectorRegistry
+
+    registry = CollectorRegistry()
+    slow = Slow()
+    with govrpc.Server(memory_registry, port=0, token="s3cret-token-0123", metrics_registry=registry) as server:
+        server.add(slow, tps=1000, concurrency=1)
+        exported = server._hosted[govrpc.url.ServiceKey("trace.Slow")].exported
+        assert exported is not None and exported.scope is not None and "hold" in exported.direct
+        with govrpc.Client(memory_registry, local_first=False, timeout=5.0, token="s3cret-token-0123") as client, \
+                govrpc.Client(memory_registry, local_first=False, timeout=5.0) as stranger:
+            with pytest.raises(govrpc.UnauthenticatedError, match=r"trace\.Slow\.hold: the call carries no token"):
+                stranger.proxy("trace.Slow", retries=0).hold()
+            hold = client.proxy("trace.Slow", retries=0).hold
+            first = futures.ThreadPoolExecutor(max_workers=1).submit(hold)
+            assert slow.entered.wait(5)
+            with pytest.raises(govrpc.RateLimitedError, match=r"trace\.Slow\.hold: limited on the provider "
+                                                              r"by concurrency = 1"):
+                hold()  # the one slot is taken
+            slow.release.set()
+            trace_id, _ = first.result(timeout=5)
+            assert len(trace_id) == 32  # the trace stage ran around it too
+            assert hold()[0] != trace_id
+            refused = registry.get_sample_value("govrpc_refusals_total", {
+                "side": "provider", "service": "trace.Slow", "method": "hold", "reason": "RateLimitedError"})
+            served = registry.get_sample_value("grpc_server_call_duration_seconds_count",
+                                               {"grpc_method": "trace.Slow/hold", "grpc_status": "OK"})
+    assert refused == 1 and served == 2
