@@ -225,7 +225,8 @@ class Filter(abc.ABC):
     calls take them, nested in chain order, and build no Invocation. A scope may return
     ``NEEDS_CHAIN`` instead, and only before doing anything, when this call needs the chain after
     all (then set ``defers = True``: such scopes are nested outside the others, so none has
-    begun its work when one defers)."""
+    begun its work when one defers; one that gets ``NEEDS_CHAIN`` back from its ``method``
+    returns it as it is)."""
 
     defers: bool = False
     """True when this filter's ``scope`` may return ``NEEDS_CHAIN``."""
