@@ -38,8 +38,8 @@ from govrpc.monitor.board import HealthBoard, HealthProber
 from govrpc.monitor.health import MONITORS, CallSummaryFilter, CallWindow, HealthReporter
 from govrpc.monitor.metrics import MetricsAttemptFilter, MetricsCallFilter, MetricsRecorder, serve_metrics
 from govrpc.registry.multi import MultiRegistry, acquire_multi_registry, registry_states
-from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
-from govrpc.rpc.server import Keepalive
+from govrpc.rpc.invoker import ChannelPool, GrpcInvoker, accepted_pings
+from govrpc.rpc.server import PING_INTERVAL_KEY, Keepalive
 from govrpc.security import TLS, channel_credentials, check_token
 from govrpc.url import CONSUMER, URL, ServiceKey
 
@@ -574,6 +574,9 @@ def _direct_url(text: str, key: ServiceKey) -> URL:
     """A provider URL given by hand (``grpc://host:port``), completed with the service key."""
     url = URL.parse(text)
     params = dict(url.params)
+    if PING_INTERVAL_KEY in params and accepted_pings(url) is None:
+        raise ConfigurationError(f"{text}: ping_interval must be a number of seconds from 0 to 86400, "
+                                 f"not {params[PING_INTERVAL_KEY]!r}")
     if key.version and key.version != "*":
         params.setdefault("version", key.version)
     if key.group and key.group != "*":

@@ -170,7 +170,8 @@ class TokenAuthFilter(Filter):
     """Provider filter: refuses a call whose token is not one of the accepted ones.
 
     Runs first (lowest ``order``), so a refused call reaches no other filter and not the
-    method. The token is removed from the attachments the rest of the chain and the
+    method (on the server's direct path only the trace stage's scope, which just makes the
+    caller's context current, is nested outside it: ``Filter.defers``). The token is removed from the attachments the rest of the chain and the
     method see. Only SHA-256 digests of the accepted tokens are kept, compared in constant
     time. Rotation without dropping a call: accept old and new, switch the consumers
     (``Client.rotate_token``), then accept only the new one. The accepted set is the

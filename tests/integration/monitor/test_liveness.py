@@ -114,6 +114,15 @@ def test_a_plain_grpcio_server_is_not_pinged_so_its_idle_connection_is_kept() ->
         server.stop(0)
 
 
+def test_a_bad_ping_interval_in_a_url_is_refused_naming_it() -> None:
+    with govrpc.Client(timeout=1.0) as client:
+        for text in ("x", "-1", "nan"):
+            with pytest.raises(govrpc.ConfigurationError, match="ping_interval must be a number"):
+                client.proxy("plain.Echo", url=f"grpc://127.0.0.1:1?ping_interval={text}").echo(b"a")
+        with pytest.raises(govrpc.ConfigurationError, match="ping_interval"):
+            client.channel("plain.Echo", url="grpc://127.0.0.1:1?ping_interval=")
+
+
 def test_a_govrpc_server_publishes_how_often_it_accepts_pings(memory_registry) -> None:
     from govrpc.rpc.invoker import accepted_pings
 
