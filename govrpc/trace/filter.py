@@ -19,11 +19,14 @@ span per further attempt), and a limiter's or breaker's refusal is an event.
 ``.future()`` keeps its non-blocking first attempt: the span starts in the caller's
 context and ends in the future's callback.
 
-Every attribute the SDK is handed costs it a lock and a type check (about 0.5 µs),
-so what is known at start goes to ``start_span`` from a per-method (server: per
-method, caller and peer) cache, and nothing is built for a span that does not
-record. ``python benchmarks/consumer_cost.py --sdk [--side provider | --floor]``
-measures both sides against the SDK's own ``start_span(...).end()``.
+With the SDK's own ``Tracer`` the spans are ``govrpc.trace.spans.LightSpan``s: the
+provider's sampler, ids, limits and processors decide and receive them as they do the
+SDK's spans, at a fraction of the SDK span's cost. What is known at start goes to
+``start_span`` from a per-method (server: per method, caller and peer) cache, the
+outcome and the decisions go on in one unchecked batch at the end, and nothing is built
+for a span that does not record. ``python benchmarks/consumer_cost.py --sdk
+[--side provider | --floor]`` measures both sides against the SDK's own
+``start_span(...).end()``.
 """
 
 from __future__ import annotations

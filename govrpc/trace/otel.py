@@ -66,9 +66,27 @@ def sdk_tracer() -> Any:
         return None
     from govrpc import __version__
 
-    tracer = provider.get_tracer("govrpc", __version__)
+    tracer = _light(provider.get_tracer("govrpc", __version__))
     _cached = (provider, tracer)
     return tracer
+
+
+def _light(tracer: Any) -> Any:
+    """govrpc's light spans over an SDK tracer (``govrpc.trace.spans``), or ``tracer`` itself."""
+    global _LightSpan
+    try:
+        from govrpc.trace import spans
+    except ImportError:  # the API without the SDK: a provider of some other implementation
+        return tracer
+    _LightSpan = spans.LightSpan
+    return spans.light(tracer)
+
+
+class _NoLightSpan:  # until an SDK tracer is wrapped, no span is a LightSpan
+    pass
+
+
+_LightSpan: Any = _NoLightSpan
 
 
 def status_code(exc: BaseException | None) -> int:
@@ -120,9 +138,12 @@ def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | No
     """Set the outcome on ``span`` the way the gRPC instrumentation does (with ``attributes``, in
     one batch: each SDK call takes the span's lock and checks every value again), and end it."""
     if attributes is None:
-        span.set_attribute("rpc.grpc.status_code", status_code(exc))
+        attributes = {"rpc.grpc.status_code": status_code(exc)}
     else:
         attributes["rpc.grpc.status_code"] = status_code(exc)
+    if type(span) is _LightSpan:
+        span.record(attributes)  # built here from known types: no check per value
+    else:
         span.set_attributes(attributes)
     if exc is not None:
         name = type(exc).__name__

@@ -562,3 +562,55 @@ def test_token_flow_and_metrics_run_on_the_shortcut_and_still_refuse(memory_regi
             served = registry.get_sample_value("grpc_server_call_duration_seconds_count",
                                                {"grpc_method": "trace.Slow/hold", "grpc_status": "OK"})
     assert refused == 1 and served == 2
+
+
+@govrpc.service("trace.Annotated")
+class Annotated:
+    def work(self, order: str) -> str:
+        span = otel_trace.get_current_span()  # govrpc's server span, as code inside a call sees it
+        span.set_attribute("order.id", order)
+        span.add_event("order.checked", {"order.items": 3})
+        with otel_trace.get_tracer("shop").start_as_current_span("price"):  # the SDK's own span, nested
+            pass
+        return order
+
+
+def test_code_inside_a_call_writes_on_the_server_span_and_nests_its_own(memory_registry: str, sdk: Any) -> None:
+    _, exporter = sdk
+    with govrpc.Server(memory_registry, port=0) as server, \
+            govrpc.Client(memory_registry, local_first=False, timeout=5.0) as client:
+        server.add(Annotated())
+        assert client.proxy("trace.Annotated").work("o-17") == "o-17"
+    finished = exporter.get_finished_spans()
+    (served,) = [s for s in finished if s.kind is otel_trace.SpanKind.SERVER]
+    (price,) = [s for s in finished if s.name == "price"]
+    assert served.attributes["order.id"] == "o-17" and served.attributes["rpc.grpc.status_code"] == 0
+    assert [(e.name, dict(e.attributes)) for e in served.events] == [("order.checked", {"order.items": 3})]
+    assert price.parent.span_id == served.context.span_id and price.context.trace_id == served.context.trace_id
+
+
+def test_a_sampler_that_drops_every_span_still_sends_the_ids_unsampled(memory_registry: str,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ALWAYS_OFF)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+    seen: list[str] = []
+
+    @govrpc.service("trace.Header")
+    class Header:
+        def header(self) -> str:
+            span_context = otel_trace.get_current_span().get_span_context()
+            seen.append(f"{span_context.trace_id:032x}")
+            return "sampled" if span_context.trace_flags.sampled else "not sampled"
+
+    try:
+        with govrpc.Server(memory_registry, port=0) as server, \
+                govrpc.Client(memory_registry, local_first=False, timeout=5.0) as client:
+            server.add(Header())
+            assert client.proxy("trace.Header").header() == "not sampled"
+    finally:
+        provider.shutdown()
+    assert exporter.get_finished_spans() == () and seen[0] != "0" * 32

@@ -1,0 +1,178 @@
+"""govrpc.trace.spans: the light spans record what the SDK's own spans record, with the same decisions."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Callable
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace as otel_trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.status import Status, StatusCode
+
+from govrpc.trace import otel
+from govrpc.trace.spans import LightSpan, LightTracer, light
+
+START = {"rpc.system": "grpc", "rpc.service": "x.Echo", "rpc.method": "echo"}
+
+
+def _provider(**options: Any) -> tuple[TracerProvider, InMemorySpanExporter]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(**options)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def _comparable(span: ReadableSpan) -> dict[str, Any]:
+    """What an exporter sees of ``span``, without what differs between any two spans (ids, times)."""
+    data = json.loads(span.to_json())
+    for key in ("context", "start_time", "end_time"):
+        data.pop(key)
+    data["parent_id"] = data.pop("parent_id") is not None
+    for event in data["events"]:
+        event.pop("timestamp")
+        event["attributes"].pop("exception.stacktrace", None)  # names the line that raised
+    data["dropped"] = (span.dropped_attributes, span.dropped_events, span.dropped_links)
+    data["scope"] = (span.instrumentation_scope.name, span.instrumentation_scope.version)
+    return data
+
+
+def _both(write: Callable[[Any], None], **options: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``write`` on an SDK span and on a light span from the same provider set-up: what each exported."""
+    exported = []
+    for make in (lambda t: t, light):
+        provider, exporter = _provider(**options)
+        tracer = make(provider.get_tracer("govrpc", "1.0"))
+        span = tracer.start_span("/x.Echo/echo", kind=SpanKind.CLIENT, attributes=START)
+        write(span)
+        span.end()
+        (finished,) = exporter.get_finished_spans()
+        exported.append(_comparable(finished))
+    return exported[0], exported[1]
+
+
+def _writes(span: Any) -> None:
+    span.set_attribute("user.id", 7)
+    span.set_attributes({"user.tags": ("a", "b"), "user.ok": True, "bad": object()})  # not an attribute type
+    span.add_event("cache.miss", {"key": "k1"})
+    span.add_link(SpanContext(0x1234, 0x5678, True, TraceFlags(1)), {"why": "batch"})
+    span.update_name("/x.Echo/echo2")
+    try:
+        raise ValueError("boom")
+    except ValueError as exc:
+        span.record_exception(exc, {"extra": 1})
+    span.set_status(StatusCode.ERROR, "went wrong")
+
+
+def test_a_light_span_exports_what_the_sdk_span_exports_for_the_same_writes() -> None:
+    sdk_span, light_span = _both(_writes)
+    assert light_span == sdk_span
+    assert light_span["name"] == "/x.Echo/echo2" and light_span["status"]["status_code"] == "ERROR"
+    assert [e["name"] for e in light_span["events"]] == ["cache.miss", "exception"]
+    assert light_span["attributes"]["user.id"] == 7 and light_span["attributes"]["user.tags"] == ["a", "b"]
+    assert light_span["attributes"]["bad"] is None  # checked as the SDK checks: replaced
+
+
+def test_span_limits_bound_a_light_span_as_they_bound_the_sdk_span() -> None:
+    limits = SpanLimits(max_span_attributes=4, max_events=1, max_links=1, max_span_attribute_length=3)
+
+    def write(span: Any) -> None:
+        span.set_attributes({"a": "long value", "b": 2})
+        span.add_event("one")
+        span.add_event("two")
+        span.add_link(SpanContext(1, 2, True, TraceFlags(1)))
+        span.add_link(SpanContext(3, 4, True, TraceFlags(1)))
+        if isinstance(span, LightSpan):  # govrpc's own attributes, past the limits' room
+            span.record({"govrpc.attempts": 1, "govrpc.provider": "127.0.0.1:1"})
+        else:
+            span.set_attributes({"govrpc.attempts": 1, "govrpc.provider": "127.0.0.1:1"})
+
+    sdk_span, light_span = _both(write, span_limits=limits)
+    assert light_span == sdk_span
+    assert len(light_span["attributes"]) == 4 and light_span["dropped"] == (3, 1, 1)
+    assert light_span["attributes"]["govrpc.provider"] == "127"  # truncated to the limit's length
+
+
+def test_the_status_rules_are_the_sdks() -> None:
+    def write(span: Any) -> None:
+        span.set_status(Status(StatusCode.UNSET))  # never set
+        span.set_status(StatusCode.OK)
+        span.set_status(StatusCode.ERROR, "ignored: OK is final")
+
+    sdk_span, light_span = _both(write)
+    assert light_span == sdk_span and light_span["status"]["status_code"] == "OK"
+
+
+def test_the_providers_sampler_decides_and_a_dropped_span_still_carries_ids() -> None:
+    provider, exporter = _provider(sampler=ALWAYS_OFF)
+    span = light(provider.get_tracer("govrpc")).start_span("/x.Echo/echo", kind=SpanKind.CLIENT)
+    assert isinstance(span, NonRecordingSpan) and not span.is_recording()
+    context = span.get_span_context()
+    assert context.is_valid and not context.trace_flags.sampled
+    span.end()
+    assert exporter.get_finished_spans() == ()
+
+    provider, exporter = _provider(sampler=ParentBased(TraceIdRatioBased(1.0)))
+    tracer = light(provider.get_tracer("govrpc"))
+    unsampled = otel_trace.set_span_in_context(NonRecordingSpan(SpanContext(0xABC, 0xDEF, True, TraceFlags(0))))
+    child = tracer.start_span("/x.Echo/echo", context=unsampled)
+    assert not child.is_recording() and child.get_span_context().trace_id == 0xABC  # the caller's decision holds
+    sampled = otel_trace.set_span_in_context(NonRecordingSpan(SpanContext(0xABC, 0xDEF, True, TraceFlags(1))))
+    child = tracer.start_span("/x.Echo/echo", context=sampled)
+    child.end()
+    (finished,) = exporter.get_finished_spans()
+    assert finished.context.trace_id == 0xABC and finished.parent.span_id == 0xDEF
+
+
+def test_processors_see_the_span_start_and_a_processor_added_later_sees_it_too() -> None:
+    started: list[Any] = []
+
+    class Stamp(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            started.append(parent_context)
+            span.set_attribute("stamped", True)
+
+    provider, exporter = _provider()
+    tracer = light(provider.get_tracer("govrpc"))
+    provider.add_span_processor(Stamp())  # after the tracer was made, as a user may
+    parent = otel_context.Context()
+    tracer.start_span("/x.Echo/echo", context=parent, attributes=START).end()
+    (finished,) = exporter.get_finished_spans()
+    assert finished.attributes["stamped"] is True and started == [parent]
+
+
+def test_a_span_made_inside_is_its_child_and_writes_after_end_are_ignored(caplog: pytest.LogCaptureFixture) -> None:
+    provider, exporter = _provider()
+    tracer = light(provider.get_tracer("govrpc"))
+    outer = tracer.start_span("/x.Echo/echo", kind=SpanKind.SERVER, attributes=START)
+    token = otel_context.attach(otel_trace.set_span_in_context(outer))
+    try:
+        provider.get_tracer("user").start_span("work").end()  # the SDK's own span, under govrpc's
+    finally:
+        otel_context.detach(token)
+    outer.end()
+    with caplog.at_level(logging.WARNING, logger="govrpc.trace.spans"):
+        outer.set_attribute("late", 1)
+        outer.end()
+    inner, finished = exporter.get_finished_spans()
+    assert inner.parent.span_id == outer.get_span_context().span_id
+    assert "late" not in finished.attributes and not finished.get_span_context().is_remote
+    assert any("ended span" in r.getMessage() for r in caplog.records)
+
+
+def test_govrpc_takes_the_light_tracer_for_an_sdk_provider_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    provider, _ = _provider()
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+    assert isinstance(otel.sdk_tracer(), LightTracer)
+
+    class Other(otel_trace.NoOpTracer):  # another implementation of the API: used as it is
+        pass
+
+    other = Other()
+    assert light(other) is other
