@@ -45,10 +45,10 @@ __all__ = ["TraceFilter"]
 
 _CURRENT = w3c._CURRENT
 _current_ref = _CURRENT.get
-_SpanRef = w3c.SpanRef
+_take_fresh = w3c._take_fresh
+_refill = w3c._refill
+_as_ref = w3c.as_ref
 _sdk_tracer = otel.sdk_tracer
-_randbits = w3c._randbits
-_new_ref = tuple.__new__  # a SpanRef without its Python-level __new__ frame
 _api = otel.otel_trace
 _TRACEPARENT = w3c.TRACEPARENT
 _Incoming = w3c.Incoming
@@ -64,15 +64,18 @@ if otel.available:
 Run = Callable[[Callable[[], Any]], "Future[Any]"]
 
 
-def _propagate(attachments: dict[str, str]) -> w3c.SpanRef:
+def _propagate(attachments: dict[str, str]) -> w3c.Current:
     """Without an SDK: this call's span, the current one's child or a new trace's first, written
     into ``attachments`` (its metadata) as the parent of the call being sent."""
     parent = _current_ref()
-    if parent is None:  # a new trace: the common case at an edge, kept to a few C calls
-        ref = _new_ref(_SpanRef, ("%032x" % (_randbits(128) or 1), "%016x" % (_randbits(64) or 1), "01", "", ""))
-        attachments[_TRACEPARENT] = f"00-{ref.trace_id}-{ref.span_id}-01"
-        return ref
-    ref = parent.child()
+    if parent is None:  # a new trace, the common case at an edge: its header is all there is to keep
+        try:  # w3c.fresh_traceparent, written out: a frame less per call
+            header = _take_fresh()
+        except IndexError:
+            header = _refill()
+        attachments[_TRACEPARENT] = header
+        return header
+    ref = _as_ref(parent).child()  # type: ignore[union-attr]
     ref.inject(attachments)
     return ref
 

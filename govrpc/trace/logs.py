@@ -29,9 +29,11 @@ def current_ids() -> tuple[str, str]:
         if span_context.is_valid:
             return f"{span_context.trace_id:032x}", f"{span_context.span_id:016x}"
     ref = _current_ref()
-    if ref is not None:
-        return ref.trace_id, ref.span_id
-    return "", ""
+    if ref is None:
+        return "", ""
+    if type(ref) is str:  # the traceparent of a trace this consumer started
+        return ref[3:35], ref[36:52]
+    return ref.trace_id, ref.span_id  # type: ignore[union-attr]
 
 
 class TraceContextFilter(logging.Filter):

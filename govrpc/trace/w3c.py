@@ -12,12 +12,12 @@ asks for a fresh trace instead, and both the SDK and the SDK-less paths do that.
 from __future__ import annotations
 
 import contextvars
+import os
 import random
-from typing import Any, Mapping, NamedTuple, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence, Union
 
-__all__ = ["BAGGAGE", "TRACEPARENT", "TRACESTATE", "Incoming", "SpanRef", "current_span_ref", "incoming",
-           "new_span_id",
-           "new_trace_id", "parse_traceparent"]
+__all__ = ["BAGGAGE", "TRACEPARENT", "TRACESTATE", "Incoming", "SpanRef", "current_span_ref", "fresh_traceparent",
+           "incoming", "new_span_id", "new_trace_id", "parse_traceparent"]
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -41,6 +41,44 @@ def new_span_id() -> str:
     return "%016x" % (_randbits(64) or 1)
 
 
+_FRESH: list[str] = []  # traceparent headers of new traces, not handed out yet
+_take_fresh = _FRESH.pop
+_BATCH = 256
+_MASK64 = (1 << 64) - 1
+if hasattr(os, "register_at_fork"):  # a child must not send its parent's ids (random reseeds there too)
+    os.register_at_fork(after_in_child=_FRESH.clear)
+
+
+def fresh_traceparent() -> str:
+    """The ``traceparent`` of a new trace's first span (sampled): random ids, never all zero.
+
+    Every call that starts a trace sends one, so they are made 256 at a time, in one loop
+    that stays in the CPU's caches. Made one per call, beside a real gRPC call, the same few
+    string operations cost about 8 µs of client CPU here; taken from the batch, about
+    nothing (``benchmarks/consumer_cost.py`` measures the loop, not this: see README)."""
+    try:
+        return _take_fresh()
+    except IndexError:
+        return _refill()
+
+
+def _refill() -> str:
+    made: list[str] = []
+    while len(made) < _BATCH:
+        bits = _randbits(192)
+        if bits >> 64 and bits & _MASK64:  # a trace id and a span id, neither all zero
+            digits = bits.to_bytes(24, "big").hex()
+            made.append(f"00-{digits[:32]}-{digits[32:]}-01")
+    header = made.pop()
+    _FRESH.extend(made)  # list operations hold the GIL: threads refilling at once each add theirs
+    return header
+
+
+def ref_of(header: str) -> SpanRef:
+    """The ``SpanRef`` a ``fresh_traceparent()`` header names (the consumer keeps the header alone)."""
+    return SpanRef(header[3:35], header[36:52], header[53:55])
+
+
 class SpanRef(NamedTuple):
     """One hop of a trace as govrpc carries it without an SDK."""
 
@@ -52,7 +90,7 @@ class SpanRef(NamedTuple):
 
     def child(self) -> SpanRef:
         """The same trace, a new span id (the next hop)."""
-        return SpanRef(self.trace_id, new_span_id(), self.flags, self.tracestate, self.baggage)
+        return SpanRef(self.trace_id, fresh_traceparent()[36:52], self.flags, self.tracestate, self.baggage)
 
     @property
     def traceparent(self) -> str:
@@ -139,10 +177,22 @@ def incoming(carrier: Mapping[str, str]) -> Incoming:
     return made
 
 
-_CURRENT: contextvars.ContextVar[SpanRef | Incoming | None] = contextvars.ContextVar("govrpc_trace", default=None)
+Current = Union[SpanRef, Incoming, str, None]
+"""What ``_CURRENT`` holds: a hop's ``SpanRef``, a handled call's ``Incoming``, or the
+``traceparent`` a consumer sent for a trace it started (a string: nothing more to keep)."""
+
+_CURRENT: contextvars.ContextVar[Current] = contextvars.ContextVar("govrpc_trace", default=None)
+
+
+def as_ref(current: Current) -> SpanRef | None:
+    """``current`` (a value of ``_CURRENT``) as the ``SpanRef`` it stands for."""
+    if current is None or isinstance(current, SpanRef):
+        return current
+    if isinstance(current, str):
+        return ref_of(current)
+    return current.resolve()
 
 
 def current_span_ref() -> SpanRef | None:
     """The span of the call being handled in this context when no SDK records, or None."""
-    ref = _CURRENT.get()
-    return ref.resolve() if isinstance(ref, Incoming) else ref
+    return as_ref(_CURRENT.get())
