@@ -194,7 +194,9 @@ class ServiceProxy:
     def __getattr__(self, name: str) -> MethodProxy:
         """The remote method ``name``. Known methods are cached; a name the listed providers do
         not publish raises ``MethodNotFoundError`` (also an ``AttributeError``, so ``hasattr``
-        tells the truth); while no provider is listed any name is allowed, and not cached."""
+        tells the truth); while no provider is listed any name is allowed, and not cached.
+        A ``url=`` reference's providers are fixed: what it allows once, it always will, so
+        it is cached too (a provider URL that names no methods allows any)."""
         if name.startswith("_"):
             raise AttributeError(name)
         methods = self._reference.methods()
@@ -202,7 +204,7 @@ class ServiceProxy:
             raise UnknownMethodError(f"service {self._reference.key} has no method {name!r}; "
                                      f"its methods: {', '.join(sorted(methods))}")
         method = MethodProxy(self._client, self._reference, name)
-        if methods is not None:
+        if methods is not None or type(self._reference.directory) is StaticDirectory:
             self.__dict__[name] = method  # cached: later lookups skip __getattr__
         return method
 

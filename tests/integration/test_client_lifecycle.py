@@ -58,6 +58,9 @@ def test_hasattr_tells_the_truth_once_providers_are_listed(setup) -> None:
     assert "anything" not in vars(proxy)
     nobody = client.proxy("test.Nobody")  # no provider yet: any name, not cached
     assert hasattr(nobody, "whatever") and "whatever" not in vars(nobody)
+    address = client.reference("test.Echo").directory.invokers[0].url.address
+    direct = client.proxy("test.Echo", url=f"grpc://{address}")  # fixed providers, no method list
+    assert direct.echo("hi") == "hi" and vars(direct)["echo"] is direct.echo  # cached: one MethodProxy
 
 
 def test_per_method_caches_are_bounded_on_hostile_names(setup) -> None:
