@@ -139,3 +139,72 @@ def test_missing_optional_packages_give_a_clear_message_only_where_asked_for(mon
         GrpcServer(reflection=True)
     with pytest.raises(ConfigurationError, match="prometheus-client"):
         MetricsRecorder.on()
+
+
+def test_a_histogram_counts_every_observation_of_threads_while_it_is_read() -> None:
+    import threading
+
+    from govrpc.monitor.metrics import LATENCY_BUCKETS, PENDING_KEPT, _Histogram
+
+    histogram = _Histogram()
+    values = [0.0, 0.00001, 0.000011, 0.0007, 0.0008, 2.5, 1000.0]  # on a bound goes in it ("le"), past all in +Inf
+    per_thread = 1500  # each thread past PENDING_KEPT: batches bucket while others append
+    stop = threading.Event()
+    reads: list[int] = []
+
+    def observe() -> None:
+        for i in range(per_thread):
+            histogram.observe(values[i % len(values)])
+
+    def read() -> None:
+        while not stop.is_set():
+            reads.append(sum(histogram.read()[0]))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=observe) for _ in range(8)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    reader.join()
+    counts, total = histogram.read()
+    assert sum(counts) == 8 * per_thread and reads == sorted(reads)  # nothing lost, counts never go back
+    assert len(histogram.pending) == 0 and PENDING_KEPT < per_thread
+    each = [sum(1 for i in range(per_thread) if values[i % len(values)] == v) * 8 for v in values]
+    index = {v: LATENCY_BUCKETS.index(v) if v in LATENCY_BUCKETS else None for v in values}
+    assert counts[index[0.0]] == each[0] and counts[index[0.00001]] == each[1]
+    assert counts[LATENCY_BUCKETS.index(0.00005)] == each[2]  # 11 µs: in the 50 µs bucket
+    assert counts[index[0.0008]] == each[3] + each[4] and counts[LATENCY_BUCKETS.index(5.0)] == each[5]
+    assert counts[-1] == each[6]
+    assert total == pytest.approx(sum(v * n for v, n in zip(values, each)))
+
+
+def test_a_counter_counts_every_increment_of_threads_while_it_is_read() -> None:
+    import threading
+
+    from govrpc.monitor.metrics import _Counter
+
+    counter = _Counter()
+    reads: list[int] = []
+    stop = threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            reads.append(counter.value)
+
+    def inc() -> None:
+        for i in range(1500):
+            counter.inc() if i % 2 else counter.inc(3)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    writers = [threading.Thread(target=inc) for _ in range(8)]
+    for t in writers:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    reader.join()
+    assert counter.value == 8 * (750 * 1 + 750 * 3) and reads == sorted(reads)
