@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from typing import Callable
 
 import pytest
 
@@ -141,34 +142,41 @@ def test_missing_optional_packages_give_a_clear_message_only_where_asked_for(mon
         MetricsRecorder.on()
 
 
-def test_a_histogram_counts_every_observation_of_threads_while_it_is_read() -> None:
+def _while_read(write: Callable[[], None], read: Callable[[], int], writers: int = 8) -> list[int]:
+    """``write`` on ``writers`` threads at once while another thread calls ``read``: what it read, in order."""
     import threading
 
+    stop = threading.Event()
+    reads: list[int] = []
+
+    def reading() -> None:
+        while not stop.is_set():
+            reads.append(read())
+
+    reader = threading.Thread(target=reading)
+    reader.start()
+    threads = [threading.Thread(target=write) for _ in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    stop.set()
+    reader.join()
+    return reads
+
+
+def test_a_histogram_counts_every_observation_of_threads_while_it_is_read() -> None:
     from govrpc.monitor.metrics import LATENCY_BUCKETS, PENDING_KEPT, _Histogram
 
     histogram = _Histogram()
     values = [0.0, 0.00001, 0.000011, 0.0007, 0.0008, 2.5, 1000.0]  # on a bound goes in it ("le"), past all in +Inf
     per_thread = 1500  # each thread past PENDING_KEPT: batches bucket while others append
-    stop = threading.Event()
-    reads: list[int] = []
 
     def observe() -> None:
         for i in range(per_thread):
             histogram.observe(values[i % len(values)])
 
-    def read() -> None:
-        while not stop.is_set():
-            reads.append(sum(histogram.read()[0]))
-
-    reader = threading.Thread(target=read)
-    reader.start()
-    writers = [threading.Thread(target=observe) for _ in range(8)]
-    for t in writers:
-        t.start()
-    for t in writers:
-        t.join()
-    stop.set()
-    reader.join()
+    reads = _while_read(observe, lambda: sum(histogram.read()[0]))
     counts, total = histogram.read()
     assert sum(counts) == 8 * per_thread and reads == sorted(reads)  # nothing lost, counts never go back
     assert len(histogram.pending) == 0 and PENDING_KEPT < per_thread
@@ -182,29 +190,13 @@ def test_a_histogram_counts_every_observation_of_threads_while_it_is_read() -> N
 
 
 def test_a_counter_counts_every_increment_of_threads_while_it_is_read() -> None:
-    import threading
-
     from govrpc.monitor.metrics import _Counter
 
     counter = _Counter()
-    reads: list[int] = []
-    stop = threading.Event()
-
-    def read() -> None:
-        while not stop.is_set():
-            reads.append(counter.value)
 
     def inc() -> None:
         for i in range(1500):
             counter.inc() if i % 2 else counter.inc(3)
 
-    reader = threading.Thread(target=read)
-    reader.start()
-    writers = [threading.Thread(target=inc) for _ in range(8)]
-    for t in writers:
-        t.start()
-    for t in writers:
-        t.join()
-    stop.set()
-    reader.join()
+    reads = _while_read(inc, lambda: counter.value)
     assert counter.value == 8 * (750 * 1 + 750 * 3) and reads == sorted(reads)
