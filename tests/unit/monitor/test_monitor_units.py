@@ -47,6 +47,10 @@ def test_a_window_summarises_counts_percentiles_and_success() -> None:
     assert (h.calls, h.qps, h.success_rate) == (100, 50.0, 0.9)
     assert h.p50_ms == pytest.approx(51, abs=1) and h.p99_ms == pytest.approx(100, abs=1)
     assert window.drain() == (0, 0, [])
+    for _ in range(10):
+        window.record(0.0000003, ok=True)  # a method that answers in 0.3 µs
+    h = summarize(window, 1.0, address="a:1", application="x", serving=True, zone="z", cpu=None, rss_mb=None, now=2.0)
+    assert h.p50_ms == pytest.approx(0.0003)  # not rounded away to "no time at all"
 
 
 def test_health_factor_has_a_floor_and_follows_every_signal() -> None:
