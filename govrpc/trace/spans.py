@@ -22,7 +22,8 @@ A ``LightSpan`` is a ``ReadableSpan`` (what processors and exporters read) and a
 attributes, events, links, exceptions, status, name). What goes through those public
 methods is checked and bounded by the provider's span limits, as the SDK's span does
 (``BoundedAttributes``, ``BoundedList``). Only govrpc's own attributes go in unchecked
-(``record``), and only while the limits leave room for them. After ``end``, writes are
+(``record``, and those at start when the sampler is one of the SDK's, which adds none of
+its own), and only while the limits leave room for them. After ``end``, writes are
 ignored with the SDK's warning. A tracer that is not the SDK's (another implementation
 of the API) is used as it is.
 """
@@ -37,6 +38,7 @@ from typing import Any, Callable, Mapping, Sequence
 from opentelemetry import trace as api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk
+from opentelemetry.sdk.trace import sampling as sdk_sampling
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
@@ -62,6 +64,18 @@ def light(tracer: Any) -> Any:
     return LightTracer(tracer)
 
 
+_DELEGATES = ("_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
+              "_local_parent_not_sampled")  # what ParentBased defers to
+
+
+def _builtin(sampler: Any) -> bool:
+    """Whether ``sampler`` is the SDK's own (ParentBased over the SDK's own included): such a sampler
+    adds no attributes of its own. Any other may, and those are checked as the SDK checks them."""
+    if type(sampler).__module__ != sdk_sampling.__name__:
+        return False
+    return all(_builtin(getattr(sampler, name)) for name in _DELEGATES if hasattr(sampler, name))
+
+
 class LightTracer:
     """``start_span`` as the SDK tracer's (same sampler, ids, processors, limits), making ``LightSpan``s."""
 
@@ -79,7 +93,8 @@ class LightTracer:
         self.scope = getattr(tracer, "_instrumentation_scope", None)
         self.limits: sdk.SpanLimits = getattr(tracer, "_span_limits", None) or sdk.SpanLimits()
         most, longest = self.limits.max_span_attributes, self.limits.max_span_attribute_length
-        self.trusted = (most is None or most >= _TRUSTED_ATTRIBUTES) and longest is None
+        # unchecked only what govrpc built: the SDK's own samplers hand back the attributes they were given
+        self.trusted = (most is None or most >= _TRUSTED_ATTRIBUTES) and longest is None and _builtin(self.sampler)
         self.enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
         metrics = getattr(tracer, "_tracer_metrics", None)
         self.metrics: Callable[..., Callable[[], None]] | None = getattr(metrics, "start_span", None)

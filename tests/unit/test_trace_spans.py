@@ -12,7 +12,8 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, TraceIdRatioBased
+from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, Decision, ParentBased, Sampler, SamplingResult,
+                                           TraceIdRatioBased)
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
@@ -176,3 +177,20 @@ def test_govrpc_takes_the_light_tracer_for_an_sdk_provider_only(monkeypatch: pyt
 
     other = Other()
     assert light(other) is other
+
+
+def test_attributes_a_users_sampler_adds_are_checked_as_the_sdk_checks_them() -> None:
+    class Tagging(Sampler):  # not the SDK's: it adds attributes of its own, of any type
+        def should_sample(self, parent_context: Any, trace_id: int, name: str, kind: Any = None,
+                          attributes: Any = None, links: Any = None, trace_state: Any = None) -> SamplingResult:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, {**(attributes or {}), "sampler.note": object(),
+                                                               "sampler.rate": 0.5})
+
+        def get_description(self) -> str:
+            return "Tagging"
+
+    sdk_span, light_span = _both(lambda span: None, sampler=ParentBased(Tagging()))
+    assert light_span == sdk_span
+    assert light_span["attributes"]["sampler.note"] is None and light_span["attributes"]["sampler.rate"] == 0.5
+    assert not LightTracer(_provider(sampler=ParentBased(Tagging()))[0].get_tracer("govrpc")).trusted
+    assert LightTracer(_provider(sampler=ParentBased(TraceIdRatioBased(0.5)))[0].get_tracer("govrpc")).trusted
