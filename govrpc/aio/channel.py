@@ -31,7 +31,7 @@ class AsyncStubInvoker(StubInvoker, AsyncGrpcInvoker):
     defer_answer = False
 
     async def ainvoke(self, invocation: Invocation) -> Any:
-        call, _, request, timeout, metadata = self._prepare(invocation)
+        call, _, _, request, timeout, metadata = self._prepare(invocation)
         rpc = call(request, timeout=timeout, metadata=metadata)
         if self._codecs[invocation.method][0] != UNARY:
             return rpc  # a stream, open: its caller iterates (or awaits) it

@@ -109,7 +109,7 @@ class AsyncGrpcInvoker(GrpcInvoker):
         raise errors.ConfigurationError(f"{invocation}: an AsyncClient's providers are awaited (ainvoke)")
 
     async def ainvoke(self, invocation: Invocation) -> Any:
-        call, decode, request, timeout, pairs = self._prepare(invocation)
+        call, _, decode, request, timeout, pairs = self._prepare(invocation)
         # grpc.aio's own Metadata: a tuple is checked against typing's Sequence and copied into one
         metadata = _Metadata(*pairs) if pairs else None
         stream = self.url.params.get(f"{invocation.method}.stream") if self._streams else None

@@ -28,7 +28,7 @@ import grpc
 from govrpc import exceptions as errors
 from govrpc.context import _ATTACHMENTS
 from govrpc.invocation import Invocation
-from govrpc.rpc.invoker import ChannelPool, GrpcInvoker
+from govrpc.rpc.invoker import ChannelPool, GrpcInvoker, _Entry
 from govrpc.url import URL
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class StubInvoker(GrpcInvoker):
         super().__init__(url, pool, application=application, token=token)
         self._codecs = codecs
 
-    def _method(self, name: str) -> tuple[Any, Callable[[Invocation], Any], Callable[[Any], Any]]:
+    def _method(self, name: str) -> _Entry:
         with self._lock:
             entry = self._methods.get(name)
             if entry is not None:
@@ -115,7 +115,7 @@ class StubInvoker(GrpcInvoker):
                                                          response_deserializer=deserialize, _registered_method=True)
             if kind == STREAM_UNARY and self.defer_answer:  # opened now, answered later: never retried
                 multicallable = multicallable.future
-            entry = (multicallable, _first_arg, _identity)
+            entry = (multicallable, None, _first_arg, _identity)  # grpc's own call: it serializes the messages
             self._methods[name] = entry
             return entry
 

@@ -22,6 +22,7 @@ from govrpc.invocation import APPLICATION_KEY, Invocation, Invoker
 from govrpc.rpc.serialization import Serializer
 from govrpc.rpc.server import PING_INTERVAL_KEY, Keepalive
 from govrpc.rpc.streams import consumer_codec
+from govrpc.rpc.unary import BlockingCall, blocking_call
 from govrpc.rpc.wire import ARGS_KEY, ERROR_KEY, EXCEPTION_KEY, KEY_KEY, PUSHBACK_KEY, rebuild_exception, user_agent
 from govrpc.security import TLS_KEY, TOKEN_KEY
 from govrpc.url import URL
@@ -36,6 +37,9 @@ _UNPUBLISHED_KEPT = 64  # method entries kept per provider beyond those it publi
 _TOO_LARGE = ("larger than max", "message too large", "exceeds")
 # "Socket closed" / "Stream removed" come from a connection lost mid-call: the request may have run
 _REFUSED = ("connection refused", "failed to connect", "connect failed")
+
+_Entry = tuple[Any, BlockingCall | None, Callable[[Invocation], bytes], Callable[[Any], Any]]
+"""A method's multicallable, its blocking call straight to grpc's core (or None), encoder, decoder."""
 
 
 class ChannelPool:
@@ -333,7 +337,7 @@ class GrpcInvoker(Invoker):
                          f"(Client(tls=...) or credentials=)"
                          if url.params.get(TLS_KEY) == "true" and pool.credentials is None else "")
         self.pings = accepted_pings(url)
-        self._methods: dict[str, tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]] = {}
+        self._methods: dict[str, _Entry] = {}
         self._published = frozenset(url.methods)
         self._lock = threading.Lock()  # first call and close only; never per call
         self._closed = False
@@ -343,7 +347,7 @@ class GrpcInvoker(Invoker):
         """Send ``token`` from the next call on (the metadata tuple is swapped whole)."""
         self._key_metadata = self._static_metadata + (((TOKEN_KEY, token),) if token else ())
 
-    def _method(self, name: str) -> tuple[Any, Callable[[Invocation], bytes], Callable[[Any], Any]]:
+    def _method(self, name: str) -> _Entry:
         with self._lock:
             entry = self._methods.get(name)
             if entry is not None:
@@ -370,7 +374,8 @@ class GrpcInvoker(Invoker):
                 encode = self.serializer.dumps_invocation
                 decode = self.serializer.loads
             call = getattr(self._channel, kind)(f"/{self.url.path}/{name}", _registered_method=True)
-            entry = (call, encode, decode)
+            # a blocking unary call goes straight to grpc's core where that is known to hold (rpc/unary.py)
+            entry = (call, blocking_call(call) if kind == "unary_unary" else None, encode, decode)
             # the provider's own methods are kept; names it does not publish (a generic call's
             # typo, hostile input) only up to a bound
             if name in self._published or len(self._methods) < _UNPUBLISHED_KEPT:
@@ -383,12 +388,13 @@ class GrpcInvoker(Invoker):
         return errors.ConnectionRefusedByProviderError(f"{invocation}: provider {self.address} has left",
                                                        invocation=invocation)
 
-    def _prepare(self, invocation: Invocation) -> tuple[Any, Callable[[Any], Any], bytes, float, Any]:
-        """What sending ``invocation`` takes: the method's callable, its decoder, the encoded
-        request, the seconds left and the metadata; raises what refuses the call before it leaves."""
+    def _prepare(self, invocation: Invocation) -> tuple[Any, BlockingCall | None, Callable[[Any], Any], bytes, float, Any]:
+        """What sending ``invocation`` takes: the method's callable (and its blocking call straight to
+        grpc's core, or None), its decoder, the encoded request, the seconds left and the metadata;
+        raises what refuses the call before it leaves."""
         if self._closed:
             raise self._left(invocation)
-        call, encode, decode = self._methods.get(invocation.method) or self._method(invocation.method)
+        call, blocking, encode, decode = self._methods.get(invocation.method) or self._method(invocation.method)
         timeout = invocation.deadline - time.monotonic()
         if timeout <= 0:
             raise errors.CallTimeoutError(f"{invocation}: deadline passed before calling {self.address}",
@@ -404,10 +410,10 @@ class GrpcInvoker(Invoker):
         attachments = invocation.attachments
         metadata = (self._key_metadata + tuple(attachments.items()) if attachments
                     else self._key_metadata) or None
-        return call, decode, request, timeout, metadata
+        return call, blocking, decode, request, timeout, metadata
 
     def invoke(self, invocation: Invocation) -> Any:
-        call, decode, request, timeout, metadata = self._prepare(invocation)
+        call, blocking, decode, request, timeout, metadata = self._prepare(invocation)
         try:
             if invocation.oneway:
                 future = call.future(request, timeout=timeout, metadata=metadata)
@@ -415,7 +421,8 @@ class GrpcInvoker(Invoker):
                 return None
             scope = current_cancel_scope()
             if scope is None:
-                response = call(request, timeout=timeout, metadata=metadata)
+                response = call(request, timeout=timeout, metadata=metadata) if blocking is None \
+                    else blocking(request, timeout, metadata)
             else:  # a forking branch: another provider may answer first and cancel this RPC
                 pending = call.future(request, timeout=timeout, metadata=metadata)
                 scope.add(pending.cancel)
@@ -439,7 +446,7 @@ class GrpcInvoker(Invoker):
     def start(self, invocation: Invocation) -> Future[Any]:
         """Send the call with grpc's own non-blocking call; the future holds the decoded value or
         the translated error (``.future()`` of a proxy, without a thread waiting on it)."""
-        call, decode, request, timeout, metadata = self._prepare(invocation)
+        call, _, decode, request, timeout, metadata = self._prepare(invocation)
         result: Future[Any] = Future()
         result.set_running_or_notify_cancel()
         address = self.address
@@ -478,7 +485,7 @@ class GrpcInvoker(Invoker):
         if listener is None or invocation.oneway or current_cancel_scope() is not None \
                 or self.url.params.get(f"{invocation.method}.stream"):
             return GrpcInvoker.invoke(self, invocation)
-        call, decode, request, timeout, metadata = self._prepare(invocation)
+        call, _, decode, request, timeout, metadata = self._prepare(invocation)
         try:
             response, rpc = call.with_call(request, timeout=timeout, metadata=metadata)
         except grpc.RpcError as exc:
