@@ -11,6 +11,8 @@ variant alike. Two identical variants agree within about 1 µs here. It also sho
 what a hot loop (``benchmarks/consumer_cost.py``) does not: beside a real call the
 same Python costs several times more (its code and data are no longer in the CPU's
 caches), so a few string operations, a bucket search or a lock each show as µs.
+"raw grpcio, core call" is the same call sent straight to grpc's core as govrpc sends it
+(``govrpc.rpc.unary``), "govrpc, grpc's own call" govrpc on grpcio's own multicallable.
 Prints the median and the 95 % trimmed mean per variant, and each one's difference
 to raw grpcio. The provider side is not counted (see ``overhead.py``'s server CPU).
 """
@@ -88,6 +90,7 @@ def measure(port: int, raw_port: int, calls: int) -> int:
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
     import govrpc
+    from govrpc.rpc import unary
 
     class Drop(SpanExporter):
         def export(self, spans: Any) -> SpanExportResult:
@@ -97,8 +100,15 @@ def measure(port: int, raw_port: int, calls: int) -> int:
     sdk.add_span_processor(BatchSpanProcessor(Drop()))
     payload = b"x" * 16
     raw_call = grpc.insecure_channel(f"127.0.0.1:{raw_port}").unary_unary("/bench.Raw/echo", _registered_method=True)
+    raw_core = unary.blocking_call(raw_call)
+    assert raw_core is not None
     randbits = random.getrandbits
-    with govrpc.Client(timeout=5.0) as client:
+    unary.ENABLED = False  # read at a method's first call: this client keeps grpcio's own multicallable
+    public_client = govrpc.Client(timeout=5.0)
+    public = public_client.proxy("bench.Echo", url=f"grpc://127.0.0.1:{port}").echo
+    public(b"")
+    unary.ENABLED = True
+    with public_client, govrpc.Client(timeout=5.0) as client:
         url = f"grpc://127.0.0.1:{port}"
         default = client.proxy("bench.Echo", url=url).echo
         untraced = client.proxy("bench.Echo", url=url, trace=False).echo
@@ -107,6 +117,8 @@ def measure(port: int, raw_port: int, calls: int) -> int:
             "raw grpcio": (lambda: raw_call(payload, timeout=5.0), None),
             "raw+traceparent": (lambda: raw_call(payload, timeout=5.0, metadata=(
                 ("traceparent", "00-%032x-%016x-01" % (randbits(128), randbits(64))),)), None),
+            "raw grpcio, core call": (lambda: raw_core(payload, 5.0, None), None),
+            "govrpc, grpc's own call": (lambda: public(payload), None),
             "govrpc trace=off": (lambda: untraced(payload), None),
             "govrpc": (lambda: default(payload), None),
             "govrpc metrics (consumer)": (lambda: metered(payload), None),
