@@ -11,8 +11,8 @@ variant alike. Two identical variants agree within about 1 µs here. It also sho
 what a hot loop (``benchmarks/consumer_cost.py``) does not: beside a real call the
 same Python costs several times more (its code and data are no longer in the CPU's
 caches), so a few string operations, a bucket search or a lock each show as µs.
-"raw grpcio, core call" is the same call sent straight to grpc's core as govrpc sends it
-(``govrpc.rpc.unary``), "govrpc, grpc's own call" govrpc on grpcio's own multicallable.
+"raw grpcio (core call)" is the same call sent straight to grpc's core as govrpc sends it
+(``govrpc.rpc.unary``), "govrpc (grpcio's call)" govrpc on grpcio's own multicallable.
 Prints the median and the 95 % trimmed mean per variant, and each one's difference
 to raw grpcio. The provider side is not counted (see ``overhead.py``'s server CPU).
 """
@@ -117,8 +117,8 @@ def measure(port: int, raw_port: int, calls: int) -> int:
             "raw grpcio": (lambda: raw_call(payload, timeout=5.0), None),
             "raw+traceparent": (lambda: raw_call(payload, timeout=5.0, metadata=(
                 ("traceparent", "00-%032x-%016x-01" % (randbits(128), randbits(64))),)), None),
-            "raw grpcio, core call": (lambda: raw_core(payload, 5.0, None), None),
-            "govrpc, grpc's own call": (lambda: public(payload), None),
+            "raw grpcio (core call)": (lambda: raw_core(payload, 5.0, None), None),
+            "govrpc (grpcio's call)": (lambda: public(payload), None),
             "govrpc trace=off": (lambda: untraced(payload), None),
             "govrpc": (lambda: default(payload), None),
             "govrpc metrics (consumer)": (lambda: metered(payload), None),

@@ -31,8 +31,8 @@ least 0.90 of raw grpcio at 1 and 8 client threads.
 Transport rows (references, no target): govrpc sends a blocking unary call straight to grpc's
 core (``govrpc.rpc.unary``: the same batch on the same kind of call, without grpcio's Python
 bookkeeping around it), which costs the calling thread about 40 µs less than grpcio's own
-``multicallable(request)``. "raw grpcio, core call" is raw grpcio's call sent that way (the
-floor of any client on grpc's core); "govrpc, grpc's own call" is govrpc on grpcio's own
+``multicallable(request)``. "raw grpcio (core call)" is raw grpcio's call sent that way (the
+floor of any client on grpc's core); "govrpc (grpcio's call)" is govrpc on grpcio's own
 multicallable (``GOVRPC_GRPC_DIRECT=0``): what govrpc's stages and strategies cost on top of
 the call every grpcio user makes.
 
@@ -457,8 +457,8 @@ def main() -> int:
         unary.ENABLED = True
 
         variants = {"raw grpcio": raw, "raw+traceparent": raw_traced,
-                    "raw grpcio, core call": lambda: raw_core(payload, 5.0, None),
-                    "govrpc, grpc's own call": lambda: public(payload),
+                    "raw grpcio (core call)": lambda: raw_core(payload, 5.0, None),
+                    "govrpc (grpcio's call)": lambda: public(payload),
                     "govrpc": lambda: gov(payload), "govrpc trace=off": lambda: untraced(payload),
                     "govrpc no stage": lambda: bare(payload),
                     "govrpc+breaker": lambda: breaking(payload), "govrpc+flow": lambda: flowed(payload),
