@@ -8,8 +8,10 @@ processors. govrpc's spans (a CLIENT span per call, a SERVER span per handled ca
 child span per retry) carry attributes govrpc builds itself from known types. So
 ``LightTracer`` starts them from the same parts of the SDK tracer, with the same decisions:
 
-- the provider's sampler decides (``should_sample`` with the parent context); a span it
-  drops is the API's ``NonRecordingSpan`` carrying the ids, as the SDK makes it;
+- the provider's sampler decides (``should_sample`` with the parent context; the SDK's own
+  ``ALWAYS_ON`` / ``ALWAYS_OFF``, alone or under ``ParentBased``, decide by the parent alone, so
+  their answers are read off a table made from them); a span it drops is the API's
+  ``NonRecordingSpan`` carrying the ids, as the SDK makes it;
 - the provider's id generator makes the ids (and the W3C random-trace-id flag as the SDK
   sets it); its resource and govrpc's instrumentation scope go on the span;
 - the provider's span processors get ``on_start``, ``_on_ending`` and ``on_end`` as for the
@@ -76,11 +78,28 @@ def _builtin(sampler: Any) -> bool:
     return all(_builtin(getattr(sampler, name)) for name in _DELEGATES if hasattr(sampler, name))
 
 
+def _static_decisions(sampler: Any) -> tuple[sdk_sampling.Decision, ...] | None:
+    """The fixed decisions of the SDK's own ``ALWAYS_ON`` / ``ALWAYS_OFF`` samplers, alone or under
+    ``ParentBased``, by parent (none, remote sampled, remote not sampled, local sampled, local not
+    sampled); None for any other sampler, which ``should_sample`` then asks per span."""
+    def fixed(one: Any) -> sdk_sampling.Decision | None:
+        decision = getattr(one, "_decision", None) if type(one) is sdk_sampling.StaticSampler else None
+        return decision if isinstance(decision, sdk_sampling.Decision) else None
+
+    if type(sampler) is sdk_sampling.StaticSampler:
+        decision = fixed(sampler)
+        return None if decision is None else (decision,) * 5
+    if type(sampler) is sdk_sampling.ParentBased:
+        decisions = tuple(fixed(getattr(sampler, name, None)) for name in _DELEGATES)
+        return None if None in decisions else decisions  # type: ignore[return-value]
+    return None
+
+
 class LightTracer:
     """``start_span`` as the SDK tracer's (same sampler, ids, processors, limits), making ``LightSpan``s."""
 
     __slots__ = ("tracer", "sampler", "ids", "processor", "on_ending", "resource", "scope", "info", "limits",
-                 "trusted", "enabled", "metrics")
+                 "trusted", "enabled", "metrics", "decisions")
 
     def __init__(self, tracer: sdk.Tracer) -> None:
         self.tracer = tracer
@@ -95,6 +114,8 @@ class LightTracer:
         most, longest = self.limits.max_span_attributes, self.limits.max_span_attribute_length
         # unchecked only what govrpc built: the SDK's own samplers hand back the attributes they were given
         self.trusted = (most is None or most >= _TRUSTED_ATTRIBUTES) and longest is None and _builtin(self.sampler)
+        # ALWAYS_ON and the default ParentBased(ALWAYS_ON) decide by the parent alone: read off a table
+        self.decisions = _static_decisions(self.sampler)
         self.enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
         metrics = getattr(tracer, "_tracer_metrics", None)
         self.metrics: Callable[..., Callable[[], None]] | None = getattr(metrics, "start_span", None)
@@ -115,16 +136,25 @@ class LightTracer:
             is_random = getattr(self.ids, "is_trace_id_random", None)
             random_id = bool(_RANDOM) and is_random is not None and is_random()
         links = links or ()
-        result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
-        decision = result.decision
+        decisions = self.decisions
+        if decisions is not None:  # what the static sampler's should_sample answers, by the same rules
+            if parent is None:
+                decision, trace_state = decisions[0], None
+            else:
+                decision = decisions[(1 if parent.is_remote else 3) + (0 if parent.trace_flags.sampled else 1)]
+                trace_state = parent.trace_state
+            sampled_attributes = attributes
+        else:
+            result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            decision, trace_state, sampled_attributes = result.decision, result.trace_state, result.attributes
         flags = _SAMPLED if decision.is_sampled() else _DEFAULT
         if random_id:
             flags = TraceFlags(flags | _RANDOM)
-        span_context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, result.trace_state)
+        span_context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
         end_metrics = self.metrics(parent, decision) if self.metrics is not None else None
         if not decision.is_recording():
             return NonRecordingSpan(span_context)
-        span = LightSpan(self, name, span_context, parent, result.attributes, kind, links,
+        span = LightSpan(self, name, span_context, parent, sampled_attributes, kind, links,
                          start_time if start_time is not None else _time_ns(), end_metrics,
                          record_exception, set_status_on_exception)
         # typed as the SDK's Span: processors get what it offers them (a ReadableSpan and an API Span)

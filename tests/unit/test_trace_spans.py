@@ -12,9 +12,9 @@ from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, Decision, ParentBased, Sampler, SamplingResult,
+from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult,
                                            TraceIdRatioBased)
-from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags, TraceState
 from opentelemetry.trace.status import Status, StatusCode
 
 from govrpc.trace import otel
@@ -194,3 +194,39 @@ def test_attributes_a_users_sampler_adds_are_checked_as_the_sdk_checks_them() ->
     assert light_span["attributes"]["sampler.note"] is None and light_span["attributes"]["sampler.rate"] == 0.5
     assert not LightTracer(_provider(sampler=ParentBased(Tagging()))[0].get_tracer("govrpc")).trusted
     assert LightTracer(_provider(sampler=ParentBased(TraceIdRatioBased(0.5)))[0].get_tracer("govrpc")).trusted
+
+
+@pytest.mark.parametrize("sampler", [
+    ALWAYS_ON, ALWAYS_OFF, ParentBased(ALWAYS_ON), ParentBased(ALWAYS_OFF),
+    ParentBased(ALWAYS_ON, remote_parent_not_sampled=ALWAYS_ON, local_parent_sampled=ALWAYS_OFF),
+    ParentBased(TraceIdRatioBased(1.0)),  # not static: asked per span
+], ids=["on", "off", "parent-on", "parent-off", "parent-mixed", "parent-ratio"])
+def test_each_parent_gets_the_decision_and_trace_state_the_sdks_sampler_gives(sampler: Sampler) -> None:
+    state = TraceState([("vendor", "v1")])
+    parents = {
+        "none": None,
+        "remote sampled": SpanContext(0xABC, 0xDEF, True, TraceFlags(1), state),
+        "remote unsampled": SpanContext(0xABC, 0xDEF, True, TraceFlags(0), state),
+        "local sampled": SpanContext(0xABC, 0xDEF, False, TraceFlags(1), state),
+        "local unsampled": SpanContext(0xABC, 0xDEF, False, TraceFlags(0), state),
+    }
+    provider, exporter = _provider(sampler=sampler)
+    tracer = provider.get_tracer("govrpc", "1.0")
+    lighter = light(tracer)
+    asked = isinstance(getattr(sampler, "_root", None), TraceIdRatioBased)
+    assert (lighter.decisions is None) == asked  # the static ones are read off a table
+    for what, parent in parents.items():
+        context = None if parent is None else otel_trace.set_span_in_context(NonRecordingSpan(parent))
+        spans = [t.start_span("/x.Echo/echo", context=context, kind=SpanKind.SERVER, attributes=START)
+                 for t in (tracer, lighter)]
+        seen = [(s.is_recording(), s.get_span_context().trace_flags.sampled, s.get_span_context().trace_state)
+                for s in spans]
+        assert seen[1] == seen[0], what
+        for span in spans:
+            span.end()
+        exported = [_comparable(s) for s in exporter.get_finished_spans()]
+        exporter.clear()
+        assert len(exported) == (2 if seen[0][0] else 0), what
+        if exported:
+            assert exported[1] == exported[0], what
+            assert exported[1]["attributes"] == START
