@@ -115,6 +115,19 @@ _BAGGAGE_KEY = getattr(_baggage, "_BAGGAGE_KEY", None) if available else None
 _EMPTY = otel_context.Context() if available else None
 
 
+_FLAGS: dict[str, Any] = {}
+
+
+def _flags(text: str) -> Any:
+    """The ``TraceFlags`` of a header's two hex digits, one object per value (a span keeps its parent's)."""
+    flags = _FLAGS.get(text)
+    if flags is None:
+        flags = otel_trace.TraceFlags(int(text, 16))
+        if len(_FLAGS) < 256:  # two hex digits: at most 256 (upper and lower case alike parse)
+            _FLAGS[text] = flags
+    return flags
+
+
 def extract(carrier: Mapping[str, str]) -> Any:
     """The caller's context from gRPC metadata; an invalid ``traceparent`` gives an empty one (fresh trace).
 
@@ -126,7 +139,7 @@ def extract(carrier: Mapping[str, str]) -> Any:
         trace_id, span_id, flags = parsed
         state = carrier.get(w3c.TRACESTATE)
         parent = otel_trace.SpanContext(
-            int(trace_id, 16), int(span_id, 16), True, otel_trace.TraceFlags(int(flags, 16)),
+            int(trace_id, 16), int(span_id, 16), True, _FLAGS.get(flags) or _flags(flags),
             otel_trace.TraceState.from_header([state]) if state and len(state) <= w3c._MAX_HEADER else None)
         ctx = otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(parent), ctx)
     if w3c.BAGGAGE in carrier:

@@ -53,6 +53,10 @@ _get_current_span = api.get_current_span
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2; absent from older APIs
+# made once: a TraceFlags is an object the garbage collector tracks, and a span waiting in a batch
+# processor's queue keeps its own alive (each tracked object so kept makes collections come sooner)
+_RANDOM_SAMPLED = TraceFlags(_SAMPLED | _RANDOM)
+_RANDOM_DEFAULT = TraceFlags(_DEFAULT | _RANDOM)
 _UNSET = Status(StatusCode.UNSET)
 _TRUSTED_ATTRIBUTES = 64  # limits at least this wide leave room for govrpc's own attributes unchecked
 
@@ -147,9 +151,10 @@ class LightTracer:
         else:
             result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
             decision, trace_state, sampled_attributes = result.decision, result.trace_state, result.attributes
-        flags = _SAMPLED if decision.is_sampled() else _DEFAULT
         if random_id:
-            flags = TraceFlags(flags | _RANDOM)
+            flags = _RANDOM_SAMPLED if decision.is_sampled() else _RANDOM_DEFAULT
+        else:
+            flags = _SAMPLED if decision.is_sampled() else _DEFAULT
         span_context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
         end_metrics = self.metrics(parent, decision) if self.metrics is not None else None
         if not decision.is_recording():
