@@ -45,6 +45,11 @@ from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
 from opentelemetry.trace.status import Status, StatusCode
 
+try:  # the SDK's span metrics when nothing asked for them: nothing to call
+    from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics as _NoOpTracerMetrics
+except ImportError:  # pragma: no cover - an SDK laid out otherwise
+    _NoOpTracerMetrics = None  # type: ignore[assignment,misc]
+
 __all__ = ["LightSpan", "LightTracer", "light"]
 
 _logger = logging.getLogger(__name__)
@@ -55,6 +60,7 @@ _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2; absent from older APIs
 # made once: a TraceFlags is an object the garbage collector tracks, and a span waiting in a batch
 # processor's queue keeps its own alive (each tracked object so kept makes collections come sooner)
+_RECORD_AND_SAMPLE, _DROP = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_sampling.Decision.DROP
 _RANDOM_SAMPLED = TraceFlags(_SAMPLED | _RANDOM)
 _RANDOM_DEFAULT = TraceFlags(_DEFAULT | _RANDOM)
 _UNSET = Status(StatusCode.UNSET)
@@ -103,7 +109,7 @@ class LightTracer:
     """``start_span`` as the SDK tracer's (same sampler, ids, processors, limits), making ``LightSpan``s."""
 
     __slots__ = ("tracer", "sampler", "ids", "processor", "on_ending", "resource", "scope", "info", "limits",
-                 "trusted", "enabled", "metrics", "decisions")
+                 "trusted", "enabled", "metrics", "is_random", "decisions")
 
     def __init__(self, tracer: sdk.Tracer) -> None:
         self.tracer = tracer
@@ -122,7 +128,10 @@ class LightTracer:
         self.decisions = _static_decisions(self.sampler)
         self.enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
         metrics = getattr(tracer, "_tracer_metrics", None)
-        self.metrics: Callable[..., Callable[[], None]] | None = getattr(metrics, "start_span", None)
+        # the SDK's span metrics, unless they are its no-op ones (no meter provider asked for them)
+        self.metrics: Callable[..., Callable[[], None]] | None = None if type(metrics) is _NoOpTracerMetrics \
+            else getattr(metrics, "start_span", None)
+        self.is_random: Callable[[], bool] | None = getattr(self.ids, "is_trace_id_random", None) if _RANDOM else None
 
     def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = (),
@@ -137,8 +146,7 @@ class LightTracer:
         else:
             parent = None
             trace_id = self.ids.generate_trace_id()
-            is_random = getattr(self.ids, "is_trace_id_random", None)
-            random_id = bool(_RANDOM) and is_random is not None and is_random()
+            random_id = self.is_random is not None and self.is_random()
         links = links or ()
         decisions = self.decisions
         if decisions is not None:  # what the static sampler's should_sample answers, by the same rules
@@ -151,13 +159,14 @@ class LightTracer:
         else:
             result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
             decision, trace_state, sampled_attributes = result.decision, result.trace_state, result.attributes
+        sampled = decision is _RECORD_AND_SAMPLE  # Decision.is_sampled, is_recording: its three members
         if random_id:
-            flags = _RANDOM_SAMPLED if decision.is_sampled() else _RANDOM_DEFAULT
+            flags = _RANDOM_SAMPLED if sampled else _RANDOM_DEFAULT
         else:
-            flags = _SAMPLED if decision.is_sampled() else _DEFAULT
+            flags = _SAMPLED if sampled else _DEFAULT
         span_context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
         end_metrics = self.metrics(parent, decision) if self.metrics is not None else None
-        if not decision.is_recording():
+        if decision is _DROP:
             return NonRecordingSpan(span_context)
         span = LightSpan(self, name, span_context, parent, sampled_attributes, kind, links,
                          start_time if start_time is not None else _time_ns(), end_metrics,

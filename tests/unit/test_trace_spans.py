@@ -230,3 +230,30 @@ def test_each_parent_gets_the_decision_and_trace_state_the_sdks_sampler_gives(sa
         if exported:
             assert exported[1] == exported[0], what
             assert exported[1]["attributes"] == START
+
+
+def test_the_sdks_span_metrics_count_light_spans_as_its_own_and_cost_nothing_when_off(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    def counted(make: Callable[[Any], Any]) -> dict[str, list[tuple[Any, ...]]]:
+        reader = InMemoryMetricReader()
+        provider = TracerProvider(meter_provider=MeterProvider(metric_readers=[reader]))
+        tracer = make(provider.get_tracer("govrpc"))
+        tracer.start_span("/x.Echo/echo").end()
+        tracer.start_span("/x.Echo/echo")  # still live
+        seen: dict[str, list[tuple[Any, ...]]] = {}
+        for resource in reader.get_metrics_data().resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    seen[metric.name] = sorted((tuple(sorted(p.attributes.items())), p.value)
+                                               for p in metric.data.data_points)
+        return seen
+
+    monkeypatch.setenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED", "true")
+    sdk_counts, light_counts = counted(lambda t: t), counted(light)
+    assert light_counts == sdk_counts and "otel.sdk.span.started" in sdk_counts and "otel.sdk.span.live" in sdk_counts
+    monkeypatch.delenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED")
+    provider, _ = _provider()
+    assert light(provider.get_tracer("govrpc")).metrics is None  # the SDK's no-op metrics: not called
