@@ -100,8 +100,8 @@ def status_code(exc: BaseException | None) -> int:
 
 def inject(span_context: Any, ctx: Any, carrier: dict[str, str]) -> None:
     """Write W3C ``traceparent`` (and ``tracestate``, ``baggage`` when there are any) for ``span_context``."""
-    carrier[w3c.TRACEPARENT] = "00-%032x-%016x-%02x" % (span_context.trace_id, span_context.span_id,
-                                                        span_context.trace_flags)
+    carrier[w3c.TRACEPARENT] = f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-" \
+                               f"{span_context.trace_flags:02x}"
     state = span_context.trace_state
     if state:
         carrier[w3c.TRACESTATE] = state.to_header()
