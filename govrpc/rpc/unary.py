@@ -7,7 +7,7 @@ set, a pass over the completed batch, and a ``contextlib`` context around the
 observability plugin even when none is registered. About 900 of the 1,060 bytecodes
 that grpcio's own Python runs on the calling thread per call (``benchmarks/python_work.py``)
 are that, and they cost about 40 µs of the calling thread's CPU per call on this machine
-(``benchmarks/call_cpu.py``: "raw grpcio" against "raw, grpc core"). ``blocking_call``
+(``benchmarks/call_cpu.py``: "raw grpcio" against "raw grpcio (core call)"). ``blocking_call``
 starts the same batch on the same kind of call, through the same channel, method
 registration and census context, with the same deadline (the caller's, or the deadline
 of the server call this thread is handling if that is sooner, as grpcio does), and reads
@@ -17,7 +17,8 @@ cannot tell the two paths apart.
 
 It reaches below grpcio's public API (``grpc._cython.cygrpc`` and the multicallable's
 attributes), so it is taken only where it is known to hold: a plain
-``grpc.Channel``'s multicallable of a grpcio that registers methods (1.63 and later),
+``grpc.Channel``'s multicallable of a grpcio that registers methods (its multicallables
+carry ``_registered_call_handle``: ``segregated_call`` takes it),
 no observability plugin registered (``grpc_observability`` records latency in the
 Python this skips: with one, every call takes grpcio's own path), and not switched off
 (``GOVRPC_GRPC_DIRECT=0`` in the environment, or ``ENABLED = False`` before the first
