@@ -104,10 +104,12 @@ def measure(port: int, raw_port: int, calls: int) -> int:
     assert raw_core is not None
     randbits = random.getrandbits
     unary.ENABLED = False  # read at a method's first call: this client keeps grpcio's own multicallable
-    public_client = govrpc.Client(timeout=5.0)
-    public = public_client.proxy("bench.Echo", url=f"grpc://127.0.0.1:{port}").echo
-    public(b"")
-    unary.ENABLED = True
+    try:
+        public_client = govrpc.Client(timeout=5.0)
+        public = public_client.proxy("bench.Echo", url=f"grpc://127.0.0.1:{port}").echo
+        public(b"")
+    finally:
+        unary.ENABLED = True
     with public_client, govrpc.Client(timeout=5.0) as client:
         url = f"grpc://127.0.0.1:{port}"
         default = client.proxy("bench.Echo", url=url).echo

@@ -451,10 +451,12 @@ def main() -> int:
         raw_core = unary.blocking_call(raw_call)
         assert raw_core is not None and raw_core(payload, 5.0, None) == payload
         unary.ENABLED = False  # read when a provider's method is first called: this client keeps grpcio's call
-        public_client = govrpc.Client(registry, application="bench", timeout=5.0)
-        public = public_client.proxy("bench.Echo").echo
-        until_listed(lambda: public(payload), deadline)
-        unary.ENABLED = True
+        try:
+            public_client = govrpc.Client(registry, application="bench", timeout=5.0)
+            public = public_client.proxy("bench.Echo").echo
+            until_listed(lambda: public(payload), deadline)
+        finally:
+            unary.ENABLED = True
 
         variants = {"raw grpcio": raw, "raw+traceparent": raw_traced,
                     "raw grpcio (core call)": lambda: raw_core(payload, 5.0, None),

@@ -119,12 +119,10 @@ _FLAGS: dict[str, Any] = {}
 
 
 def _flags(text: str) -> Any:
-    """The ``TraceFlags`` of a header's two hex digits, one object per value (a span keeps its parent's)."""
-    flags = _FLAGS.get(text)
-    if flags is None:
-        flags = otel_trace.TraceFlags(int(text, 16))
-        if len(_FLAGS) < 256:  # two hex digits: at most 256 (upper and lower case alike parse)
-            _FLAGS[text] = flags
+    """The ``TraceFlags`` of a header's two hex digits, made once per spelling (a span keeps its parent's)."""
+    flags = otel_trace.TraceFlags(int(text, 16))
+    if len(_FLAGS) < 256:  # 484 spellings with upper and lower case: the common ones are kept
+        _FLAGS[text] = flags
     return flags
 
 
@@ -138,8 +136,11 @@ def extract(carrier: Mapping[str, str]) -> Any:
     if parsed is not None:
         trace_id, span_id, flags = parsed
         state = carrier.get(w3c.TRACESTATE)
+        trace_flags = _FLAGS.get(flags)
+        if trace_flags is None:  # not "or": the unsampled flags are a zero, false
+            trace_flags = _flags(flags)
         parent = otel_trace.SpanContext(
-            int(trace_id, 16), int(span_id, 16), True, _FLAGS.get(flags) or _flags(flags),
+            int(trace_id, 16), int(span_id, 16), True, trace_flags,
             otel_trace.TraceState.from_header([state]) if state and len(state) <= w3c._MAX_HEADER else None)
         ctx = otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(parent), ctx)
     if w3c.BAGGAGE in carrier:

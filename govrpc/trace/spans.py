@@ -58,9 +58,9 @@ _get_current_span = api.get_current_span
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2; absent from older APIs
+_RECORD_AND_SAMPLE, _DROP = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_sampling.Decision.DROP
 # made once: a TraceFlags is an object the garbage collector tracks, and a span waiting in a batch
 # processor's queue keeps its own alive (each tracked object so kept makes collections come sooner)
-_RECORD_AND_SAMPLE, _DROP = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_sampling.Decision.DROP
 _RANDOM_SAMPLED = TraceFlags(_SAMPLED | _RANDOM)
 _RANDOM_DEFAULT = TraceFlags(_DEFAULT | _RANDOM)
 _UNSET = Status(StatusCode.UNSET)
@@ -128,7 +128,7 @@ class LightTracer:
         self.decisions = _static_decisions(self.sampler)
         self.enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
         metrics = getattr(tracer, "_tracer_metrics", None)
-        # the SDK's span metrics, unless they are its no-op ones (no meter provider asked for them)
+        # the SDK's span metrics, unless they are its no-op ones (its internal metrics are not enabled)
         self.metrics: Callable[..., Callable[[], None]] | None = None if type(metrics) is _NoOpTracerMetrics \
             else getattr(metrics, "start_span", None)
         self.is_random: Callable[[], bool] | None = getattr(self.ids, "is_trace_id_random", None) if _RANDOM else None

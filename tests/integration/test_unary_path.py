@@ -1,7 +1,7 @@
 """The blocking unary call straight to grpc's core (``govrpc.rpc.unary``) against grpcio's own call.
 
 Every case runs on both paths ("core": ``blocking_call``; "grpc": ``unary.ENABLED = False``, so
-the invoker keeps grpcio's multicallable) and must come out the same: values, attachments,
+the invoker keeps grpcio's multicallable) and must come out the same: values,
 business exceptions, a provider's refusal with its trailers, deadlines, calls made from a provider's
 thread, unknown methods, a provider gone.
 """

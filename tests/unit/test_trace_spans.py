@@ -257,3 +257,15 @@ def test_the_sdks_span_metrics_count_light_spans_as_its_own_and_cost_nothing_whe
     monkeypatch.delenv("OTEL_PYTHON_SDK_INTERNAL_METRICS_ENABLED")
     provider, _ = _provider()
     assert light(provider.get_tracer("govrpc")).metrics is None  # the SDK's no-op metrics: not called
+
+
+def test_an_incoming_headers_flags_are_one_shared_object_per_value() -> None:
+    """A queued span keeps its parent's flags: one object per value, not one per call (unsampled included)."""
+    def flags(header: str) -> Any:
+        return otel_trace.get_current_span(otel.extract({"traceparent": header})).get_span_context().trace_flags
+
+    unsampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert flags(unsampled) is flags(unsampled) and int(flags(unsampled)) == 0 and not flags(unsampled).sampled
+    assert flags(sampled) is flags(sampled) and flags(sampled).sampled
+    assert flags(sampled) is not flags(unsampled)
