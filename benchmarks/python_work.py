@@ -10,6 +10,7 @@ prints the mean per call for each variant:
 
     python benchmarks/python_work.py                   # raw grpcio, govrpc default, trace off, no stage
     python benchmarks/python_work.py --calls 500 -v    # and per function, for the last variant
+    python benchmarks/python_work.py --sdk govrpc:     # an OpenTelemetry SDK records every span (batch)
 
 The asyncio rows ("raw grpc.aio", "AsyncClient") await each call on an event loop run by the
 consumer thread (the loop's own Python included), against the same kind of servers.
@@ -165,7 +166,15 @@ def main() -> int:
     parser.add_argument("variants", nargs="*", default=VARIANTS)
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("-v", "--verbose", action="store_true", help="per function, for the last variant")
+    parser.add_argument("--sdk", action="store_true",
+                        help="an SDK TracerProvider for both sides (BatchSpanProcessor, spans dropped)")
     args = parser.parse_args()
+    if args.sdk:
+        from opentelemetry import trace
+
+        from overhead import sdk_provider
+
+        trace.set_tracer_provider(sdk_provider())
     registry = "memory://python-work"
     stack: list[Callable[[], None]] = []
     counter = Counter(threading.current_thread())

@@ -32,7 +32,7 @@ from govrpc.url import URL, ServiceKey
 if TYPE_CHECKING:
     from govrpc.service import MethodSpec
 
-__all__ = ["APPLICATION_KEY", "NEEDS_CHAIN", "PEERS_KEY", "PEERS_WEIGHT_KEY", "Filter", "Invocation", "Invoker",
+__all__ = ["APPLICATION_KEY", "PEERS_KEY", "PEERS_WEIGHT_KEY", "Filter", "Invocation", "Invoker",
            "ProviderContext", "Result", "async_chain", "build_async_filter_chain", "build_filter_chain", "load_filters",
            "shortcut"]
 
@@ -218,35 +218,25 @@ class Filter(abc.ABC):
         cluster quota's leases) holds it from here, never by a global lookup."""
 
     scope: Scope | None = None
-    """Provider side, optional: ``scope(metadata, name, method, args, kwargs)`` runs one call of
-    the provider's method ``name`` from the request's metadata alone, with no ``Invocation``:
-    its work around ``method(*args, **kwargs)`` (``method`` runs the scopes inside this one,
-    then the provider's method). When every filter bound to a service has one, the server's
-    calls take them, nested in chain order, and build no Invocation. A scope may return
-    ``NEEDS_CHAIN`` instead, and only before doing anything, when this call needs the chain after
-    all (then set ``defers = True``: such scopes are nested outside the others, so none has
-    begun its work when one defers; one that gets ``NEEDS_CHAIN`` back from its ``method``
-    returns it as it is)."""
-
-    defers: bool = False
-    """True when this filter's ``scope`` may return ``NEEDS_CHAIN``."""
+    """Provider side, optional: ``scope(call, name, method, args, kwargs)`` runs one call of the
+    provider's method ``name`` from the gRPC call alone, with no ``Invocation`` (``call`` is its
+    ``grpc.ServicerContext``: ``call.invocation_metadata()``, ``call.peer()``): its work around
+    ``method(*args, **kwargs)`` (``method`` runs the scopes inside this one, then the provider's
+    method). When every filter bound to a service has one, the server's calls take them, nested
+    in chain order, and build no Invocation."""
 
     @abc.abstractmethod
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         """Run around ``invoker.invoke(invocation)``."""
 
 
-NEEDS_CHAIN: Any = object()
-"""What a provider filter's ``scope`` returns when the call must go through the chain instead."""
-
-
-Scope = Callable[[Sequence[tuple[str, Any]], str, Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
-"""``scope(metadata, name, method, args, kwargs)``: see ``Filter.scope``."""
+Scope = Callable[[Any, str, Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+"""``scope(call, name, method, args, kwargs)``: see ``Filter.scope``."""
 
 
 def shortcut(chain: Invoker, target: Invoker) -> Scope | None:
     """The scopes of the filters ``chain`` (a ``build_filter_chain`` result around ``target``)
-    consists of, nested as one scope (those that defer outermost), or None when one of its
+    consists of, nested as one scope in chain order, or None when one of its
     filters has no scope (or ``chain`` is ``target``: no filter)."""
     filters: list[Filter] = []
     link = chain
@@ -257,25 +247,22 @@ def shortcut(chain: Invoker, target: Invoker) -> Scope | None:
         link = link.next
     if link is not target or not filters:
         return None
-    ordered = [f for f in filters if f.defers] + [f for f in filters if not f.defers]
-    scope: Scope = ordered[-1].scope  # type: ignore[assignment]
-    for outer in reversed(ordered[:-1]):
+    scope: Scope = filters[-1].scope  # type: ignore[assignment]
+    for outer in reversed(filters[:-1]):
         scope = _nested(outer.scope, scope)  # type: ignore[arg-type]
     return scope
 
 
 def _nested(outer: Scope, inner: Scope) -> Scope:
     """``outer`` around ``inner``: one scope whose ``method`` for ``outer`` runs ``inner``."""
-    def scope(metadata: Sequence[tuple[str, Any]], name: str, method: Callable[..., Any], args: tuple[Any, ...],
-              kwargs: dict[str, Any]) -> Any:
-        return outer(metadata, name, functools.partial(_run_scope, inner, metadata, name, method), args, kwargs)
+    def scope(call: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return outer(call, name, functools.partial(_run_scope, inner, call, name, method), args, kwargs)
 
     return scope
 
 
-def _run_scope(scope: Scope, metadata: Sequence[tuple[str, Any]], name: str, method: Callable[..., Any],
-               *args: Any, **kwargs: Any) -> Any:
-    return scope(metadata, name, method, args, kwargs)
+def _run_scope(scope: Scope, call: Any, name: str, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return scope(call, name, method, args, kwargs)
 
 
 PEERS_KEY, PEERS_WEIGHT_KEY = "peers", "peers.weight"

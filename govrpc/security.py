@@ -170,10 +170,9 @@ class TokenAuthFilter(Filter):
     """Provider filter: refuses a call whose token is not one of the accepted ones.
 
     Runs first (lowest ``order``), so a refused call reaches no other filter and not the
-    method (on the server's direct path only the trace stage's scope, which just makes the
-    caller's context current, is nested outside it: ``Filter.defers``). The token is removed from the attachments the rest of the chain and the
-    method see. Only SHA-256 digests of the accepted tokens are kept, compared in constant
-    time. Rotation without dropping a call: accept old and new, switch the consumers
+    method (tracing included, on the server's direct path too). The token is removed from the
+    attachments the rest of the chain and the method see. Only SHA-256 digests of the
+    accepted tokens are kept, compared in constant time. Rotation without dropping a call: accept old and new, switch the consumers
     (``Client.rotate_token``), then accept only the new one. The accepted set is the
     server's own (``Server(token=...)``, ``rotate(tokens)``) unless the registry overrides
     it for a service: a configurator's ``token.sha256`` (digests only: the registry never
@@ -249,12 +248,12 @@ class _ServiceTokenAuth(Filter):
         # token leaves it here, so no later filter nor the method sees it
         del attachments[TOKEN_KEY]
 
-    def scope(self, metadata: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
+    def scope(self, call: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
         """``check`` without an Invocation (``Filter.scope``): the token read from the request
         metadata (which only the other stages' scopes see, never the method)."""
         token = None
-        for key, value in metadata:
+        for key, value in call.invocation_metadata():
             if key == TOKEN_KEY:
                 token = value
                 break

@@ -356,13 +356,13 @@ class _BoundFlow(Filter):
 
     service_name = ""
 
-    def _provider_scope(self, metadata: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
+    def _provider_scope(self, call: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
                         kwargs: dict[str, Any]) -> Any:
         """``invoke`` without an Invocation (``Filter.scope``; bound as ``scope`` on a provider whose
         gates never queue and that limits no connections): the same detector and gates, the
         caller's level read from the request metadata."""
         text = None
-        for key, value in metadata:
+        for key, value in call.invocation_metadata():
             if key == PRIORITY_KEY:
                 text = value
                 break

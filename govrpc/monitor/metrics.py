@@ -578,7 +578,7 @@ class _BoundProvider(Filter):
 
             self.methods = _Methods(make, known)
 
-    def scope(self, metadata: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
+    def scope(self, call: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
         """``invoke`` without an Invocation (``Filter.scope``): the same series and call window,
         around ``method(*args, **kwargs)``; it never needs the chain."""

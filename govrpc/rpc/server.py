@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable
 import grpc
 
 from govrpc.exceptions import ConfigurationError, GovRpcError, RateLimitedError, SerializationError
-from govrpc.invocation import NEEDS_CHAIN, Invocation, Invoker
+from govrpc.invocation import Invocation, Invoker
 from govrpc.rpc.executor import WorkerPool
 from govrpc.rpc.serialization import Serializer
 from govrpc.rpc.streams import stream_handler
@@ -176,11 +176,10 @@ def _unary_behavior(exported: ExportedService, spec: MethodSpec) -> Callable[[An
         if direct is not None:
             scope = exported.scope
             try:
-                value = direct(*args, **kwargs) if scope is None else \
-                    scope(context.invocation_metadata(), name, direct, args, kwargs)
+                value = direct(*args, **kwargs) if scope is None else scope(context, name, direct, args, kwargs)
             except BaseException as exc:  # noqa: BLE001 - every failure goes back to the caller at once
                 _fail(context, exc)
-        if direct is None or value is NEEDS_CHAIN:
+        else:
             metadata = context.invocation_metadata() or ()
             attachments = attachments_of(metadata)
             provider_context = CallContext(context, metadata, spec)

@@ -65,6 +65,16 @@ def _application_of(agent: str) -> str:
     return application
 
 
+def caller_of(headers: Mapping[str, Any]) -> str:
+    """The caller's application from request metadata made a dict: its application header, else
+    what its ``user-agent`` names (as ``split_metadata`` reads them)."""
+    application = headers.get(APPLICATION_KEY)
+    if application:
+        return str(application)
+    agent = headers.get("user-agent")
+    return _application_of(agent) if type(agent) is str else ""
+
+
 def attachments_of(metadata: Iterable[tuple[str, Any]]) -> dict[str, str]:
     """The attachments in request metadata: string values, less ``-bin`` keys and transport noise
     (govrpc's own keys, ``user-agent``, ``grpc-*``)."""

@@ -33,11 +33,12 @@ from __future__ import annotations
 
 import contextvars
 from concurrent.futures import Future
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar
 
 from govrpc.context import _RECORDER
-from govrpc.invocation import APPLICATION_KEY, NEEDS_CHAIN, Filter, Invocation, Invoker
+from govrpc.invocation import APPLICATION_KEY, Filter, Invocation, Invoker
 from govrpc.options import Option
+from govrpc.rpc.wire import caller_of
 from govrpc.trace import otel, w3c
 from govrpc.url import CONSUMER, URL
 
@@ -54,10 +55,11 @@ _TRACEPARENT = w3c.TRACEPARENT
 _Incoming = w3c.Incoming
 _new_incoming = object.__new__
 if otel.available:
-    _attach = otel.otel_context.attach
-    _detach = otel.otel_context.detach
-    _get_current = otel.otel_context.get_current
-    _set_span_in_context = otel.otel_trace.set_span_in_context
+    _attach = otel.attach
+    _detach = otel.detach
+    _get_current = otel.current_context
+    _Context = otel.Context
+    _SPAN_KEY = otel.SPAN_KEY  # _Context({**parent, _SPAN_KEY: span}): set_span_in_context(span, parent)
     _CLIENT = otel.otel_trace.SpanKind.CLIENT
     _SERVER = otel.otel_trace.SpanKind.SERVER
 
@@ -183,8 +185,8 @@ class _ConsumerTrace(Filter):
         if invocation.oneway:
             attributes = {**attributes, "govrpc.oneway": True}
         parent = _get_current()  # read once: start_span and its sampler would read it three times
-        span = tracer.start_span(name, context=parent, kind=_CLIENT, attributes=attributes)
-        ctx = _set_span_in_context(span, parent)
+        span = tracer.start_span(name, parent, _CLIENT, attributes)
+        ctx = _Context({**parent, _SPAN_KEY: span})
         otel.inject(span.get_span_context(), ctx, invocation.attachments)
         # sampled out: the ids still travel, nothing is written on the span
         recorder = otel.SpanRecorder(span, tracer, name, attributes) if span.is_recording() else None
@@ -247,27 +249,37 @@ class _ProviderTrace(Filter):
         self.service = url.path
         self._starts: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
 
-    defers = True  # with an SDK the server span needs the chain
-
-    def scope(self, metadata: Sequence[tuple[str, Any]], name: str, method: Callable[..., Any],
-              args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """The call without an Invocation when no SDK records (``Filter.scope``): the caller's
-        context, from the request metadata, is current while ``method`` runs; with an SDK the
-        server span needs the chain."""
-        if _api is not None and _api._TRACER_PROVIDER is not None and _sdk_tracer() is not None:
-            return NEEDS_CHAIN
-        incoming = _new_incoming(_Incoming)
-        incoming.carrier, incoming.span = metadata, None
-        token = _CURRENT.set(incoming)
+    def scope(self, call: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
+              kwargs: dict[str, Any]) -> Any:
+        """The call without an Invocation (``Filter.scope``), from the gRPC call: the caller's
+        context, from the request metadata, is current while ``method`` runs, and with an SDK
+        the server span covers it."""
+        metadata = call.invocation_metadata()
+        tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
+        if tracer is None:  # propagation only: the caller's context, parsed if the method calls on
+            incoming = _new_incoming(_Incoming)
+            incoming.carrier, incoming.span = metadata, None
+            token = _CURRENT.set(incoming)
+            try:
+                return method(*args, **kwargs)
+            finally:
+                _CURRENT.reset(token)
+        headers = dict(metadata)
+        span, otoken = self._begin(tracer, name, headers, caller_of(headers), call.peer())
+        exc: BaseException | None = None
         try:
             return method(*args, **kwargs)
+        except BaseException as error:
+            exc = error
+            raise
         finally:
-            _CURRENT.reset(token)
+            _detach(otoken)
+            otel.finish(span, exc)
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments
         tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
-        if tracer is None:  # propagation only: the caller's context, parsed if the method calls on
+        if tracer is None:
             incoming = _new_incoming(_Incoming)
             incoming.carrier, incoming.span = attachments, None
             token = _CURRENT.set(incoming)
@@ -275,15 +287,7 @@ class _ProviderTrace(Filter):
                 return invoker.invoke(invocation)
             finally:
                 _CURRENT.reset(token)
-        context = invocation.context  # the transport moves the caller's application header there
-        if context is not None:
-            peer, caller = context.peer, context.application
-        else:
-            peer, caller = "", attachments.get(APPLICATION_KEY) or ""
-        name, attributes = self._start_of(invocation.method, caller, peer)
-        parent_ctx = otel.extract(attachments)
-        span = tracer.start_span(name, context=parent_ctx, kind=_SERVER, attributes=attributes)
-        otoken = _attach(_set_span_in_context(span, parent_ctx))
+        span, otoken = self._begin(tracer, invocation.method, attachments, *self._caller(invocation))
         exc: BaseException | None = None
         try:
             return invoker.invoke(invocation)
@@ -304,12 +308,7 @@ class _ProviderTrace(Filter):
                 return await invoker.ainvoke(invocation)
             finally:
                 _CURRENT.reset(token)
-        context = invocation.context
-        peer, caller = (context.peer, context.application) if context is not None else ("", "")
-        name, attributes = self._start_of(invocation.method, caller, peer)
-        parent_ctx = otel.extract(attachments)
-        span = tracer.start_span(name, context=parent_ctx, kind=_SERVER, attributes=attributes)
-        otoken = _attach(_set_span_in_context(span, parent_ctx))
+        span, otoken = self._begin(tracer, invocation.method, attachments, *self._caller(invocation))
         exc: BaseException | None = None
         try:
             return await invoker.ainvoke(invocation)
@@ -319,6 +318,22 @@ class _ProviderTrace(Filter):
         finally:
             _detach(otoken)
             otel.finish(span, exc)
+
+    @staticmethod
+    def _caller(invocation: Invocation) -> tuple[str, str]:
+        """(caller's application, peer) of a call through the chain."""
+        context = invocation.context  # the transport moves the caller's application header there
+        if context is not None:
+            return context.application, context.peer
+        return invocation.attachments.get(APPLICATION_KEY) or "", ""
+
+    def _begin(self, tracer: Any, method: str, carrier: Any, caller: str, peer: str) -> tuple[Any, Any]:
+        """The server span of a call to ``method``, the caller's child, and the token of its context
+        made current."""
+        name, attributes = self._start_of(method, caller, peer)
+        parent_ctx = otel.extract(carrier)
+        span = tracer.start_span(name, parent_ctx, _SERVER, attributes)
+        return span, _attach(_Context({**parent_ctx, _SPAN_KEY: span}))
 
     def _start_of(self, method: str, caller: str, peer: str) -> tuple[str, dict[str, Any]]:
         """The server span's name and attributes at start, made once per method, caller and peer

@@ -98,12 +98,20 @@ def status_code(exc: BaseException | None) -> int:
     return 2
 
 
+if available:
+    from govrpc.trace.api import (DEFAULT_TRACE_STATE, SPAN_KEY, TUPLES, Context, NonRecordingSpan, SpanContext,
+                                  attach, current_context, detach)
+_new_tuple = tuple.__new__
+
 def inject(span_context: Any, ctx: Any, carrier: dict[str, str]) -> None:
     """Write W3C ``traceparent`` (and ``tracestate``, ``baggage`` when there are any) for ``span_context``."""
-    carrier[w3c.TRACEPARENT] = f"00-{span_context.trace_id:032x}-{span_context.span_id:016x}-" \
-                               f"{span_context.trace_flags:02x}"
-    state = span_context.trace_state
-    if state:
+    if TUPLES:
+        trace_id, span_id, flags, state = span_context[0], span_context[1], span_context[3], span_context[4]
+    else:  # pragma: no cover - an API laid out otherwise
+        trace_id, span_id = span_context.trace_id, span_context.span_id
+        flags, state = span_context.trace_flags, span_context.trace_state
+    carrier[w3c.TRACEPARENT] = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
+    if state is not DEFAULT_TRACE_STATE and state:
         carrier[w3c.TRACESTATE] = state.to_header()
     if ctx.get(_BAGGAGE_KEY) if _BAGGAGE_KEY is not None else _baggage.get_all(ctx):  # get_all copies
         _baggage_propagator.inject(carrier, ctx)  # type: ignore[union-attr]
@@ -139,10 +147,13 @@ def extract(carrier: Mapping[str, str]) -> Any:
         trace_flags = _FLAGS.get(flags)
         if trace_flags is None:  # not "or": the unsampled flags are a zero, false
             trace_flags = _flags(flags)
-        parent = otel_trace.SpanContext(
-            int(trace_id, 16), int(span_id, 16), True, trace_flags,
-            otel_trace.TraceState.from_header([state]) if state and len(state) <= w3c._MAX_HEADER else None)
-        ctx = otel_trace.set_span_in_context(otel_trace.NonRecordingSpan(parent), ctx)
+        trace_state = otel_trace.TraceState.from_header([state]) if state and len(state) <= w3c._MAX_HEADER \
+            else DEFAULT_TRACE_STATE
+        if TUPLES:  # parse_traceparent took only non-zero ids of the right length: valid
+            parent = _new_tuple(SpanContext, (int(trace_id, 16), int(span_id, 16), True, trace_flags, trace_state, True))
+        else:  # pragma: no cover - an API laid out otherwise
+            parent = SpanContext(int(trace_id, 16), int(span_id, 16), True, trace_flags, trace_state)
+        ctx = Context({SPAN_KEY: NonRecordingSpan(parent)})
     if w3c.BAGGAGE in carrier:
         ctx = _baggage_propagator.extract(carrier, context=ctx)  # type: ignore[union-attr]
     return ctx

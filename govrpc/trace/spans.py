@@ -16,7 +16,9 @@ child span per retry) carry attributes govrpc builds itself from known types. So
   sets it); its resource and govrpc's instrumentation scope go on the span;
 - the provider's span processors get ``on_start``, ``_on_ending`` and ``on_end`` as for the
   SDK's own spans, so batch, simple and custom processors, and every exporter, see them as
-  usual; the SDK's own span metrics are recorded;
+  usual (the calls are planned once per list of processors: none where the SDK's own
+  processor does nothing, a sampled span straight into a ``BatchSpanProcessor``'s queue);
+  the SDK's own span metrics are recorded;
 - a tracer switched off by the provider's tracer configurator starts no span.
 
 A ``LightSpan`` is a ``ReadableSpan`` (what processors and exporters read) and an API
@@ -27,12 +29,15 @@ methods is checked and bounded by the provider's span limits, as the SDK's span 
 (``record``, and those at start when the sampler is one of the SDK's, which adds none of
 its own), and only while the limits leave room for them. After ``end``, writes are
 ignored with the SDK's warning. A tracer that is not the SDK's (another implementation
-of the API) is used as it is.
+of the API) is used as it is, and so is the SDK's where the API's span contexts or the SDK's
+``ReadableSpan`` are laid out otherwise than the light spans read and make them
+(``_known_layout``: checked once, at import).
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
 import traceback
 from typing import Any, Callable, Mapping, Sequence
@@ -40,10 +45,16 @@ from typing import Any, Callable, Mapping, Sequence
 from opentelemetry import trace as api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import sampling as sdk_sampling
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.util import BoundedList
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.trace.status import Status, StatusCode
+
+from govrpc.trace import api as otel_api
 
 try:  # the SDK's span metrics when nothing asked for them: nothing to call
     from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics as _NoOpTracerMetrics
@@ -55,6 +66,10 @@ __all__ = ["LightSpan", "LightTracer", "light"]
 _logger = logging.getLogger(__name__)
 _time_ns = time.time_ns
 _get_current_span = api.get_current_span
+_current_context = otel_api.current_context
+_SPAN_KEY = otel_api.SPAN_KEY
+_getrandbits = random.getrandbits  # what the SDK's RandomIdGenerator draws from
+_new_tuple = tuple.__new__
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2; absent from older APIs
@@ -64,16 +79,67 @@ _RECORD_AND_SAMPLE, _DROP = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_samplin
 _RANDOM_SAMPLED = TraceFlags(_SAMPLED | _RANDOM)
 _RANDOM_DEFAULT = TraceFlags(_DEFAULT | _RANDOM)
 _UNSET = Status(StatusCode.UNSET)
+_SAMPLED_BIT = int(TraceFlags.SAMPLED)
+# what the SDK's own processors do at a span's start and as it ends: nothing (no call is made)
+_NOTHING = frozenset(getattr(kind, name) for kind in (sdk.SpanProcessor, BatchSpanProcessor, SimpleSpanProcessor)
+                     for name in ("on_start", "_on_ending") if hasattr(kind, name))
+_READABLE = frozenset({"_name", "_context", "_kind", "_instrumentation_info", "_instrumentation_scope", "_parent",
+                       "_start_time", "_end_time", "_attributes", "_events", "_links", "_resource", "_status"})
 _TRUSTED_ATTRIBUTES = 64  # limits at least this wide leave room for govrpc's own attributes unchecked
+
+
+def _known_layout() -> bool:
+    """Whether the API's span contexts are the tuples govrpc reads and makes (``api.TUPLES``) and the
+    SDK's ``ReadableSpan`` keeps exactly the fields ``LightSpan`` sets."""
+    if not otel_api.TUPLES:
+        return False
+    readable = sdk.ReadableSpan(name="probe", resource=Resource.get_empty())
+    return set(vars(readable)) == _READABLE
+
+
+_KNOWN_LAYOUT = _known_layout()
 
 
 def light(tracer: Any) -> Any:
     """A ``LightTracer`` over ``tracer`` when it is the SDK's, else ``tracer`` itself."""
     if type(tracer) is not sdk.Tracer:
         return tracer
-    if not all(hasattr(tracer, name) for name in ("sampler", "id_generator", "span_processor", "resource")):
+    if not _KNOWN_LAYOUT or not all(hasattr(tracer, name) for name in
+                                    ("sampler", "id_generator", "span_processor", "resource")):
         return tracer  # an SDK version laid out otherwise: its own spans, unchanged
     return LightTracer(tracer)
+
+
+Plan = tuple  # (the processors it was made from, on_start calls, _on_ending calls, on_end calls,
+#               on_end calls for a sampled span)
+
+
+def _plan(processor: Any) -> Plan:
+    """What the provider's span processors do with a span, as the calls to make. Under the SDK's
+    ``SynchronousMultiSpanProcessor`` (a provider's own), each member's, in order: no call where the
+    member's ``on_start`` or ``_on_ending`` is the SDK's own, which does nothing; a sampled span goes
+    straight into a ``BatchSpanProcessor``'s queue (its ``on_end`` checks that it is sampled, then
+    queues it). Another processor is called as it is."""
+    if type(processor) is not sdk.SynchronousMultiSpanProcessor or \
+            not isinstance(getattr(processor, "_span_processors", None), tuple):
+        ending = getattr(processor, "_on_ending", None)
+        return (None, (processor.on_start,), (ending,) if ending is not None else (), (processor.on_end,),
+                (processor.on_end,))
+    members = processor._span_processors
+    starts = tuple(member.on_start for member in members if getattr(type(member), "on_start", None) not in _NOTHING)
+    endings = tuple(member._on_ending for member in members
+                    if hasattr(member, "_on_ending") and getattr(type(member), "_on_ending", None) not in _NOTHING)
+    return (members, starts, endings, tuple(member.on_end for member in members),
+            tuple(_queue_of(member) for member in members))
+
+
+def _queue_of(member: Any) -> Callable[[Any], None]:
+    """A member's ``on_end`` for a sampled span: a ``BatchSpanProcessor``'s ``emit`` into its queue."""
+    if type(member) is BatchSpanProcessor:
+        emit = getattr(getattr(member, "_batch_processor", None), "emit", None)
+        if emit is not None:
+            return emit
+    return member.on_end
 
 
 _DELEGATES = ("_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
@@ -88,35 +154,44 @@ def _builtin(sampler: Any) -> bool:
     return all(_builtin(getattr(sampler, name)) for name in _DELEGATES if hasattr(sampler, name))
 
 
-def _static_decisions(sampler: Any) -> tuple[sdk_sampling.Decision, ...] | None:
+def _static_decisions(sampler: Any) -> dict[Any, sdk_sampling.Decision] | None:
     """The fixed decisions of the SDK's own ``ALWAYS_ON`` / ``ALWAYS_OFF`` samplers, alone or under
-    ``ParentBased``, by parent (none, remote sampled, remote not sampled, local sampled, local not
-    sampled); None for any other sampler, which ``should_sample`` then asks per span."""
+    ``ParentBased``, by parent: None (no parent) or (remote, sampled) as (bool, 0 or 1); None for
+    any other sampler, which ``should_sample`` then asks per span."""
     def fixed(one: Any) -> sdk_sampling.Decision | None:
         decision = getattr(one, "_decision", None) if type(one) is sdk_sampling.StaticSampler else None
         return decision if isinstance(decision, sdk_sampling.Decision) else None
 
     if type(sampler) is sdk_sampling.StaticSampler:
         decision = fixed(sampler)
-        return None if decision is None else (decision,) * 5
-    if type(sampler) is sdk_sampling.ParentBased:
-        decisions = tuple(fixed(getattr(sampler, name, None)) for name in _DELEGATES)
-        return None if None in decisions else decisions  # type: ignore[return-value]
-    return None
+        found: tuple[sdk_sampling.Decision | None, ...] = (decision,) * 5
+    elif type(sampler) is sdk_sampling.ParentBased:
+        found = tuple(fixed(getattr(sampler, name, None)) for name in _DELEGATES)
+    else:
+        return None
+    if None in found:
+        return None
+    return dict(zip(_PARENTS, found))  # type: ignore[arg-type]
+
+
+_PARENTS = (None, (True, 1), (True, 0), (False, 1), (False, 0))  # in _DELEGATES' order
 
 
 class LightTracer:
     """``start_span`` as the SDK tracer's (same sampler, ids, processors, limits), making ``LightSpan``s."""
 
-    __slots__ = ("tracer", "sampler", "ids", "processor", "on_ending", "resource", "scope", "info", "limits",
-                 "trusted", "enabled", "metrics", "is_random", "decisions")
+    __slots__ = ("tracer", "sampler", "ids", "random_ids", "processor", "multi", "plan", "resource", "scope", "info",
+                 "limits", "trusted", "configured", "enabled", "metrics", "is_random", "decisions")
 
     def __init__(self, tracer: sdk.Tracer) -> None:
         self.tracer = tracer
         self.sampler = tracer.sampler
         self.ids = tracer.id_generator
+        self.random_ids = type(self.ids) is RandomIdGenerator  # its ids drawn here, as it draws them
         self.processor = tracer.span_processor  # the provider's: processors added later are in it too
-        self.on_ending: Callable[[Any], None] | None = getattr(self.processor, "_on_ending", None)
+        # what the processors do with a span (_plan), made again when the provider's list changes
+        self.multi: Any = self.processor if type(self.processor) is sdk.SynchronousMultiSpanProcessor else None
+        self.plan = _plan(self.processor)
         self.resource = tracer.resource
         self.info = tracer.instrumentation_info
         self.scope = getattr(tracer, "_instrumentation_scope", None)
@@ -126,6 +201,8 @@ class LightTracer:
         self.trusted = (most is None or most >= _TRUSTED_ATTRIBUTES) and longest is None and _builtin(self.sampler)
         # ALWAYS_ON and the default ParentBased(ALWAYS_ON) decide by the parent alone: read off a table
         self.decisions = _static_decisions(self.sampler)
+        # the provider's tracer configurator switches a tracer off by its config (what _is_enabled reads)
+        self.configured = hasattr(getattr(tracer, "_tracer_config", None), "is_enabled")
         self.enabled: Callable[[], bool] | None = getattr(tracer, "_is_enabled", None)
         metrics = getattr(tracer, "_tracer_metrics", None)
         # the SDK's span metrics, unless they are its no-op ones (its internal metrics are not enabled)
@@ -133,28 +210,48 @@ class LightTracer:
             else getattr(metrics, "start_span", None)
         self.is_random: Callable[[], bool] | None = getattr(self.ids, "is_trace_id_random", None) if _RANDOM else None
 
+    def replan(self) -> Plan:
+        """The processors' plan again: the provider's list of processors changed."""
+        self.plan = _plan(self.processor)
+        return self.plan
+
     def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = (),
                    start_time: int | None = None, record_exception: bool = True,
                    set_status_on_exception: bool = True) -> api.Span:
-        parent: SpanContext | None = _get_current_span(context).get_span_context()
-        if self.enabled is not None and not self.enabled():
+        holder = (_current_context() if context is None else context).get(_SPAN_KEY)
+        parent: SpanContext | None
+        if holder is None:  # no current span: a new trace
+            parent = None
+        elif type(holder) in _HOLDERS:  # its context, read directly
+            parent = holder._context
+        else:
+            parent = _get_current_span(context).get_span_context()
+        if not (self.tracer._tracer_config.is_enabled if self.configured else
+                self.enabled is None or self.enabled()):
             return NonRecordingSpan(parent)  # type: ignore[arg-type]
-        if parent is not None and parent.is_valid:
-            trace_id = parent.trace_id
-            random_id = bool(parent.trace_flags & _RANDOM) if _RANDOM else False
+        # a span context is the tuple (trace id, span id, remote, flags, state, valid): api.TUPLES
+        if parent is not None and parent[5]:
+            trace_id = parent[0]
+            random_id = parent[3] & _RANDOM
         else:
             parent = None
-            trace_id = self.ids.generate_trace_id()
-            random_id = self.is_random is not None and self.is_random()
+            if self.random_ids:
+                trace_id = _getrandbits(128)
+                while not trace_id:
+                    trace_id = _getrandbits(128)
+                random_id = _RANDOM
+            else:
+                trace_id = self.ids.generate_trace_id()
+                random_id = self.is_random is not None and self.is_random()
         links = links or ()
         decisions = self.decisions
+        trace_state: Any
         if decisions is not None:  # what the static sampler's should_sample answers, by the same rules
             if parent is None:
-                decision, trace_state = decisions[0], None
-            else:
-                decision = decisions[(1 if parent.is_remote else 3) + (0 if parent.trace_flags.sampled else 1)]
-                trace_state = parent.trace_state
+                decision, trace_state = decisions[None], DEFAULT_TRACE_STATE
+            else:  # by (remote, sampled)
+                decision, trace_state = decisions[parent[2], parent[3] & _SAMPLED_BIT], parent[4]
             sampled_attributes = attributes
         else:
             result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
@@ -164,40 +261,77 @@ class LightTracer:
             flags = _RANDOM_SAMPLED if sampled else _RANDOM_DEFAULT
         else:
             flags = _SAMPLED if sampled else _DEFAULT
-        span_context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
+        if self.random_ids:  # ids known valid: the tuple made directly (the constructor checks them)
+            span_id = _getrandbits(64)
+            while not span_id:
+                span_id = _getrandbits(64)
+            span_context = _new_tuple(SpanContext, (trace_id, span_id, False, flags,
+                                                    DEFAULT_TRACE_STATE if trace_state is None else trace_state, True))
+        else:
+            span_context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
         end_metrics = self.metrics(parent, decision) if self.metrics is not None else None
         if decision is _DROP:
             return NonRecordingSpan(span_context)
         span = LightSpan(self, name, span_context, parent, sampled_attributes, kind, links,
                          start_time if start_time is not None else _time_ns(), end_metrics,
                          record_exception, set_status_on_exception)
-        # typed as the SDK's Span: processors get what it offers them (a ReadableSpan and an API Span)
-        self.processor.on_start(span, parent_context=context)  # type: ignore[arg-type]
+        plan = self.plan
+        if self.multi is not None and self.multi._span_processors is not plan[0]:
+            plan = self.replan()
+        for on_start in plan[1]:  # typed as the SDK's Span: a ReadableSpan and an API Span
+            on_start(span, parent_context=context)
         return span
 
 
 class LightSpan(api.Span, sdk.ReadableSpan):
     """A recording span: readable by processors and exporters, writable by the code in the call."""
 
+    # what a span keeps until it writes its own (the ReadableSpan's fields, _known_layout)
+    _end_time: int | None = None
+    _status = _UNSET
+    _events: Any = ()
+    _links: Any = ()
+    _end_metrics: Callable[[], None] | None = None
+    _record_exception = True
+    _set_status_on_exception = True
+
     def __init__(self, tracer: LightTracer, name: str, context: SpanContext, parent: SpanContext | None,
                  attributes: Mapping[str, Any] | None, kind: SpanKind, links: Sequence[Link], start_time: int,
                  end_metrics: Callable[[], None] | None, record_exception: bool = True,
                  set_status_on_exception: bool = True) -> None:
-        sdk.ReadableSpan.__init__(self, name=name, context=context, parent=parent, resource=tracer.resource,
-                                  kind=kind, instrumentation_info=tracer.info, status=_UNSET,
-                                  start_time=start_time, instrumentation_scope=tracer.scope)
         self._tracer = tracer
-        limits = tracer.limits
+        self._name = name
+        self._context = context
+        self._kind = kind
+        self._parent = parent
+        self._start_time = start_time
         if tracer.trusted:
             self._attributes: Any = dict(attributes) if attributes else {}
         else:
+            limits = tracer.limits
             self._attributes = BoundedAttributes(limits.max_span_attributes, attributes, immutable=False,
                                                  max_value_len=limits.max_span_attribute_length)
-        self._events: Any = ()
-        self._links: Any = self._valid_links(links) if links else ()
-        self._end_metrics = end_metrics
-        self._record_exception = record_exception
-        self._set_status_on_exception = set_status_on_exception
+        if links:
+            self._links = self._valid_links(links)
+        if end_metrics is not None:
+            self._end_metrics = end_metrics
+        if not record_exception:
+            self._record_exception = False
+        if not set_status_on_exception:
+            self._set_status_on_exception = False
+
+    # the tracer's, read through it: an exporter reads them once per span
+    @property
+    def _resource(self) -> Any:  # type: ignore[override]
+        return self._tracer.resource
+
+    @property
+    def _instrumentation_info(self) -> Any:  # type: ignore[override]
+        return self._tracer.info
+
+    @property
+    def _instrumentation_scope(self) -> Any:  # type: ignore[override]
+        return self._tracer.scope
 
     # -- what govrpc writes: attributes it built from known types ------------------------------------
 
@@ -314,9 +448,14 @@ class LightSpan(api.Span, sdk.ReadableSpan):
         if self._end_metrics is not None:
             self._end_metrics()
         tracer = self._tracer
-        if tracer.on_ending is not None:
-            tracer.on_ending(self)
-        tracer.processor.on_end(self)  # ended, so no longer written: the processors read this span itself
+        plan = tracer.plan
+        if tracer.multi is not None and tracer.multi._span_processors is not plan[0]:
+            plan = tracer.replan()
+        for on_ending in plan[2]:
+            on_ending(self)
+        # ended, so no longer written: the processors read this span itself
+        for on_end in plan[4] if self._context[3] & _SAMPLED_BIT else plan[3]:  # type: ignore[index]
+            on_end(self)
 
     def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> None:
         """As the SDK's span used as a context manager: an escaping exception is recorded, the status set."""
@@ -329,3 +468,6 @@ class LightSpan(api.Span, sdk.ReadableSpan):
 
     def __repr__(self) -> str:
         return f'LightSpan(name="{self._name}", context={self._context})'
+
+
+_HOLDERS = frozenset({LightSpan, NonRecordingSpan})  # the current spans whose context start_span reads directly

@@ -290,14 +290,17 @@ def _ids_of(channel: grpc.Channel) -> Any:
 
 def test_a_provider_without_sdk_continues_the_trace_and_records_a_span_once_an_sdk_is_set(
         memory_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The default provider's only stage is the trace stage: without an SDK its calls skip the
-    Invocation (``Filter.scope``) yet continue the caller's trace; an SDK set while it serves
-    gets its server span from the next call on (the chain), and the shortcut again once it is gone."""
+    """The default provider's only stage is the trace stage: its calls skip the Invocation
+    (``Filter.scope``) yet continue the caller's trace; an SDK set while it serves gets its server
+    span from the next call on, on the same shortcut (the chain is never run)."""
     provider, exporter = _recording()
     with govrpc.Server(memory_registry, port=0) as server:
         server.add(Ids())
         exported = server._hosted[govrpc.url.ServiceKey("trace.Ids")].exported
         assert exported is not None and exported.scope is not None and "ids" in exported.direct
+        chained: list[Any] = []
+        through = exported.invoker.invoke
+        exported.invoker.invoke = lambda invocation: chained.append(invocation) or through(invocation)  # type: ignore
         with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
             ids = _ids_of(channel)
             before = ids()
@@ -311,12 +314,14 @@ def test_a_provider_without_sdk_continues_the_trace_and_records_a_span_once_an_s
     spans = exporter.get_finished_spans()
     assert [s.kind for s in spans] == [otel_trace.SpanKind.SERVER]  # the call made while the SDK was set
     assert f"{spans[0].context.span_id:016x}" == during[1] and spans[0].parent.span_id == 0xb7ad6b7169203331
+    assert spans[0].attributes["net.peer.ip"] == "127.0.0.1" and spans[0].attributes["rpc.grpc.status_code"] == 0
+    assert chained == []
 
 
 def test_metrics_and_trace_share_the_shortcut_and_count_each_call_once_with_an_sdk_set_midway(
         memory_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Two scope filters (metrics, trace) nest on the direct path; the trace stage defers to the
-    chain while an SDK is set before the metrics stage has begun, so no call is counted twice."""
+    """Two scope filters (metrics, trace) nest on the direct path, with an SDK set or not: each call
+    is counted once, and those made while the SDK was set have a server span each."""
     from prometheus_client import CollectorRegistry
 
     provider, exporter = _recording()

@@ -10,7 +10,7 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import (ALWAYS_OFF, ALWAYS_ON, Decision, ParentBased, Sampler, SamplingResult,
                                            TraceIdRatioBased)
@@ -269,3 +269,51 @@ def test_an_incoming_headers_flags_are_one_shared_object_per_value() -> None:
     assert flags(unsampled) is flags(unsampled) and int(flags(unsampled)) == 0 and not flags(unsampled).sampled
     assert flags(sampled) is flags(sampled) and flags(sampled).sampled
     assert flags(sampled) is not flags(unsampled)
+
+
+def test_each_processor_is_called_as_the_sdk_calls_it_also_one_added_while_a_span_runs() -> None:
+    """The processors' calls are planned once per list of processors (a batch processor's queue
+    taken directly for a sampled span, no call where the SDK's own processor does nothing) and
+    planned again when the provider's list changes, between a span's start and its end too."""
+    seen: list[tuple[str, str]] = []
+
+    class Watch(SpanProcessor):
+        def __init__(self, label: str) -> None:
+            self.label = label
+
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            seen.append((self.label, "start"))
+
+        def _on_ending(self, span: Any) -> None:
+            seen.append((self.label, "ending"))
+
+        def on_end(self, span: Any) -> None:
+            seen.append((self.label, "end:" + ("sampled" if span.context.trace_flags.sampled else "unsampled")))
+
+    class RecordOnly(Sampler):
+        def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+            return SamplingResult(Decision.RECORD_ONLY)
+
+        def get_description(self) -> str:
+            return "RecordOnly"
+
+    for sampler, sampled in ((ALWAYS_ON, True), (RecordOnly(), False)):
+        seen.clear()
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(sampler=sampler)
+        batch = BatchSpanProcessor(exporter)
+        provider.add_span_processor(batch)
+        provider.add_span_processor(Watch("first"))
+        tracer = light(provider.get_tracer("govrpc"))
+        span = tracer.start_span("/x.Echo/echo", attributes=START)
+        provider.add_span_processor(Watch("later"))  # while the span runs
+        span.end()
+        batch.force_flush()
+        ending = "end:sampled" if sampled else "end:unsampled"
+        assert seen == [("first", "start"), ("first", "ending"), ("later", "ending"), ("first", ending),
+                        ("later", ending)]
+        exported = exporter.get_finished_spans()
+        assert [s.name for s in exported] == (["/x.Echo/echo"] if sampled else [])  # the batch exports sampled only
+        if sampled:
+            assert exported[0] is span and exported[0].attributes == START
+        provider.shutdown()
