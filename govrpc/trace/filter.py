@@ -187,7 +187,7 @@ class _ConsumerTrace(Filter):
         parent = _get_current()  # read once: start_span and its sampler would read it three times
         span = tracer.start_span(name, parent, _CLIENT, attributes)
         ctx = _Context({**parent, _SPAN_KEY: span})
-        otel.inject(span.get_span_context(), ctx, invocation.attachments)
+        otel.inject(span, ctx, invocation.attachments)
         # sampled out: the ids still travel, nothing is written on the span
         recorder = otel.SpanRecorder(span, tracer, name, attributes) if span.is_recording() else None
         return span, recorder, ctx

@@ -103,11 +103,16 @@ if available:
                                   attach, current_context, detach)
 _new_tuple = tuple.__new__
 
-def inject(span_context: Any, ctx: Any, carrier: dict[str, str]) -> None:
-    """Write W3C ``traceparent`` (and ``tracestate``, ``baggage`` when there are any) for ``span_context``."""
-    if TUPLES:
+def inject(span: Any, ctx: Any, carrier: dict[str, str]) -> None:
+    """Write W3C ``traceparent`` (and ``tracestate``, ``baggage`` when there are any) for ``span``
+    as the caller (a light span's own parts, else its span context's)."""
+    if type(span) is _LightSpan:
+        trace_id, span_id, flags, state = span._trace_id, span._span_id, span._flags, span._state
+    elif TUPLES:
+        span_context = span.get_span_context()
         trace_id, span_id, flags, state = span_context[0], span_context[1], span_context[3], span_context[4]
     else:  # pragma: no cover - an API laid out otherwise
+        span_context = span.get_span_context()
         trace_id, span_id = span_context.trace_id, span_context.span_id
         flags, state = span_context.trace_flags, span_context.trace_state
     carrier[w3c.TRACEPARENT] = f"00-{trace_id:032x}-{span_id:016x}-{flags:02x}"
@@ -162,10 +167,11 @@ def extract(carrier: Mapping[str, str]) -> Any:
 def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | None = None) -> None:
     """Set the outcome on ``span`` the way the gRPC instrumentation does (with ``attributes``, in
     one batch: each SDK call takes the span's lock and checks every value again), and end it."""
+    code = 0 if exc is None else status_code(exc)
     if attributes is None:
-        attributes = {"rpc.grpc.status_code": status_code(exc)}
+        attributes = {"rpc.grpc.status_code": code}
     else:
-        attributes["rpc.grpc.status_code"] = status_code(exc)
+        attributes["rpc.grpc.status_code"] = code
     if type(span) is _LightSpan:
         span.record(attributes)  # built here from known types: no check per value
     else:
@@ -243,7 +249,7 @@ class SpanRecorder(CallRecorder):
         self.child = self.tracer.start_span(self.name, context=parent, kind=otel_trace.SpanKind.CLIENT,
                                             attributes={**self.attributes, "govrpc.attempt": attempt})
         if invocation.attachments is not None:  # the next attempt's server span is this child's
-            inject(self.child.get_span_context(), parent, invocation.attachments)
+            inject(self.child, parent, invocation.attachments)
 
     def event(self, name: str, attributes: dict[str, object]) -> None:
         self.span.add_event(name, attributes)

@@ -69,7 +69,6 @@ _get_current_span = api.get_current_span
 _current_context = otel_api.current_context
 _SPAN_KEY = otel_api.SPAN_KEY
 _getrandbits = random.getrandbits  # what the SDK's RandomIdGenerator draws from
-_new_tuple = tuple.__new__
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2; absent from older APIs
@@ -261,18 +260,18 @@ class LightTracer:
             flags = _RANDOM_SAMPLED if sampled else _RANDOM_DEFAULT
         else:
             flags = _SAMPLED if sampled else _DEFAULT
-        if self.random_ids:  # ids known valid: the tuple made directly (the constructor checks them)
+        if self.random_ids:
             span_id = _getrandbits(64)
             while not span_id:
                 span_id = _getrandbits(64)
-            span_context = _new_tuple(SpanContext, (trace_id, span_id, False, flags,
-                                                    DEFAULT_TRACE_STATE if trace_state is None else trace_state, True))
         else:
-            span_context = SpanContext(trace_id, self.ids.generate_span_id(), False, flags, trace_state)
+            span_id = self.ids.generate_span_id()
+        if trace_state is None:
+            trace_state = DEFAULT_TRACE_STATE
         end_metrics = self.metrics(parent, decision) if self.metrics is not None else None
         if decision is _DROP:
-            return NonRecordingSpan(span_context)
-        span = LightSpan(self, name, span_context, parent, sampled_attributes, kind, links,
+            return NonRecordingSpan(SpanContext(trace_id, span_id, False, flags, trace_state))
+        span = LightSpan(self, name, trace_id, span_id, flags, trace_state, parent, sampled_attributes, kind, links,
                          start_time if start_time is not None else _time_ns(), end_metrics,
                          record_exception, set_status_on_exception)
         plan = self.plan
@@ -295,15 +294,27 @@ class LightSpan(api.Span, sdk.ReadableSpan):
     _record_exception = True
     _set_status_on_exception = True
 
-    def __init__(self, tracer: LightTracer, name: str, context: SpanContext, parent: SpanContext | None,
-                 attributes: Mapping[str, Any] | None, kind: SpanKind, links: Sequence[Link], start_time: int,
-                 end_metrics: Callable[[], None] | None, record_exception: bool = True,
-                 set_status_on_exception: bool = True) -> None:
+    _made: SpanContext | None = None
+    _parent_id: int | None = None  # a root span's
+    _parent_made: SpanContext | None = None
+
+    def __init__(self, tracer: LightTracer, name: str, trace_id: int, span_id: int, flags: TraceFlags,
+                 trace_state: Any, parent: SpanContext | None, attributes: Mapping[str, Any] | None, kind: SpanKind,
+                 links: Sequence[Link], start_time: int, end_metrics: Callable[[], None] | None,
+                 record_exception: bool = True, set_status_on_exception: bool = True) -> None:
         self._tracer = tracer
         self._name = name
-        self._context = context
+        # its span context and its parent's kept as their parts, made when read (``_context``, ``_parent``):
+        # a span context is an object the garbage collector tracks, and a span waits in a batch
+        # processor's queue (each tracked object so kept makes collections come sooner)
+        self._trace_id = trace_id
+        self._span_id = span_id
+        self._flags = flags
+        self._state = trace_state
+        if parent is not None:  # same trace
+            self._parent_id, self._parent_remote, self._parent_flags, self._parent_state = \
+                parent[1], parent[2], parent[3], parent[4]
         self._kind = kind
-        self._parent = parent
         self._start_time = start_time
         if tracer.trusted:
             self._attributes: Any = dict(attributes) if attributes else {}
@@ -319,6 +330,23 @@ class LightSpan(api.Span, sdk.ReadableSpan):
             self._record_exception = False
         if not set_status_on_exception:
             self._set_status_on_exception = False
+
+    @property
+    def _context(self) -> SpanContext:  # type: ignore[override]
+        made = self._made
+        if made is None:
+            made = self._made = SpanContext(self._trace_id, self._span_id, False, self._flags, self._state)
+        return made
+
+    @property
+    def _parent(self) -> SpanContext | None:  # type: ignore[override]
+        if self._parent_id is None:
+            return None
+        made = self._parent_made
+        if made is None:
+            made = self._parent_made = SpanContext(self._trace_id, self._parent_id, self._parent_remote,
+                                                   self._parent_flags, self._parent_state)
+        return made
 
     # the tracer's, read through it: an exporter reads them once per span
     @property
@@ -349,7 +377,7 @@ class LightSpan(api.Span, sdk.ReadableSpan):
     # -- the API span ---------------------------------------------------------------------------------
 
     def get_span_context(self) -> SpanContext:
-        return self._context  # type: ignore[return-value]
+        return self._context
 
     def is_recording(self) -> bool:
         return self._end_time is None
@@ -454,7 +482,7 @@ class LightSpan(api.Span, sdk.ReadableSpan):
         for on_ending in plan[2]:
             on_ending(self)
         # ended, so no longer written: the processors read this span itself
-        for on_end in plan[4] if self._context[3] & _SAMPLED_BIT else plan[3]:  # type: ignore[index]
+        for on_end in plan[4] if self._flags & _SAMPLED_BIT else plan[3]:
             on_end(self)
 
     def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> None:
