@@ -172,8 +172,9 @@ class TokenAuthFilter(Filter):
     Runs first (lowest ``order``), so a refused call reaches no other filter and not the
     method (tracing included, on the server's direct path too). The token is removed from the
     attachments the rest of the chain and the method see. Only SHA-256 digests of the
-    accepted tokens are kept, compared in constant time. Rotation without dropping a call: accept old and new, switch the consumers
-    (``Client.rotate_token``), then accept only the new one. The accepted set is the
+    accepted tokens are kept, compared in constant time. Rotation without dropping a call:
+    accept old and new, switch the consumers (``Client.rotate_token``), then accept only the
+    new one. The accepted set is the
     server's own (``Server(token=...)``, ``rotate(tokens)``) unless the registry overrides
     it for a service: a configurator's ``token.sha256`` (digests only: the registry never
     holds a token; ``Admin.accept_tokens``), which reaches the filter the way every

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from govrpc.service import MethodSpec
 
 __all__ = ["AGENT_PREFIX", "ARGS_KEY", "ERROR_KEY", "EXCEPTION_KEY", "KEY_KEY", "MESSAGE_LIMIT", "PUSHBACK_KEY",
-           "CallContext", "attachments_of", "decode_envelope", "encode_exception", "rebuild_exception",
+           "CallContext", "attachments_of", "caller_of", "decode_envelope", "encode_exception", "rebuild_exception",
            "split_metadata", "truncate", "user_agent"]
 
 EXCEPTION_KEY = "govrpc-exception"        # trailing: module.QualName of a business exception
@@ -65,14 +65,17 @@ def _application_of(agent: str) -> str:
     return application
 
 
-def caller_of(headers: Mapping[str, Any]) -> str:
-    """The caller's application from request metadata made a dict: its application header, else
-    what its ``user-agent`` names (as ``split_metadata`` reads them)."""
-    application = headers.get(APPLICATION_KEY)
+def _caller(application: Any, agent: Any) -> str:
+    """The caller's application: its application header (what a caller without govrpc's channels
+    can send), else what its ``user-agent`` names."""
     if application:
         return str(application)
-    agent = headers.get("user-agent")
     return _application_of(agent) if type(agent) is str else ""
+
+
+def caller_of(headers: Mapping[str, Any]) -> str:
+    """The caller's application from request metadata made a dict (as ``split_metadata`` reads it)."""
+    return _caller(headers.get(APPLICATION_KEY), headers.get("user-agent"))
 
 
 def attachments_of(metadata: Iterable[tuple[str, Any]]) -> dict[str, str]:
@@ -139,20 +142,20 @@ def split_metadata(items: Iterable[tuple[str, Any]]) -> tuple[dict[str, str], di
     """
     attachments: dict[str, str] = {}
     binary: dict[str, bytes] = {}
-    application = ""
+    application = agent = None
     for key, value in items:
         if key.endswith("-bin"):
             if isinstance(value, bytes):
                 binary[key] = value
-        elif key == APPLICATION_KEY:  # named by metadata (what a caller without govrpc's channels can do)
-            application = str(value)
+        elif key == APPLICATION_KEY:
+            application = value
         elif key == "user-agent":
-            application = application or _application_of(str(value))
+            agent = value
         elif key in _INTERNAL or key.startswith("grpc-"):
             continue
         elif isinstance(value, str):
             attachments[key] = value
-    return attachments, binary, application
+    return attachments, binary, _caller(application, agent)
 
 
 def _describe(value: Any) -> str:

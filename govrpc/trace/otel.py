@@ -103,6 +103,7 @@ if available:
                                   attach, current_context, detach)
 _new_tuple = tuple.__new__
 
+
 def inject(span: Any, ctx: Any, carrier: dict[str, str]) -> None:
     """Write W3C ``traceparent`` (and ``tracestate``, ``baggage`` when there are any) for ``span``
     as the caller (a light span's own parts, else its span context's)."""

@@ -8,6 +8,7 @@ import govrpc
 from govrpc.rpc.wire import (
     ARGS_LIMIT,
     MESSAGE_LIMIT,
+    caller_of,
     decode_envelope,
     encode_exception,
     rebuild_exception,
@@ -70,3 +71,7 @@ def test_the_callers_application_is_read_from_its_user_agent() -> None:
     # an explicit govrpc-app entry (a caller dialling by hand) is read too, and wins
     assert split_metadata([("govrpc-app", "api"), ("user-agent", agent)])[2] == "api"
     assert split_metadata([("user-agent", agent), ("govrpc-app", "api")])[2] == "api"
+    # the server's direct path reads the caller from the same metadata made a dict: the same answer
+    for metadata in ([("user-agent", agent)], [("user-agent", "grpc-python/1.85.3")], [("govrpc-app", "api")],
+                     [("user-agent", agent), ("govrpc-app", "api")], [("govrpc-app", ""), ("user-agent", agent)], []):
+        assert caller_of(dict(metadata)) == split_metadata(metadata)[2]
