@@ -38,7 +38,7 @@ from typing import Any, Callable, ClassVar
 from govrpc.context import _RECORDER
 from govrpc.invocation import APPLICATION_KEY, Filter, Invocation, Invoker
 from govrpc.options import Option
-from govrpc.rpc.wire import caller_of
+from govrpc.rpc.wire import _caller as _caller_from
 from govrpc.trace import otel, w3c
 from govrpc.url import CONSUMER, URL
 
@@ -52,6 +52,8 @@ _as_ref = w3c.as_ref
 _sdk_tracer = otel.sdk_tracer
 _api = otel.otel_trace
 _TRACEPARENT = w3c.TRACEPARENT
+_BAGGAGE = w3c.BAGGAGE
+_remote_parent = otel.remote_parent
 _Incoming = w3c.Incoming
 _new_incoming = object.__new__
 if otel.available:
@@ -62,6 +64,7 @@ if otel.available:
     _SPAN_KEY = otel.SPAN_KEY  # _Context({**parent, _SPAN_KEY: span}): set_span_in_context(span, parent)
     _CLIENT = otel.otel_trace.SpanKind.CLIENT
     _SERVER = otel.otel_trace.SpanKind.SERVER
+    _NO_BAGGAGE = otel.Context()
 
 Run = Callable[[Callable[[], Any]], "Future[Any]"]
 
@@ -247,7 +250,7 @@ class _ProviderTrace(Filter):
 
     def __init__(self, url: URL) -> None:
         self.service = url.path
-        self._starts: dict[tuple[str, str, str], tuple[str, dict[str, Any]]] = {}
+        self._starts: dict[tuple[str, Any, Any, str], tuple[str, dict[str, Any]]] = {}
 
     def scope(self, call: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
@@ -265,7 +268,8 @@ class _ProviderTrace(Filter):
             finally:
                 _CURRENT.reset(token)
         headers = dict(metadata)
-        span, otoken = self._begin(tracer, name, headers, caller_of(headers), call.peer())
+        span, otoken = self._begin(tracer, name, headers, headers.get(APPLICATION_KEY), headers.get("user-agent"),
+                                   call.peer())
         exc: BaseException | None = None
         try:
             return method(*args, **kwargs)
@@ -320,27 +324,33 @@ class _ProviderTrace(Filter):
             otel.finish(span, exc)
 
     @staticmethod
-    def _caller(invocation: Invocation) -> tuple[str, str]:
-        """(caller's application, peer) of a call through the chain."""
+    def _caller(invocation: Invocation) -> tuple[str, None, str]:
+        """(caller's application, no user agent, peer) of a call through the chain."""
         context = invocation.context  # the transport moves the caller's application header there
         if context is not None:
-            return context.application, context.peer
-        return invocation.attachments.get(APPLICATION_KEY) or "", ""
+            return context.application, None, context.peer
+        return invocation.attachments.get(APPLICATION_KEY) or "", None, ""
 
-    def _begin(self, tracer: Any, method: str, carrier: Any, caller: str, peer: str) -> tuple[Any, Any]:
+    def _begin(self, tracer: Any, method: str, carrier: Any, application: Any, agent: Any,
+               peer: str) -> tuple[Any, Any]:
         """The server span of a call to ``method``, the caller's child, and the token of its context
-        made current."""
-        name, attributes = self._start_of(method, caller, peer)
-        parent_ctx = otel.extract(carrier)
-        span = tracer.start_span(name, parent_ctx, _SERVER, attributes)
-        return span, _attach(_Context({**parent_ctx, _SPAN_KEY: span}))
+        made current. The caller's span context goes to a light tracer as it is (``parent``)."""
+        name, attributes = self._start_of(method, application, agent, peer)
+        ctx = otel.baggage_of(carrier) if _BAGGAGE in carrier else _NO_BAGGAGE
+        if type(tracer) is otel.LightTracer:
+            span = tracer.start_span(name, ctx, _SERVER, attributes, parent=_remote_parent(carrier))
+        else:
+            span = tracer.start_span(name, otel.with_parent(ctx, _remote_parent(carrier)), _SERVER, attributes)
+        return span, _attach(_Context({**ctx, _SPAN_KEY: span}))
 
-    def _start_of(self, method: str, caller: str, peer: str) -> tuple[str, dict[str, Any]]:
-        """The server span's name and attributes at start, made once per method, caller and peer
-        (a peer is one connection: its address and port stay while it lasts)."""
-        key = (method, caller, peer)
+    def _start_of(self, method: str, application: Any, agent: Any, peer: str) -> tuple[str, dict[str, Any]]:
+        """The server span's name and attributes at start, made once per method, caller (its application
+        header and user agent as sent) and peer (a peer is one connection: its address and port stay
+        while it lasts)."""
+        key = (method, application, agent, peer)
         entry = self._starts.get(key)
         if entry is None:
+            caller = _caller_from(application, agent)
             attributes: dict[str, Any] = {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method}
             if caller:
                 attributes["govrpc.caller"] = caller

@@ -17,7 +17,8 @@ from govrpc.context import CallRecorder
 from govrpc.exceptions import GovRpcError
 from govrpc.trace import w3c
 
-__all__ = ["STATUS_CODES", "SpanRecorder", "available", "extract", "inject", "sdk_tracer", "status_code"]
+__all__ = ["STATUS_CODES", "SpanRecorder", "available", "baggage_of", "extract", "inject", "remote_parent",
+           "sdk_tracer", "status_code", "with_parent"]
 
 try:  # the otel extra; without it govrpc still propagates W3C context itself
     from opentelemetry import baggage as _baggage
@@ -73,12 +74,12 @@ def sdk_tracer() -> Any:
 
 def _light(tracer: Any) -> Any:
     """govrpc's light spans over an SDK tracer (``govrpc.trace.spans``), or ``tracer`` itself."""
-    global _LightSpan
+    global _LightSpan, LightTracer
     try:
         from govrpc.trace import spans
     except ImportError:  # the API without the SDK: a provider of some other implementation
         return tracer
-    _LightSpan = spans.LightSpan
+    _LightSpan, LightTracer = spans.LightSpan, spans.LightTracer
     return spans.light(tracer)
 
 
@@ -87,6 +88,7 @@ class _NoLightSpan:  # until an SDK tracer is wrapped, no span is a LightSpan
 
 
 _LightSpan: Any = _NoLightSpan
+LightTracer: Any = _NoLightSpan  # govrpc.trace.spans.LightTracer, once an SDK tracer is wrapped
 
 
 def status_code(exc: BaseException | None) -> int:
@@ -140,66 +142,104 @@ def _flags(text: str) -> Any:
     return flags
 
 
-def extract(carrier: Mapping[str, str]) -> Any:
-    """The caller's context from gRPC metadata; an invalid ``traceparent`` gives an empty one (fresh trace).
+_HEX_OR_DASH = w3c._HEX_OR_DASH
 
-    govrpc's own parse is stricter than the SDK propagator's regular expression (version
-    ``00`` only), so a header it accepts is built into the remote parent directly."""
-    parsed = w3c.parse_traceparent(carrier.get(w3c.TRACEPARENT))
-    ctx = _EMPTY
-    if parsed is not None:
-        trace_id, span_id, flags = parsed
-        state = carrier.get(w3c.TRACESTATE)
-        trace_flags = _FLAGS.get(flags)
-        if trace_flags is None:  # not "or": the unsampled flags are a zero, false
-            trace_flags = _flags(flags)
-        trace_state = otel_trace.TraceState.from_header([state]) if state and len(state) <= w3c._MAX_HEADER \
-            else DEFAULT_TRACE_STATE
-        if TUPLES:  # parse_traceparent took only non-zero ids of the right length: valid
-            parent = _new_tuple(SpanContext, (int(trace_id, 16), int(span_id, 16), True, trace_flags, trace_state, True))
-        else:  # pragma: no cover - an API laid out otherwise
-            parent = SpanContext(int(trace_id, 16), int(span_id, 16), True, trace_flags, trace_state)
-        ctx = Context({SPAN_KEY: NonRecordingSpan(parent)})
+
+def remote_parent(carrier: Mapping[str, str]) -> Any:
+    """The caller's span context from gRPC metadata (``traceparent``, ``tracestate``), or None when
+    it sent none or an invalid one (a fresh trace).
+
+    ``w3c.parse_traceparent``'s rule (version ``00`` only: stricter than the SDK propagator's
+    regular expression): ``w3c.valid_form``, ids not all zeros. A header it accepts is built into the
+    span context directly."""
+    value = carrier.get(w3c.TRACEPARENT)
+    # w3c.valid_form, written out: a frame less per handled call
+    if value is None or len(value) != 55 or value[:3] != "00-" or value[35] != "-" or value[52] != "-" \
+            or value.count("-") != 3 or not _HEX_OR_DASH.issuperset(value):
+        return None
+    trace_id = int(value[3:35], 16)  # hex digits only (checked): int() takes no sign, space or "_" here
+    span_id = int(value[36:52], 16)
+    if not trace_id or not span_id:
+        return None
+    flags = value[53:55]
+    trace_flags = _FLAGS.get(flags)
+    if trace_flags is None:  # not "or": the unsampled flags are a zero, false
+        trace_flags = _flags(flags)
+    state = carrier.get(w3c.TRACESTATE)
+    trace_state = otel_trace.TraceState.from_header([state]) if state and len(state) <= w3c._MAX_HEADER \
+        else DEFAULT_TRACE_STATE
+    if TUPLES:  # valid: non-zero ids of the right length
+        return _new_tuple(SpanContext, (trace_id, span_id, True, trace_flags, trace_state, True))
+    return SpanContext(trace_id, span_id, True, trace_flags, trace_state)  # pragma: no cover - laid out otherwise
+
+
+def baggage_of(carrier: Mapping[str, str]) -> Any:
+    """The caller's ``baggage`` as an OpenTelemetry context (empty without one)."""
     if w3c.BAGGAGE in carrier:
-        ctx = _baggage_propagator.extract(carrier, context=ctx)  # type: ignore[union-attr]
-    return ctx
+        return _baggage_propagator.extract(carrier, context=_EMPTY)  # type: ignore[union-attr]
+    return _EMPTY
+
+
+def with_parent(ctx: Any, parent: Any) -> Any:
+    """``ctx`` with the remote ``parent`` span context as its current span (what a tracer reads)."""
+    return ctx if parent is None else Context({**ctx, SPAN_KEY: NonRecordingSpan(parent)})
+
+
+def extract(carrier: Mapping[str, str]) -> Any:
+    """The caller's context from gRPC metadata; an invalid ``traceparent`` gives one without a span
+    (fresh trace), the call goes on."""
+    return with_parent(baggage_of(carrier), remote_parent(carrier))
 
 
 def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | None = None) -> None:
     """Set the outcome on ``span`` the way the gRPC instrumentation does (with ``attributes``, in
     one batch: each SDK call takes the span's lock and checks every value again), and end it."""
-    code = 0 if exc is None else status_code(exc)
+    if exc is None:
+        if attributes is None:
+            attributes = _OK
+        else:
+            attributes["rpc.grpc.status_code"] = 0
+        if type(span) is _LightSpan:  # built here from known types: no check per value, and ended with them
+            span.end_with(attributes)
+        else:
+            span.set_attributes(attributes)
+            span.end()
+        return
     if attributes is None:
-        attributes = {"rpc.grpc.status_code": code}
-    else:
-        attributes["rpc.grpc.status_code"] = code
+        attributes = {}
+    attributes["rpc.grpc.status_code"] = status_code(exc)
     if type(span) is _LightSpan:
-        span.record(attributes)  # built here from known types: no check per value
+        span.record(attributes)
     else:
         span.set_attributes(attributes)
-    if exc is not None:
-        name = type(exc).__name__
-        if name in REFUSALS:
-            span.add_event("govrpc.refused", {"govrpc.error": name, "govrpc.reason": str(exc)[:500]})
-            span.set_attribute("govrpc.refused", name)
-        span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, f"{name}: {str(exc)[:200]}"))
+    name = type(exc).__name__
+    if name in REFUSALS:
+        span.add_event("govrpc.refused", {"govrpc.error": name, "govrpc.reason": str(exc)[:500]})
+        span.set_attribute("govrpc.refused", name)
+    span.record_exception(exc)
+    span.set_status(Status(StatusCode.ERROR, f"{name}: {str(exc)[:200]}"))
     span.end()
 
 
-_peers: dict[str, dict[str, Any]] = {}
+_OK = {"rpc.grpc.status_code": 0}  # read, never kept: a span copies what it records
 
 
-def _peer(address: str) -> dict[str, Any]:
-    """``net.peer.name`` and ``net.peer.port`` of a provider's ``host:port`` (kept: providers are few)."""
-    peer = _peers.get(address)
-    if peer is None:
+_chosen: dict[tuple[str, str], dict[str, Any]] = {}
+
+
+def _choice(balancer: str, address: str) -> dict[str, Any]:
+    """The attributes of a provider chosen by ``balancer``: ``govrpc.loadbalance``, ``govrpc.provider``,
+    ``net.peer.name`` and ``net.peer.port`` of its ``host:port`` (kept: providers are few)."""
+    choice = _chosen.get((balancer, address))
+    if choice is None:
         host, _, port = address.rpartition(":")
-        peer = {"net.peer.name": host, "net.peer.port": int(port)} if port.isdigit() else {"net.peer.name": host}
-        if len(_peers) >= 1024:
-            _peers.clear()
-        _peers[address] = peer
-    return peer
+        choice = {"govrpc.loadbalance": balancer, "govrpc.provider": address, "net.peer.name": host}
+        if port.isdigit():
+            choice["net.peer.port"] = int(port)
+        if len(_chosen) >= 1024:
+            _chosen.clear()
+        _chosen[(balancer, address)] = choice
+    return choice
 
 
 class SpanRecorder(CallRecorder):
@@ -210,8 +250,7 @@ class SpanRecorder(CallRecorder):
     span per further attempt, which carries that attempt's listing and choice.
     """
 
-    __slots__ = ("span", "tracer", "name", "attributes", "child", "attempt", "total", "routed", "routers",
-                 "balancer", "address")
+    __slots__ = ("span", "tracer", "name", "attributes", "child", "decided")
 
     def __init__(self, span: Any, tracer: Any, name: str, attributes: dict[str, Any]) -> None:
         self.span = span
@@ -219,25 +258,23 @@ class SpanRecorder(CallRecorder):
         self.name = name
         self.attributes = attributes
         self.child: Any = None
-        self.attempt = 1
-        self.total = -1  # not listed (the call was refused before the cluster)
-        self.routed = 0
-        self.routers: tuple[str, ...] = ()
-        self.balancer = ""  # no provider chosen
-        self.address = ""
+        # the first attempt's decisions, set on the call's span as it ends (none listed: refused before the cluster)
+        self.decided: dict[str, Any] = {"govrpc.attempts": 1}
 
     def listed(self, invocation: object, total: int, routed: int, routers: tuple[str, ...]) -> None:
-        if self.child is None:
-            self.total, self.routed, self.routers = total, routed, routers
-        else:
-            self.child.set_attributes({"govrpc.providers.total": total, "govrpc.providers.routed": routed,
-                                       "govrpc.routers": routers})
+        decided = self.decided if self.child is None else {}
+        decided["govrpc.providers.total"] = total
+        decided["govrpc.providers.routed"] = routed
+        decided["govrpc.routers"] = routers
+        if self.child is not None:
+            self.child.set_attributes(decided)
 
     def chose(self, invocation: object, balancer: str, address: str) -> None:
-        if self.child is None:
-            self.balancer, self.address = balancer, address
-        else:
-            self.child.set_attributes({"govrpc.loadbalance": balancer, "govrpc.provider": address, **_peer(address)})
+        if address:
+            if self.child is None:
+                self.decided.update(_choice(balancer, address))
+            else:
+                self.child.set_attributes(_choice(balancer, address))
 
     def retry(self, invocation: Any, attempt: int, failed: str, error: BaseException) -> None:
         self.span.add_event("govrpc.retry", {"govrpc.attempt": attempt, "govrpc.failed_provider": failed,
@@ -245,7 +282,7 @@ class SpanRecorder(CallRecorder):
                                              "govrpc.reason": str(error)[:500]})
         if self.child is not None:
             finish(self.child, error)
-        self.attempt = attempt
+        self.decided["govrpc.attempts"] = attempt
         parent = otel_trace.set_span_in_context(self.span)
         self.child = self.tracer.start_span(self.name, context=parent, kind=otel_trace.SpanKind.CLIENT,
                                             attributes={**self.attributes, "govrpc.attempt": attempt})
@@ -260,13 +297,4 @@ class SpanRecorder(CallRecorder):
         if self.child is not None:
             finish(self.child, exc)
             self.child = None
-        decided: dict[str, Any] = {"govrpc.attempts": self.attempt}
-        if self.total >= 0:
-            decided["govrpc.providers.total"] = self.total
-            decided["govrpc.providers.routed"] = self.routed
-            decided["govrpc.routers"] = self.routers
-        if self.address:
-            decided["govrpc.loadbalance"] = self.balancer
-            decided["govrpc.provider"] = self.address
-            decided.update(_peer(self.address))
-        finish(self.span, exc, decided)
+        finish(self.span, exc, self.decided)

@@ -42,6 +42,7 @@ import time
 import traceback
 from typing import Any, Callable, Mapping, Sequence
 
+from opentelemetry import context as otel_context
 from opentelemetry import trace as api
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk import trace as sdk
@@ -174,6 +175,14 @@ def _static_decisions(sampler: Any) -> dict[Any, sdk_sampling.Decision] | None:
 
 
 _PARENTS = (None, (True, 1), (True, 0), (False, 1), (False, 0))  # in _DELEGATES' order
+_new_span = object.__new__
+_FROM_CONTEXT: Any = object()  # start_span's parent: the span current in its context
+_EMPTY = otel_context.Context()
+
+
+def _with_parent(context: Any, parent: SpanContext) -> Any:
+    """``context`` with ``parent`` as its current span, as the API's propagators make it."""
+    return otel_context.Context({**context, _SPAN_KEY: NonRecordingSpan(parent)})
 
 
 class LightTracer:
@@ -217,24 +226,36 @@ class LightTracer:
     def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = (),
                    start_time: int | None = None, record_exception: bool = True,
-                   set_status_on_exception: bool = True) -> api.Span:
-        holder = (_current_context() if context is None else context).get(_SPAN_KEY)
-        parent: SpanContext | None
-        if holder is None:  # no current span: a new trace
-            parent = None
-        elif type(holder) in _HOLDERS:  # its context, read directly
-            parent = holder._context
-        else:
-            parent = _get_current_span(context).get_span_context()
-        if not (self.tracer._tracer_config.is_enabled if self.configured else
-                self.enabled is None or self.enabled()):
+                   set_status_on_exception: bool = True, *, parent: Any = _FROM_CONTEXT) -> api.Span:
+        """The SDK tracer's ``start_span``; with ``parent`` (govrpc's server span: the span context a
+        caller sent, or None for a fresh trace) that span context is the parent, and ``context``, if
+        any, holds the rest of the caller's context (baggage), made the parent's only for what reads it."""
+        remote = parent is not _FROM_CONTEXT  # context: the caller's, less its span
+        if not remote:
+            holder = (_current_context() if context is None else context).get(_SPAN_KEY)
+            if holder is None:  # no current span: a new trace
+                parent = None
+            elif type(holder) in _HOLDERS:  # its context, read directly
+                parent = holder._context
+            else:
+                parent = _get_current_span(context).get_span_context()
+        elif context is None:  # not the current one: a server span's parent is only what the caller sent
+            context = _EMPTY
+        if self.configured:
+            if not self.tracer._tracer_config.is_enabled:
+                return NonRecordingSpan(parent)  # type: ignore[arg-type]
+        elif self.enabled is not None and not self.enabled():
             return NonRecordingSpan(parent)  # type: ignore[arg-type]
         # a span context is the tuple (trace id, span id, remote, flags, state, valid): api.TUPLES
-        if parent is not None and parent[5]:
+        if parent is not None and not parent[5]:
+            parent = None
+        decisions = self.decisions
+        if parent is not None:
             trace_id = parent[0]
             random_id = parent[3] & _RANDOM
+            if decisions is not None:  # what the static sampler's should_sample answers, by (remote, sampled)
+                decision, trace_state = decisions[parent[2], parent[3] & _SAMPLED_BIT], parent[4]
         else:
-            parent = None
             if self.random_ids:
                 trace_id = _getrandbits(128)
                 while not trace_id:
@@ -243,18 +264,15 @@ class LightTracer:
             else:
                 trace_id = self.ids.generate_trace_id()
                 random_id = self.is_random is not None and self.is_random()
-        links = links or ()
-        decisions = self.decisions
-        trace_state: Any
-        if decisions is not None:  # what the static sampler's should_sample answers, by the same rules
-            if parent is None:
+            if decisions is not None:
                 decision, trace_state = decisions[None], DEFAULT_TRACE_STATE
-            else:  # by (remote, sampled)
-                decision, trace_state = decisions[parent[2], parent[3] & _SAMPLED_BIT], parent[4]
-            sampled_attributes = attributes
-        else:
-            result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links)
-            decision, trace_state, sampled_attributes = result.decision, result.trace_state, result.attributes
+        if decisions is None:
+            if remote and parent is not None:  # the sampler reads the parent from the context
+                context, remote = _with_parent(context, parent), False
+            result = self.sampler.should_sample(context, trace_id, name, kind, attributes, links or ())
+            decision, trace_state, attributes = result.decision, result.trace_state, result.attributes
+            if trace_state is None:
+                trace_state = DEFAULT_TRACE_STATE
         sampled = decision is _RECORD_AND_SAMPLE  # Decision.is_sampled, is_recording: its three members
         if random_id:
             flags = _RANDOM_SAMPLED if sampled else _RANDOM_DEFAULT
@@ -266,24 +284,50 @@ class LightTracer:
                 span_id = _getrandbits(64)
         else:
             span_id = self.ids.generate_span_id()
-        if trace_state is None:
-            trace_state = DEFAULT_TRACE_STATE
         end_metrics = self.metrics(parent, decision) if self.metrics is not None else None
         if decision is _DROP:
             return NonRecordingSpan(SpanContext(trace_id, span_id, False, flags, trace_state))
-        span = LightSpan(self, name, trace_id, span_id, flags, trace_state, parent, sampled_attributes, kind, links,
-                         start_time if start_time is not None else _time_ns(), end_metrics,
-                         record_exception, set_status_on_exception)
+        # the span, made here (a frame less than a constructor): what it keeps beyond its class's defaults
+        span = _new_span(LightSpan)
+        span._tracer = self
+        span._name = name
+        span._kind = kind
+        span._start_time = start_time if start_time is not None else _time_ns()
+        # its span context and its parent's kept as their parts, made when read (``_context``, ``_parent``):
+        # a span context is an object the garbage collector tracks, and a span waits in a batch
+        # processor's queue (each tracked object so kept makes collections come sooner)
+        span._trace_id, span._span_id, span._flags, span._state = trace_id, span_id, flags, trace_state
+        if parent is not None:  # same trace
+            span._parent_id, span._parent_remote, span._parent_flags, span._parent_state = \
+                parent[1], parent[2], parent[3], parent[4]
+        if self.trusted:
+            span._attributes = dict(attributes) if attributes else {}
+        else:
+            limits = self.limits
+            span._attributes = BoundedAttributes(limits.max_span_attributes, attributes, immutable=False,
+                                                 max_value_len=limits.max_span_attribute_length)
+        if links:
+            span._links = span._valid_links(links)
+        if end_metrics is not None:
+            span._end_metrics = end_metrics
+        if not record_exception:
+            span._record_exception = False
+        if not set_status_on_exception:
+            span._set_status_on_exception = False
         plan = self.plan
         if self.multi is not None and self.multi._span_processors is not plan[0]:
             plan = self.replan()
-        for on_start in plan[1]:  # typed as the SDK's Span: a ReadableSpan and an API Span
-            on_start(span, parent_context=context)
+        if plan[1]:
+            if remote and parent is not None:  # as the sampler, on_start reads the parent from the context
+                context = _with_parent(context, parent)
+            for on_start in plan[1]:  # typed as the SDK's Span: a ReadableSpan and an API Span
+                on_start(span, parent_context=context)
         return span
 
 
 class LightSpan(api.Span, sdk.ReadableSpan):
-    """A recording span: readable by processors and exporters, writable by the code in the call."""
+    """A recording span: readable by processors and exporters, writable by the code in the call.
+    Made by ``LightTracer.start_span`` only (it sets the fields, without a constructor)."""
 
     # what a span keeps until it writes its own (the ReadableSpan's fields, _known_layout)
     _end_time: int | None = None
@@ -297,39 +341,6 @@ class LightSpan(api.Span, sdk.ReadableSpan):
     _made: SpanContext | None = None
     _parent_id: int | None = None  # a root span's
     _parent_made: SpanContext | None = None
-
-    def __init__(self, tracer: LightTracer, name: str, trace_id: int, span_id: int, flags: TraceFlags,
-                 trace_state: Any, parent: SpanContext | None, attributes: Mapping[str, Any] | None, kind: SpanKind,
-                 links: Sequence[Link], start_time: int, end_metrics: Callable[[], None] | None,
-                 record_exception: bool = True, set_status_on_exception: bool = True) -> None:
-        self._tracer = tracer
-        self._name = name
-        # its span context and its parent's kept as their parts, made when read (``_context``, ``_parent``):
-        # a span context is an object the garbage collector tracks, and a span waits in a batch
-        # processor's queue (each tracked object so kept makes collections come sooner)
-        self._trace_id = trace_id
-        self._span_id = span_id
-        self._flags = flags
-        self._state = trace_state
-        if parent is not None:  # same trace
-            self._parent_id, self._parent_remote, self._parent_flags, self._parent_state = \
-                parent[1], parent[2], parent[3], parent[4]
-        self._kind = kind
-        self._start_time = start_time
-        if tracer.trusted:
-            self._attributes: Any = dict(attributes) if attributes else {}
-        else:
-            limits = tracer.limits
-            self._attributes = BoundedAttributes(limits.max_span_attributes, attributes, immutable=False,
-                                                 max_value_len=limits.max_span_attribute_length)
-        if links:
-            self._links = self._valid_links(links)
-        if end_metrics is not None:
-            self._end_metrics = end_metrics
-        if not record_exception:
-            self._record_exception = False
-        if not set_status_on_exception:
-            self._set_status_on_exception = False
 
     @property
     def _context(self) -> SpanContext:  # type: ignore[override]
@@ -469,9 +480,18 @@ class LightSpan(api.Span, sdk.ReadableSpan):
         self.add_event("exception", recorded, timestamp)
 
     def end(self, end_time: int | None = None) -> None:
+        self.end_with(None, end_time)
+
+    def end_with(self, attributes: Mapping[str, Any] | None, end_time: int | None = None) -> None:
+        """``record(attributes)`` (govrpc's outcome of a call) and ``end()``, in one step."""
         if self._end_time is not None:
             _logger.warning("Calling end() on an ended span.")
             return
+        if attributes is not None:
+            if type(self._attributes) is dict:
+                self._attributes.update(attributes)
+            else:
+                self.record(attributes)
         self._end_time = end_time if end_time is not None else _time_ns()
         if self._end_metrics is not None:
             self._end_metrics()

@@ -17,13 +17,14 @@ import random
 from typing import Any, Mapping, NamedTuple, Sequence, Union
 
 __all__ = ["BAGGAGE", "TRACEPARENT", "TRACESTATE", "Incoming", "SpanRef", "current_span_ref", "fresh_traceparent",
-           "incoming", "new_span_id", "new_trace_id", "parse_traceparent"]
+           "incoming", "new_span_id", "new_trace_id", "parse_traceparent", "valid_form"]
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
 BAGGAGE = "baggage"
 
 _HEX = frozenset("0123456789abcdef")
+_HEX_OR_DASH = _HEX | {"-"}
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _MAX_HEADER = 8192  # tracestate and baggage beyond this are dropped, not passed on
@@ -105,16 +106,21 @@ class SpanRef(NamedTuple):
             carrier[BAGGAGE] = self.baggage
 
 
+def valid_form(value: str | None) -> bool:
+    """Whether ``value`` is a version-00 ``traceparent``'s shape: 55 characters, its three dashes
+    where they belong and nothing else but lowercase hex (the ids may still be all zeros)."""
+    return value is not None and len(value) == 55 and value[:3] == "00-" and value[35] == "-" and \
+        value[52] == "-" and value.count("-") == 3 and _HEX_OR_DASH.issuperset(value)
+
+
 def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
-    """``(trace_id, parent_span_id, flags)`` of a valid header, else None."""
-    if not value or len(value) != 55 or value[:3] != "00-" or value[35] != "-" or value[52] != "-":
+    """``(trace_id, parent_span_id, flags)`` of a valid header (``valid_form``, ids not all zeros), else None."""
+    if not valid_form(value):
         return None
-    trace_id, span_id, flags = value[3:35], value[36:52], value[53:55]
-    if not _HEX.issuperset(trace_id) or not _HEX.issuperset(span_id) or not _HEX.issuperset(flags):
-        return None
+    trace_id, span_id = value[3:35], value[36:52]  # type: ignore[index]
     if trace_id == _ZERO_TRACE or span_id == _ZERO_SPAN:
         return None
-    return trace_id, span_id, flags
+    return trace_id, span_id, value[53:55]  # type: ignore[index]
 
 
 def extract(carrier: Mapping[str, str]) -> SpanRef | None:

@@ -240,6 +240,10 @@ class Ids:
     "00-0af7651916cd43dd8448eb211c80319c-0000000000000000-01",    # all-zero span id
     "01-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",    # a future version
     "ff-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",    # forbidden version
+    "00-0af7651916cd43dd-448eb211c80319c-b7ad6b7169203331-01",    # a dash inside the trace id
+    "00-+af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",    # a sign (int() would take it)
+    "00-0af7651916cd43dd8448eb211c8031_c-b7ad6b7169203331-01",    # an underscore (int() would take it)
+    "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-0g",    # bad flags
 ])
 @pytest.mark.parametrize("with_sdk", [False, True])
 def test_a_malformed_traceparent_gives_a_fresh_trace_and_a_successful_call(

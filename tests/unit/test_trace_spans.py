@@ -219,17 +219,65 @@ def test_each_parent_gets_the_decision_and_trace_state_the_sdks_sampler_gives(sa
         context = None if parent is None else otel_trace.set_span_in_context(NonRecordingSpan(parent))
         spans = [t.start_span("/x.Echo/echo", context=context, kind=SpanKind.SERVER, attributes=START)
                  for t in (tracer, lighter)]
-        seen = [(s.is_recording(), s.get_span_context().trace_flags.sampled, s.get_span_context().trace_state)
+        # a server span's way: the parent as the caller sent it, the rest of its context (empty) beside it
+        spans.append(lighter.start_span("/x.Echo/echo", otel_context.Context(), SpanKind.SERVER, START, parent=parent))
+        seen = [(s.is_recording(), s.get_span_context().trace_flags.sampled, s.get_span_context().trace_state,
+                 s.get_span_context().trace_id == (parent.trace_id if parent else s.get_span_context().trace_id))
                 for s in spans]
-        assert seen[1] == seen[0], what
+        assert seen[1] == seen[0] and seen[2] == seen[0], what
         for span in spans:
             span.end()
         exported = [_comparable(s) for s in exporter.get_finished_spans()]
         exporter.clear()
-        assert len(exported) == (2 if seen[0][0] else 0), what
+        assert len(exported) == (3 if seen[0][0] else 0), what
         if exported:
-            assert exported[1] == exported[0], what
+            assert exported[1] == exported[0] and exported[2] == exported[0], what
             assert exported[1]["attributes"] == START
+
+
+def test_a_parent_given_as_a_span_context_is_what_a_sampler_and_on_start_read_with_the_rest_of_the_context() -> None:
+    """``start_span(..., parent=...)`` (the server span: the caller's span context, made into no
+    context unless something reads one): a sampler asked per span and a processor's ``on_start``
+    still get a context whose current span is that parent, beside the caller's other entries."""
+    asked: list[Any] = []
+    started: list[Any] = []
+
+    class Asking(Sampler):
+        def should_sample(self, parent_context: Any, *args: Any, **kwargs: Any) -> SamplingResult:
+            asked.append(parent_context)
+            return SamplingResult(Decision.RECORD_AND_SAMPLE)
+
+        def get_description(self) -> str:
+            return "Asking"
+
+    class Stamp(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            started.append(parent_context)
+
+    remote = SpanContext(0xABC, 0xDEF, True, TraceFlags(1))
+    rest = otel_context.set_value("caller.entry", "kept", otel_context.Context())
+    for sampler in (Asking(), ALWAYS_ON):
+        asked.clear()
+        started.clear()
+        provider, exporter = _provider(sampler=sampler)
+        provider.add_span_processor(Stamp())
+        tracer = light(provider.get_tracer("govrpc"))
+        tracer.start_span("/x.Echo/echo", rest, SpanKind.SERVER, START, parent=remote).end()
+        other = otel_trace.set_span_in_context(NonRecordingSpan(SpanContext(0x77, 0x88, False, TraceFlags(1))))
+        token = otel_context.attach(other)  # what this thread runs in is no caller's
+        try:
+            tracer.start_span("/x.Echo/echo", None, SpanKind.SERVER, START, parent=None).end()  # a fresh trace
+        finally:
+            otel_context.detach(token)
+        first, fresh = exporter.get_finished_spans()
+        assert first.parent == remote and first.context.trace_id == 0xABC and fresh.parent is None
+        for seen in ([asked[0], started[0]] if asked else [started[0]]):
+            assert otel_trace.get_current_span(seen).get_span_context() == remote
+            assert otel_context.get_value("caller.entry", seen) == "kept"
+        # no parent sent: the context is not the current one (a server's thread may hold anything)
+        for seen in ([asked[1], started[1]] if asked else [started[1]]):
+            assert isinstance(seen, otel_context.Context)  # None would mean "the current one"
+            assert otel_trace.get_current_span(seen).get_span_context() is otel_trace.INVALID_SPAN_CONTEXT
 
 
 def test_the_sdks_span_metrics_count_light_spans_as_its_own_and_cost_nothing_when_off(

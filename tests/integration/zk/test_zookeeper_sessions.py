@@ -388,7 +388,14 @@ def test_register_during_an_outage_is_kept_and_done_once_zookeeper_is_back(
         kazoo = kazoo_factory(zk.hosts)
         wait_until(lambda: owner_of(kazoo, f"{registry.root}/test.Echo/providers/{url.encoded()}")
                    == session_of(registry), timeout=30, what="the registration after the outage")
-        wait_until(lambda: registry.lookup("test.Echo", "consumers") == [other], what="the consumer entry")
+
+        def consumer_listed() -> bool:
+            try:
+                return registry.lookup("test.Echo", "consumers") == [other]
+            except RegistryUnreachableError:  # a restarted server's first seconds: the session may drop again
+                return False
+
+        wait_until(consumer_listed, timeout=30, what="the consumer entry")
         wait_until(lambda: seen.last == [str(url)], what="the subscriber to see it")
     finally:
         registry.close()
