@@ -110,6 +110,12 @@ def inject(span: Any, ctx: Any, carrier: dict[str, str]) -> None:
     """Write W3C ``traceparent`` (and ``tracestate``, ``baggage`` when there are any) for ``span``
     as the caller (a light span's own parts, else its span context's)."""
     if type(span) is _LightSpan:
+        header = span._header
+        if header is not None:  # a new trace's first span: its ids were drawn with their header
+            carrier[w3c.TRACEPARENT] = header + _FLAG_TEXT[span._flags]
+            if ctx.get(_BAGGAGE_KEY) if _BAGGAGE_KEY is not None else _baggage.get_all(ctx):
+                _baggage_propagator.inject(carrier, ctx)  # type: ignore[union-attr]
+            return  # and no tracestate: a new trace starts with none
         trace_id, span_id, flags, state = span._trace_id, span._span_id, span._flags, span._state
     elif TUPLES:
         span_context = span.get_span_context()
@@ -125,6 +131,7 @@ def inject(span: Any, ctx: Any, carrier: dict[str, str]) -> None:
         _baggage_propagator.inject(carrier, ctx)  # type: ignore[union-attr]
 
 
+_FLAG_TEXT = {flags: f"{flags:02x}" for flags in range(256)}  # a TraceFlags is an int: found by value
 _tracecontext = TraceContextTextMapPropagator() if available else None
 _baggage_propagator = W3CBaggagePropagator() if available else None
 _BAGGAGE_KEY = getattr(_baggage, "_BAGGAGE_KEY", None) if available else None

@@ -56,6 +56,7 @@ from opentelemetry.trace.span import DEFAULT_TRACE_STATE
 from opentelemetry.trace.status import Status, StatusCode
 
 from govrpc.trace import api as otel_api
+from govrpc.trace import w3c
 
 try:  # the SDK's span metrics when nothing asked for them: nothing to call
     from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics as _NoOpTracerMetrics
@@ -70,6 +71,7 @@ _get_current_span = api.get_current_span
 _current_context = otel_api.current_context
 _SPAN_KEY = otel_api.SPAN_KEY
 _getrandbits = random.getrandbits  # what the SDK's RandomIdGenerator draws from
+_fresh_ids = w3c.fresh_ids
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2; absent from older APIs
@@ -256,10 +258,8 @@ class LightTracer:
             if decisions is not None:  # what the static sampler's should_sample answers, by (remote, sampled)
                 decision, trace_state = decisions[parent[2], parent[3] & _SAMPLED_BIT], parent[4]
         else:
-            if self.random_ids:
-                trace_id = _getrandbits(128)
-                while not trace_id:
-                    trace_id = _getrandbits(128)
+            if self.random_ids:  # a new trace: both ids and the traceparent's start from a batch
+                trace_id, span_id, header = _fresh_ids()
                 random_id = _RANDOM
             else:
                 trace_id = self.ids.generate_trace_id()
@@ -273,17 +273,21 @@ class LightTracer:
             decision, trace_state, attributes = result.decision, result.trace_state, result.attributes
             if trace_state is None:
                 trace_state = DEFAULT_TRACE_STATE
+            elif trace_state:  # the sampler's own: the traceparent is written whole, with it
+                header = None
         sampled = decision is _RECORD_AND_SAMPLE  # Decision.is_sampled, is_recording: its three members
         if random_id:
             flags = _RANDOM_SAMPLED if sampled else _RANDOM_DEFAULT
         else:
             flags = _SAMPLED if sampled else _DEFAULT
-        if self.random_ids:
-            span_id = _getrandbits(64)
-            while not span_id:
+        if parent is not None or not self.random_ids:
+            header = None
+            if self.random_ids:
                 span_id = _getrandbits(64)
-        else:
-            span_id = self.ids.generate_span_id()
+                while not span_id:
+                    span_id = _getrandbits(64)
+            else:
+                span_id = self.ids.generate_span_id()
         end_metrics = self.metrics(parent, decision) if self.metrics is not None else None
         if decision is _DROP:
             return NonRecordingSpan(SpanContext(trace_id, span_id, False, flags, trace_state))
@@ -297,6 +301,8 @@ class LightTracer:
         # a span context is an object the garbage collector tracks, and a span waits in a batch
         # processor's queue (each tracked object so kept makes collections come sooner)
         span._trace_id, span._span_id, span._flags, span._state = trace_id, span_id, flags, trace_state
+        if header is not None:
+            span._header = header
         if parent is not None:  # same trace
             span._parent_id, span._parent_remote, span._parent_flags, span._parent_state = \
                 parent[1], parent[2], parent[3], parent[4]
@@ -339,6 +345,7 @@ class LightSpan(api.Span, sdk.ReadableSpan):
     _set_status_on_exception = True
 
     _made: SpanContext | None = None
+    _header: str | None = None  # a new trace's: its traceparent less the flags (w3c.fresh_ids)
     _parent_id: int | None = None  # a root span's
     _parent_made: SpanContext | None = None
 

@@ -14,10 +14,10 @@ from __future__ import annotations
 import contextvars
 import os
 import random
-from typing import Any, Mapping, NamedTuple, Sequence, Union
+from typing import Any, Iterator, Mapping, NamedTuple, Sequence, Union
 
 __all__ = ["BAGGAGE", "TRACEPARENT", "TRACESTATE", "Incoming", "SpanRef", "current_span_ref", "fresh_traceparent",
-           "incoming", "new_span_id", "new_trace_id", "parse_traceparent", "valid_form"]
+           "fresh_ids", "incoming", "new_span_id", "new_trace_id", "parse_traceparent", "valid_form"]
 
 TRACEPARENT = "traceparent"
 TRACESTATE = "tracestate"
@@ -63,16 +63,46 @@ def fresh_traceparent() -> str:
         return _refill()
 
 
-def _refill() -> str:
-    made: list[str] = []
-    while len(made) < _BATCH:
+def _draws() -> Iterator[tuple[int, int, str]]:
+    """A batch of random (trace id, span id), neither all zero, each with its 48 hex digits."""
+    made = 0
+    while made < _BATCH:
         bits = _randbits(192)
-        if bits >> 64 and bits & _MASK64:  # a trace id and a span id, neither all zero
-            digits = bits.to_bytes(24, "big").hex()
-            made.append(f"00-{digits[:32]}-{digits[32:]}-01")
+        trace_id, span_id = bits >> 64, bits & _MASK64
+        if trace_id and span_id:
+            made += 1
+            yield trace_id, span_id, bits.to_bytes(24, "big").hex()
+
+
+def _refill() -> str:
+    made = [f"00-{digits[:32]}-{digits[32:]}-01" for _, _, digits in _draws()]
     header = made.pop()
     _FRESH.extend(made)  # list operations hold the GIL: threads refilling at once each add theirs
     return header
+
+
+_IDS: list[tuple[int, int, str]] = []  # a new trace's ids and its traceparent less the flags, not handed out yet
+_take_ids = _IDS.pop
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_IDS.clear)
+
+
+def fresh_ids() -> tuple[int, int, str]:
+    """A new trace's ids as numbers (trace id, span id: random, never all zero) and the start of its
+    ``traceparent``, ``"00-<trace id>-<span id>-"``, for the flags to end: what an SDK's random id
+    generator would draw, for the light spans (``govrpc.trace.spans``), made 256 at a time as
+    ``fresh_traceparent``'s headers are, for the same reason."""
+    try:
+        return _take_ids()
+    except IndexError:
+        return _refill_ids()
+
+
+def _refill_ids() -> tuple[int, int, str]:
+    made = [(trace_id, span_id, f"00-{digits[:32]}-{digits[32:]}-") for trace_id, span_id, digits in _draws()]
+    ids = made.pop()
+    _IDS.extend(made)
+    return ids
 
 
 def ref_of(header: str) -> SpanRef:

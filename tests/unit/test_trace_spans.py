@@ -235,6 +235,33 @@ def test_each_parent_gets_the_decision_and_trace_state_the_sdks_sampler_gives(sa
             assert exported[1]["attributes"] == START
 
 
+def test_a_new_traces_traceparent_names_its_span_and_a_samplers_trace_state_goes_with_it() -> None:
+    """A new trace's first span takes its ids with its header's start (``w3c.fresh_ids``): what
+    ``inject`` writes is still exactly its span context, and a sampler's trace state is sent too."""
+    class Stating(Sampler):
+        def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, trace_state=TraceState([("vendor", "v1")]))
+
+        def get_description(self) -> str:
+            return "Stating"
+
+    for sampler, state in ((ALWAYS_ON, None), (ALWAYS_OFF, None), (Stating(), "vendor=v1")):
+        provider, _ = _provider(sampler=sampler)
+        tracer = light(provider.get_tracer("govrpc"))
+        made = set()
+        for _ in range(300):
+            span = tracer.start_span("/x.Echo/echo", otel_context.Context(), SpanKind.CLIENT, START)
+            carrier: dict[str, str] = {}
+            otel.inject(span, otel_context.Context(), carrier)
+            made.add(carrier["traceparent"])
+            context = span.get_span_context()
+            assert carrier["traceparent"] == f"00-{context.trace_id:032x}-{context.span_id:016x}-" \
+                                              f"{int(context.trace_flags):02x}"
+            assert carrier.get("tracestate") == state
+            span.end()
+        assert len(made) == 300
+
+
 def test_a_parent_given_as_a_span_context_is_what_a_sampler_and_on_start_read_with_the_rest_of_the_context() -> None:
     """``start_span(..., parent=...)`` (the server span: the caller's span context, made into no
     context unless something reads one): a sampler asked per span and a processor's ``on_start``

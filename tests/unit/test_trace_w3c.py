@@ -31,19 +31,34 @@ def test_a_draw_with_an_all_zero_id_is_never_sent(monkeypatch: pytest.MonkeyPatc
     assert f"00-{'0' * 31}7-{'0' * 15}9-01" in made and not any(h[3:35] == "0" * 32 for h in made)
 
 
+def test_fresh_ids_are_numbers_their_header_names_never_zero_and_distinct_across_batches(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = [w3c.fresh_ids() for _ in range(2 * w3c._BATCH + 3)]
+    assert len({trace_id for trace_id, _, _ in drawn}) == len({span_id for _, span_id, _ in drawn}) == len(drawn)
+    for trace_id, span_id, start in drawn:
+        assert start == f"00-{trace_id:032x}-{span_id:016x}-" and trace_id and span_id
+    draws = iter([0, 1 << 64, (7 << 64) | 9] + [(5 << 64) | 3] * w3c._BATCH)  # zero trace id, zero span id, ...
+    monkeypatch.setattr(w3c, "_randbits", lambda bits: next(draws))
+    monkeypatch.setattr(w3c, "_IDS", [])
+    monkeypatch.setattr(w3c, "_take_ids", w3c._IDS.pop)
+    made = [w3c.fresh_ids() for _ in range(w3c._BATCH)]
+    assert (7, 9, f"00-{'0' * 31}7-{'0' * 15}9-") in made and all(t and s for t, s, _ in made)
+
+
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
-def test_a_forked_child_does_not_send_its_parents_next_ids() -> None:
-    w3c.fresh_traceparent()  # the batch is made: the rest waits in the pool
+@pytest.mark.parametrize("draw", [w3c.fresh_traceparent, lambda: w3c.fresh_ids()[2]], ids=["headers", "ids"])
+def test_a_forked_child_does_not_send_its_parents_next_ids(draw: Any) -> None:
+    draw()  # the batch is made: the rest waits in the pool
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the child
-        os.write(write, w3c.fresh_traceparent().encode())
+        os.write(write, draw().encode())
         os._exit(0)
     os.close(write)
     child = os.read(read, 100).decode()
     os.close(read)
     os.waitpid(pid, 0)
-    assert w3c.parse_traceparent(child) is not None and child != w3c.fresh_traceparent()
+    assert len(child) >= 52 and child[:52] != draw()[:52]
 
 
 class _Seen(Invoker):
