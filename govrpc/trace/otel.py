@@ -149,7 +149,7 @@ def _flags(text: str) -> Any:
     return flags
 
 
-_HEX_OR_DASH = w3c._HEX_OR_DASH
+_FORM = w3c._FORM
 
 
 def remote_parent(carrier: Mapping[str, str]) -> Any:
@@ -160,9 +160,7 @@ def remote_parent(carrier: Mapping[str, str]) -> Any:
     regular expression): ``w3c.valid_form``, ids not all zeros. A header it accepts is built into the
     span context directly."""
     value = carrier.get(w3c.TRACEPARENT)
-    # w3c.valid_form, written out: a frame less per handled call
-    if value is None or len(value) != 55 or value[:3] != "00-" or value[35] != "-" or value[52] != "-" \
-            or value.count("-") != 3 or not _HEX_OR_DASH.issuperset(value):
+    if value is None or _FORM(value) is None:  # w3c.valid_form, written out: a frame less per handled call
         return None
     trace_id = int(value[3:35], 16)  # hex digits only (checked): int() takes no sign, space or "_" here
     span_id = int(value[36:52], 16)

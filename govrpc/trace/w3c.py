@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextvars
 import os
 import random
+import re
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence, Union
 
 __all__ = ["BAGGAGE", "TRACEPARENT", "TRACESTATE", "Incoming", "SpanRef", "current_span_ref", "fresh_traceparent",
@@ -24,7 +25,6 @@ TRACESTATE = "tracestate"
 BAGGAGE = "baggage"
 
 _HEX = frozenset("0123456789abcdef")
-_HEX_OR_DASH = _HEX | {"-"}
 _ZERO_TRACE = "0" * 32
 _ZERO_SPAN = "0" * 16
 _MAX_HEADER = 8192  # tracestate and baggage beyond this are dropped, not passed on
@@ -136,11 +136,13 @@ class SpanRef(NamedTuple):
             carrier[BAGGAGE] = self.baggage
 
 
+_FORM = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}").fullmatch  # one C call: a fraction of a µs
+
+
 def valid_form(value: str | None) -> bool:
-    """Whether ``value`` is a version-00 ``traceparent``'s shape: 55 characters, its three dashes
-    where they belong and nothing else but lowercase hex (the ids may still be all zeros)."""
-    return value is not None and len(value) == 55 and value[:3] == "00-" and value[35] == "-" and \
-        value[52] == "-" and value.count("-") == 3 and _HEX_OR_DASH.issuperset(value)
+    """Whether ``value`` is a version-00 ``traceparent``'s shape: ``00-``, 32, 16 and 2 lowercase hex
+    digits between dashes (the ids may still be all zeros)."""
+    return value is not None and _FORM(value) is not None
 
 
 def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:
