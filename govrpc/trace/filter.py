@@ -184,7 +184,8 @@ class _ConsumerTrace(Filter):
                 span.end()
 
     def _start(self, tracer: Any, invocation: Invocation) -> tuple[Any, otel.SpanRecorder | None, Any]:
-        name, attributes = self._name(invocation.method)
+        entry = self._names.get(invocation.method)
+        name, attributes = entry if entry is not None else self._name(invocation.method)
         if invocation.oneway:
             attributes = {**attributes, "govrpc.oneway": True}
         parent = _get_current()  # read once: start_span and its sampler would read it three times
@@ -192,7 +193,8 @@ class _ConsumerTrace(Filter):
         ctx = _Context({**parent, _SPAN_KEY: span})
         otel.inject(span, ctx, invocation.attachments)
         # sampled out: the ids still travel, nothing is written on the span
-        recorder = otel.SpanRecorder(span, tracer, name, attributes) if span.is_recording() else None
+        recording = type(span) is otel.LightSpan or span.is_recording()  # a light span just started records
+        recorder = otel.SpanRecorder(span, tracer, name, attributes) if recording else None
         return span, recorder, ctx
 
     def future(self, invoker: Any, invocation: Invocation, run: Run) -> Future[Any]:

@@ -74,12 +74,12 @@ def sdk_tracer() -> Any:
 
 def _light(tracer: Any) -> Any:
     """govrpc's light spans over an SDK tracer (``govrpc.trace.spans``), or ``tracer`` itself."""
-    global _LightSpan, LightTracer
+    global LightSpan, LightTracer
     try:
         from govrpc.trace import spans
     except ImportError:  # the API without the SDK: a provider of some other implementation
         return tracer
-    _LightSpan, LightTracer = spans.LightSpan, spans.LightTracer
+    LightSpan, LightTracer = spans.LightSpan, spans.LightTracer
     return spans.light(tracer)
 
 
@@ -87,8 +87,9 @@ class _NoLightSpan:  # until an SDK tracer is wrapped, no span is a LightSpan
     pass
 
 
-_LightSpan: Any = _NoLightSpan
-LightTracer: Any = _NoLightSpan  # govrpc.trace.spans.LightTracer, once an SDK tracer is wrapped
+# govrpc.trace.spans' classes, once an SDK tracer is wrapped (until then nothing is of either type)
+LightSpan: Any = _NoLightSpan
+LightTracer: Any = _NoLightSpan
 
 
 def status_code(exc: BaseException | None) -> int:
@@ -109,7 +110,7 @@ _new_tuple = tuple.__new__
 def inject(span: Any, ctx: Any, carrier: dict[str, str]) -> None:
     """Write W3C ``traceparent`` (and ``tracestate``, ``baggage`` when there are any) for ``span``
     as the caller (a light span's own parts, else its span context's)."""
-    if type(span) is _LightSpan:
+    if type(span) is LightSpan:
         header = span._header
         if header is not None:  # a new trace's first span: its ids were drawn with their header
             carrier[w3c.TRACEPARENT] = header + _FLAG_TEXT[span._flags]
@@ -204,7 +205,7 @@ def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | No
             attributes = _OK
         else:
             attributes["rpc.grpc.status_code"] = 0
-        if type(span) is _LightSpan:  # built here from known types: no check per value, and ended with them
+        if type(span) is LightSpan:  # built here from known types: no check per value, and ended with them
             span.end_with(attributes)
         else:
             span.set_attributes(attributes)
@@ -213,7 +214,7 @@ def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | No
     if attributes is None:
         attributes = {}
     attributes["rpc.grpc.status_code"] = status_code(exc)
-    if type(span) is _LightSpan:
+    if type(span) is LightSpan:
         span.record(attributes)
     else:
         span.set_attributes(attributes)
