@@ -65,13 +65,13 @@ def main() -> int:
         return 0
     provider = subprocess.Popen([sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 text=True)
+    if len(os.sched_getaffinity(0)) >= 2:  # one CPU each: less scheduler noise
+        cpus = sorted(os.sched_getaffinity(0))  # at once: Linux sets a thread's CPUs, new threads inherit them
+        os.sched_setaffinity(0, {cpus[0]})
+        os.sched_setaffinity(provider.pid, {cpus[1]})
     try:
         assert provider.stdout is not None
         port, raw_port = (int(x) for x in provider.stdout.readline().split())
-        if len(os.sched_getaffinity(0)) >= 2:  # one CPU each: less scheduler noise
-            cpus = sorted(os.sched_getaffinity(0))
-            os.sched_setaffinity(0, {cpus[0]})
-            os.sched_setaffinity(provider.pid, {cpus[1]})
         return measure(port, raw_port, args.calls)
     finally:
         if provider.stdin is not None:
