@@ -74,13 +74,9 @@ def main() -> int:
         port, raw_port = (int(x) for x in provider.stdout.readline().split())
         return measure(port, raw_port, args.calls)
     finally:
-        if provider.stdin is not None:
-            provider.stdin.close()
-        try:
-            provider.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            provider.kill()
-            provider.wait(timeout=5)
+        from trace_cpu import stop  # the benchmarks' folder is this script's path
+
+        stop(provider)
 
 
 def measure(port: int, raw_port: int, calls: int) -> int:

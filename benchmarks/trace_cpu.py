@@ -32,6 +32,8 @@ import sys
 import time
 from typing import Any
 
+from overhead import sdk_provider  # noqa: E402 - the benchmarks' folder is this script's path
+
 WARM = 300  # calls per variant not counted
 
 
@@ -77,20 +79,6 @@ def serve(sdk: bool) -> None:
           flush=True)
     traced.stop(0)
     untraced.stop(0)
-
-
-def sdk_provider() -> Any:
-    """An SDK provider recording every span into a batch processor that drops them."""
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
-
-    class Drop(SpanExporter):
-        def export(self, spans: Any) -> SpanExportResult:
-            return SpanExportResult.SUCCESS
-
-    provider = TracerProvider()
-    provider.add_span_processor(BatchSpanProcessor(Drop()))
-    return provider
 
 
 def serve_plain() -> None:
@@ -161,6 +149,7 @@ def pin(other: int) -> None:
 
 
 def stop(process: subprocess.Popen[str]) -> None:
+    """Close ``process``'s stdin (a provider here stops then) and wait for it, bounded."""
     if process.stdin is not None:
         process.stdin.close()
     try:
