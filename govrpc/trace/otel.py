@@ -161,7 +161,7 @@ def remote_parent(carrier: Mapping[str, str]) -> Any:
     regular expression): ``w3c.valid_form``, ids not all zeros. A header it accepts is built into the
     span context directly."""
     value = carrier.get(w3c.TRACEPARENT)
-    if value is None or _FORM(value) is None:  # w3c.valid_form, written out: a frame less per handled call
+    if type(value) is not str or _FORM(value) is None:  # w3c.valid_form, written out: a frame less per call
         return None
     trace_id = int(value[3:35], 16)  # hex digits only (checked): int() takes no sign, space or "_" here
     span_id = int(value[36:52], 16)

@@ -142,7 +142,7 @@ _FORM = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}").fullmatch  # one
 def valid_form(value: str | None) -> bool:
     """Whether ``value`` is a version-00 ``traceparent``'s shape: ``00-``, 32, 16 and 2 lowercase hex
     digits between dashes (the ids may still be all zeros)."""
-    return value is not None and _FORM(value) is not None
+    return type(value) is str and _FORM(value) is not None  # bytes or another type: not a header
 
 
 def parse_traceparent(value: str | None) -> tuple[str, str, str] | None:

@@ -90,3 +90,14 @@ def test_while_a_call_that_started_a_trace_runs_its_ids_are_current_and_a_nested
     assert nested[3:35] == header[3:35] and nested[36:52] != header[36:52] == ids[1]
     assert nested_ids == (nested[3:35], nested[36:52])
     assert current_ids() == ("", "") and w3c.current_span_ref() is None  # outside the call again
+
+
+def test_a_traceparent_that_is_not_text_is_no_header_on_either_path() -> None:
+    """A carrier value of another type (bytes, a number) gives a fresh trace, not an error."""
+    from govrpc.trace import otel
+
+    header = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert w3c.parse_traceparent(header) is not None and otel.remote_parent({"traceparent": header}) is not None
+    for value in (header.encode(), 55, None):
+        assert w3c.parse_traceparent(value) is None  # type: ignore[arg-type]
+        assert otel.remote_parent({"traceparent": value}) is None
