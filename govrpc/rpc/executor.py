@@ -7,25 +7,55 @@ SIGKILL. A ``WorkerPool`` behaves like that executor (threads made on demand up
 to ``max_workers``, a pool still in use at exit finishes its work first) except
 that once its owner shuts it down without waiting, the interpreter does not wait
 either: its threads are daemons and a call still running is left behind.
+
+A worker also runs what a call leaves for after its answer (``after_answer``) once the
+call's future is done (a grpc call's response is sent by then): a caller waiting for
+one answer at a time does not wait for that work (``govrpc.trace`` ends a server span
+into a batch processor's queue so).
 """
 
 from __future__ import annotations
 
 import atexit
 import itertools
+import logging
 import queue
 import threading
 import weakref
 from concurrent.futures import Executor, Future
 from typing import Any, Callable, TypeVar
 
-__all__ = ["WorkerPool", "backlog"]
+__all__ = ["WorkerPool", "after_answer", "backlog"]
 
 T = TypeVar("T")
 _Work = tuple["Future[Any]", Callable[..., Any], tuple[Any, ...], dict[str, Any]]
 
 _pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 _exiting = False
+_logger = logging.getLogger(__name__)
+_worker = threading.local()  # a WorkerPool thread's ``later``: what its current call left for after its answer
+
+
+def after_answer(fn: Callable[..., Any], *args: Any) -> bool:
+    """Run ``fn(*args)`` on this thread once the call it is running has answered (its future is done: a
+    grpc call's response sent), so that work no caller waits for (ending a server span into a batch
+    processor's queue) does not delay the answer. False, and nothing kept, on a thread that is not a
+    ``WorkerPool``'s: the caller runs ``fn`` itself."""
+    later = getattr(_worker, "later", None)
+    if later is None:
+        return False
+    later.append((fn, args))
+    return True
+
+
+def _run_later(later: list[tuple[Callable[..., Any], tuple[Any, ...]]]) -> None:
+    """What the call just answered left for after its answer, in order; an error is logged, the rest runs."""
+    for fn, args in later:  # what one of them leaves for later runs in this loop too
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001 - the answer is sent: nothing else could report it
+            _logger.exception("govrpc: work left for after a call's answer failed")
+    later.clear()
 
 
 class WorkerPool(Executor):
@@ -69,6 +99,8 @@ class WorkerPool(Executor):
         return future
 
     def _work(self) -> None:
+        later: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
+        _worker.later = later
         try:
             while True:
                 item = self._queue.get()
@@ -85,6 +117,8 @@ class WorkerPool(Executor):
                     else:
                         future.set_result(result)
                 del future, fn, args, kwargs  # a finished call's objects are not kept alive while idle
+                if later:  # answered: now what the call left for after its answer (after_answer)
+                    _run_later(later)
                 self._idle.release()
         finally:
             with self._lock:

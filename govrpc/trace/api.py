@@ -15,8 +15,10 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace as otel_trace
 
+from govrpc.trace import w3c
+
 __all__ = ["Context", "DEFAULT_TRACE_STATE", "NonRecordingSpan", "SPAN_KEY", "SpanContext", "TUPLES", "attach",
-           "current_context", "detach"]
+           "current_context", "detach", "parent_of"]
 
 
 def _context_access() -> tuple[Any, Any, Any, Any]:
@@ -57,3 +59,38 @@ TUPLES = _tuple_layout()
 SpanContext = otel_trace.SpanContext
 NonRecordingSpan = otel_trace.NonRecordingSpan
 DEFAULT_TRACE_STATE = otel_trace.DEFAULT_TRACE_STATE
+
+_new_tuple = tuple.__new__
+_FORM = w3c._FORM
+_MAX_HEADER = w3c._MAX_HEADER
+_FLAGS: dict[str, Any] = {}
+
+
+def _flags(text: str) -> Any:
+    """The ``TraceFlags`` of a header's two hex digits, made once per spelling (a span keeps its parent's)."""
+    flags = otel_trace.TraceFlags(int(text, 16))
+    if len(_FLAGS) < 256:  # 484 spellings with upper and lower case: the common ones are kept
+        _FLAGS[text] = flags
+    return flags
+
+
+def parent_of(value: Any, state: Any) -> Any:
+    """The caller's span context from the values of its ``traceparent`` and ``tracestate`` headers (None: not
+    sent), or None for a fresh trace: no header, or one ``w3c.parse_traceparent`` would refuse (version ``00``
+    only, stricter than the SDK propagator's regular expression: ``w3c.valid_form``, ids not all zeros).
+    A header it accepts is built into the span context directly."""
+    if type(value) is not str or _FORM(value) is None:  # w3c.valid_form, written out: a frame less per call
+        return None
+    trace_id = int(value[3:35], 16)  # hex digits only (checked): int() takes no sign, space or "_" here
+    span_id = int(value[36:52], 16)
+    if not trace_id or not span_id:
+        return None
+    flags = value[53:55]
+    trace_flags = _FLAGS.get(flags)
+    if trace_flags is None:  # not "or": the unsampled flags are a zero, false
+        trace_flags = _flags(flags)
+    trace_state = otel_trace.TraceState.from_header([state]) if state and len(state) <= _MAX_HEADER \
+        else DEFAULT_TRACE_STATE
+    if TUPLES:  # valid: non-zero ids of the right length
+        return _new_tuple(SpanContext, (trace_id, span_id, True, trace_flags, trace_state, True))
+    return SpanContext(trace_id, span_id, True, trace_flags, trace_state)  # pragma: no cover - laid out otherwise

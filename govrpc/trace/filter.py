@@ -17,7 +17,10 @@ does; the cluster and router report through a ``CallRecorder`` what they decided
 the outcome in one batch when the span ends; each retry and why: an event, and a child
 span per further attempt), and a limiter's or breaker's refusal is an event.
 ``.future()`` keeps its non-blocking first attempt: the span starts in the caller's
-context and ends in the future's callback.
+context and ends in the future's callback. A server span whose processors only queue
+spans for a batch exporter is finished after its call's answer is sent (its end time
+is the method's), and it reads the caller's ``traceparent`` only when its ids are read
+(``LightTracer.start_server_span``): its call's answer waits for neither.
 
 With the SDK's own ``Tracer`` the spans are ``govrpc.trace.spans.LightSpan``s: the
 provider's sampler, ids, limits and processors decide and receive them as they do the
@@ -280,7 +283,7 @@ class _ProviderTrace(Filter):
             raise
         finally:
             _detach(otoken)
-            otel.finish(span, exc)
+            otel.finish_after_answer(span, exc)
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments
@@ -302,7 +305,7 @@ class _ProviderTrace(Filter):
             raise
         finally:
             _detach(otoken)
-            otel.finish(span, exc)
+            otel.finish_after_answer(span, exc)
 
     async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
         """The asyncio twin of ``invoke`` (``AsyncServer``)."""
@@ -336,11 +339,11 @@ class _ProviderTrace(Filter):
     def _begin(self, tracer: Any, method: str, carrier: Any, application: Any, agent: Any,
                peer: str) -> tuple[Any, Any]:
         """The server span of a call to ``method``, the caller's child, and the token of its context
-        made current. The caller's span context goes to a light tracer as it is (``parent``)."""
+        made current. A light tracer reads the caller's headers itself (``start_server_span``)."""
         name, attributes = self._start_of(method, application, agent, peer)
         ctx = otel.baggage_of(carrier) if _BAGGAGE in carrier else _NO_BAGGAGE
         if type(tracer) is otel.LightTracer:
-            span = tracer.start_span(name, ctx, _SERVER, attributes, parent=_remote_parent(carrier))
+            span = tracer.start_server_span(name, ctx, attributes, carrier)
         else:
             span = tracer.start_span(name, otel.with_parent(ctx, _remote_parent(carrier)), _SERVER, attributes)
         return span, _attach(_Context({**ctx, _SPAN_KEY: span}))

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+import time
+
 from govrpc.context import CallRecorder
 from govrpc.exceptions import GovRpcError
+from govrpc.rpc.executor import after_answer as _after_answer
 from govrpc.trace import w3c
 
-__all__ = ["STATUS_CODES", "SpanRecorder", "available", "baggage_of", "extract", "inject", "remote_parent",
-           "sdk_tracer", "status_code", "with_parent"]
+__all__ = ["STATUS_CODES", "SpanRecorder", "available", "baggage_of", "extract", "finish", "finish_after_answer",
+           "inject", "remote_parent", "sdk_tracer", "status_code", "with_parent"]
 
 try:  # the otel extra; without it govrpc still propagates W3C context itself
     from opentelemetry import baggage as _baggage
@@ -41,6 +44,7 @@ STATUS_CODES = {name: number for number, name in enumerate((
 REFUSALS = frozenset({"RateLimitedError", "CircuitOpenError"})
 """Errors that mean a govrpc stage refused the call (limiter, breaker): recorded as an event."""
 
+_time_ns = time.time_ns
 _cached: tuple[Any, Any] = (None, None)
 _UNKNOWN = object()
 
@@ -103,8 +107,7 @@ def status_code(exc: BaseException | None) -> int:
 
 if available:
     from govrpc.trace.api import (DEFAULT_TRACE_STATE, SPAN_KEY, TUPLES, Context, NonRecordingSpan, SpanContext,
-                                  attach, current_context, detach)
-_new_tuple = tuple.__new__
+                                  attach, current_context, detach, parent_of)
 
 
 def inject(span: Any, ctx: Any, carrier: dict[str, str]) -> None:
@@ -117,6 +120,8 @@ def inject(span: Any, ctx: Any, carrier: dict[str, str]) -> None:
             if ctx.get(_BAGGAGE_KEY) if _BAGGAGE_KEY is not None else _baggage.get_all(ctx):
                 _baggage_propagator.inject(carrier, ctx)  # type: ignore[union-attr]
             return  # and no tracestate: a new trace starts with none
+        if span._traceparent is not None:  # a deferred server span's ids, not yet read from its caller's
+            span._resolve()
         trace_id, span_id, flags, state = span._trace_id, span._span_id, span._flags, span._state
     elif TUPLES:
         span_context = span.get_span_context()
@@ -139,44 +144,10 @@ _BAGGAGE_KEY = getattr(_baggage, "_BAGGAGE_KEY", None) if available else None
 _EMPTY = otel_context.Context() if available else None
 
 
-_FLAGS: dict[str, Any] = {}
-
-
-def _flags(text: str) -> Any:
-    """The ``TraceFlags`` of a header's two hex digits, made once per spelling (a span keeps its parent's)."""
-    flags = otel_trace.TraceFlags(int(text, 16))
-    if len(_FLAGS) < 256:  # 484 spellings with upper and lower case: the common ones are kept
-        _FLAGS[text] = flags
-    return flags
-
-
-_FORM = w3c._FORM
-
-
 def remote_parent(carrier: Mapping[str, str]) -> Any:
     """The caller's span context from gRPC metadata (``traceparent``, ``tracestate``), or None when
-    it sent none or an invalid one (a fresh trace).
-
-    ``w3c.parse_traceparent``'s rule (version ``00`` only: stricter than the SDK propagator's
-    regular expression): ``w3c.valid_form``, ids not all zeros. A header it accepts is built into the
-    span context directly."""
-    value = carrier.get(w3c.TRACEPARENT)
-    if type(value) is not str or _FORM(value) is None:  # w3c.valid_form, written out: a frame less per call
-        return None
-    trace_id = int(value[3:35], 16)  # hex digits only (checked): int() takes no sign, space or "_" here
-    span_id = int(value[36:52], 16)
-    if not trace_id or not span_id:
-        return None
-    flags = value[53:55]
-    trace_flags = _FLAGS.get(flags)
-    if trace_flags is None:  # not "or": the unsampled flags are a zero, false
-        trace_flags = _flags(flags)
-    state = carrier.get(w3c.TRACESTATE)
-    trace_state = otel_trace.TraceState.from_header([state]) if state and len(state) <= w3c._MAX_HEADER \
-        else DEFAULT_TRACE_STATE
-    if TUPLES:  # valid: non-zero ids of the right length
-        return _new_tuple(SpanContext, (trace_id, span_id, True, trace_flags, trace_state, True))
-    return SpanContext(trace_id, span_id, True, trace_flags, trace_state)  # pragma: no cover - laid out otherwise
+    it sent none or an invalid one (a fresh trace): ``parent_of`` the two headers."""
+    return parent_of(carrier.get(w3c.TRACEPARENT), carrier.get(w3c.TRACESTATE))
 
 
 def baggage_of(carrier: Mapping[str, str]) -> Any:
@@ -197,19 +168,21 @@ def extract(carrier: Mapping[str, str]) -> Any:
     return with_parent(baggage_of(carrier), remote_parent(carrier))
 
 
-def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | None = None) -> None:
+def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | None = None,
+           end_time: int | None = None) -> None:
     """Set the outcome on ``span`` the way the gRPC instrumentation does (with ``attributes``, in
-    one batch: each SDK call takes the span's lock and checks every value again), and end it."""
+    one batch: each SDK call takes the span's lock and checks every value again), and end it
+    (at ``end_time``, else now)."""
     if exc is None:
         if attributes is None:
             attributes = _OK
         else:
             attributes["rpc.grpc.status_code"] = 0
         if type(span) is LightSpan:  # built here from known types: no check per value, and ended with them
-            span.end_with(attributes)
+            span.end_with(attributes, end_time)
         else:
             span.set_attributes(attributes)
-            span.end()
+            span.end(end_time)
         return
     if attributes is None:
         attributes = {}
@@ -224,7 +197,16 @@ def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | No
         span.set_attribute("govrpc.refused", name)
     span.record_exception(exc)
     span.set_status(Status(StatusCode.ERROR, f"{name}: {str(exc)[:200]}"))
-    span.end()
+    span.end(end_time)
+
+
+def finish_after_answer(span: Any, exc: BaseException | None) -> None:
+    """``finish(span, exc)`` with the end time of now, the rest once the call being served has answered
+    (``after_answer``) when nothing reads the span as it ends (``LightTracer.queued_only``): a server
+    span then costs its call's answer no wait. Else at once."""
+    if type(span) is not LightSpan or not span._tracer.queued_only() or \
+            not _after_answer(finish, span, exc, None, _time_ns()):
+        finish(span, exc)
 
 
 _OK = {"rpc.grpc.status_code": 0}  # read, never kept: a span copies what it records

@@ -19,7 +19,11 @@ child span per retry) carry attributes govrpc builds itself from known types. So
   usual (the calls are planned once per list of processors: none where the SDK's own
   processor does nothing, a sampled span straight into a ``BatchSpanProcessor``'s queue);
   the SDK's own span metrics are recorded;
-- a tracer switched off by the provider's tracer configurator starts no span.
+- a tracer switched off by the provider's tracer configurator starts no span;
+- a server span that the sampler samples whatever its caller's ``traceparent`` holds
+  (``ParentBased(ALWAYS_ON)``, the default, with a sampled caller), and that no processor
+  reads as it starts, reads that header only when its ids are first read
+  (``start_server_span``): by the code in the call, else as it ends, after the answer.
 
 A ``LightSpan`` is a ``ReadableSpan`` (what processors and exporters read) and an API
 ``Span`` (what code running inside the call may use through ``trace.get_current_span()``:
@@ -38,6 +42,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 import traceback
 from typing import Any, Callable, Mapping, Sequence
@@ -72,6 +77,9 @@ _current_context = otel_api.current_context
 _SPAN_KEY = otel_api.SPAN_KEY
 _getrandbits = random.getrandbits  # what the SDK's RandomIdGenerator draws from
 _fresh_ids = w3c.fresh_ids
+_parent_of = otel_api.parent_of
+_TRACEPARENT, _TRACESTATE = w3c.TRACEPARENT, w3c.TRACESTATE
+_SAMPLED_TEXT = frozenset(f"{flags:02x}" for flags in range(256) if flags & 1)  # a traceparent's, sampled
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
 _DEFAULT = TraceFlags(TraceFlags.DEFAULT)
 _RANDOM = getattr(TraceFlags, "RANDOM_TRACE_ID", 0)  # W3C level 2; absent from older APIs
@@ -113,7 +121,7 @@ def light(tracer: Any) -> Any:
 
 
 Plan = tuple  # (the processors it was made from, on_start calls, _on_ending calls, on_end calls,
-#               on_end calls for a sampled span)
+#               on_end calls for a sampled span, whether an ended span only goes into batch queues)
 
 
 def _plan(processor: Any) -> Plan:
@@ -126,13 +134,16 @@ def _plan(processor: Any) -> Plan:
             not isinstance(getattr(processor, "_span_processors", None), tuple):
         ending = getattr(processor, "_on_ending", None)
         return (None, (processor.on_start,), (ending,) if ending is not None else (), (processor.on_end,),
-                (processor.on_end,))
+                (processor.on_end,), False)
     members = processor._span_processors
     starts = tuple(member.on_start for member in members if getattr(type(member), "on_start", None) not in _NOTHING)
     endings = tuple(member._on_ending for member in members
                     if hasattr(member, "_on_ending") and getattr(type(member), "_on_ending", None) not in _NOTHING)
-    return (members, starts, endings, tuple(member.on_end for member in members),
-            tuple(_queue_of(member) for member in members))
+    queues = tuple(_queue_of(member) for member in members)
+    # nothing reads an ended span at once: it waits in batch processors' queues (see queued_only)
+    batched = not endings and all(type(member) is BatchSpanProcessor and queue is not member.on_end
+                                  for member, queue in zip(members, queues))
+    return (members, starts, endings, tuple(member.on_end for member in members), queues, batched)
 
 
 def _queue_of(member: Any) -> Callable[[Any], None]:
@@ -191,7 +202,7 @@ class LightTracer:
     """``start_span`` as the SDK tracer's (same sampler, ids, processors, limits), making ``LightSpan``s."""
 
     __slots__ = ("tracer", "sampler", "ids", "random_ids", "processor", "multi", "plan", "resource", "scope", "info",
-                 "limits", "trusted", "configured", "enabled", "metrics", "is_random", "decisions")
+                 "limits", "trusted", "configured", "enabled", "metrics", "is_random", "decisions", "deferred")
 
     def __init__(self, tracer: sdk.Tracer) -> None:
         self.tracer = tracer
@@ -219,11 +230,61 @@ class LightTracer:
         self.metrics: Callable[..., Callable[[], None]] | None = None if type(metrics) is _NoOpTracerMetrics \
             else getattr(metrics, "start_span", None)
         self.is_random: Callable[[], bool] | None = getattr(self.ids, "is_trace_id_random", None) if _RANDOM else None
+        # a server span whose parent is a sampled caller's, or none (a malformed header: a fresh trace), is
+        # sampled either way, and nothing reads it as it starts (no sampler call, no metrics): it reads its
+        # caller's header only when its ids are read (start_server_span)
+        decisions = self.decisions
+        self.deferred = decisions is not None and decisions[None] is _RECORD_AND_SAMPLE and \
+            decisions[True, 1] is _RECORD_AND_SAMPLE and self.random_ids and self.trusted and \
+            self.metrics is None and (self.configured or self.enabled is None)
+
+    def queued_only(self) -> bool:
+        """Whether the spans ended now only wait in ``BatchSpanProcessor`` queues (no processor reads
+        one as it ends), so that ending one a little later (``govrpc.rpc.executor.after_answer``)
+        changes nothing any processor or exporter sees but when."""
+        plan = self.plan
+        if self.multi is not None and self.multi._span_processors is not plan[0]:
+            plan = self.replan()
+        return plan[5]
 
     def replan(self) -> Plan:
         """The processors' plan again: the provider's list of processors changed."""
         self.plan = _plan(self.processor)
         return self.plan
+
+    def start_server_span(self, name: str, context: Any, attributes: Mapping[str, Any],
+                          carrier: Mapping[str, Any]) -> api.Span:
+        """``start_span(name, context, SERVER, attributes, parent=otel.remote_parent(carrier))``: a call's
+        server span, the child of the span context its caller sent in ``carrier`` (gRPC metadata).
+
+        When the span is sampled whatever the ``traceparent`` holds (its flags say sampled, a malformed
+        one would start a sampled fresh trace: ``deferred``) and no processor reads a span as it starts,
+        the header is parsed only when the span's ids are first read (``LightSpan._resolve``): by the
+        code in the call, or as the span ends, which a server span does after its call's answer
+        (``otel.finish_after_answer``)."""
+        header = carrier.get(_TRACEPARENT)
+        if self.deferred and type(header) is str and header[53:55] in _SAMPLED_TEXT:
+            plan = self.plan
+            if self.multi is not None and self.multi._span_processors is not plan[0]:
+                plan = self.replan()
+            if not plan[1] and (not self.configured or self.tracer._tracer_config.is_enabled):
+                span = _new_span(LightSpan)
+                span._tracer = self
+                span._name = name
+                span._kind = SpanKind.SERVER
+                span._start_time = _time_ns()
+                span._traceparent = header
+                state = carrier.get(_TRACESTATE)
+                if state is not None:
+                    span._tracestate = state
+                span_id = _getrandbits(64)
+                while not span_id:
+                    span_id = _getrandbits(64)
+                span._span_id = span_id
+                span._attributes = dict(attributes) if attributes else {}
+                return span
+        return self.start_span(name, context, SpanKind.SERVER, attributes, parent=_parent_of(header,
+                                                                                            carrier.get(_TRACESTATE)))
 
     def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
                    attributes: Mapping[str, Any] | None = None, links: Sequence[Link] = (),
@@ -348,16 +409,44 @@ class LightSpan(api.Span, sdk.ReadableSpan):
     _header: str | None = None  # a new trace's: its traceparent less the flags (w3c.fresh_ids)
     _parent_id: int | None = None  # a root span's
     _parent_made: SpanContext | None = None
+    # a deferred server span's (LightTracer.start_server_span) until its ids are read (_resolve): its caller's
+    _traceparent: str | None = None
+    _tracestate: str | None = None
+
+    def _resolve(self) -> None:
+        """A deferred server span's trace id, flags, trace state and parent, read from its caller's
+        ``traceparent`` (what reads them calls this first while ``_traceparent`` is set): the caller's span
+        context as its parent, or, if the header is malformed, a fresh trace's root (what ``start_span``
+        would make). Threads reading at once write the same values."""
+        parent = _parent_of(self._traceparent, self._tracestate)
+        if parent is not None:
+            self._parent_id, self._parent_remote, self._parent_flags, self._parent_state = \
+                parent[1], True, parent[3], parent[4]
+            self._trace_id, self._state = parent[0], parent[4]
+            self._flags = _RANDOM_SAMPLED if parent[3] & _RANDOM else _SAMPLED
+        else:
+            with _FRESH:  # a random trace id: one thread draws it
+                if self._traceparent is None:
+                    return
+                trace_id = _getrandbits(128)
+                while not trace_id:
+                    trace_id = _getrandbits(128)
+                self._trace_id, self._state, self._flags = trace_id, DEFAULT_TRACE_STATE, _RANDOM_SAMPLED
+        self._traceparent = None
 
     @property
     def _context(self) -> SpanContext:  # type: ignore[override]
         made = self._made
         if made is None:
+            if self._traceparent is not None:
+                self._resolve()
             made = self._made = SpanContext(self._trace_id, self._span_id, False, self._flags, self._state)
         return made
 
     @property
     def _parent(self) -> SpanContext | None:  # type: ignore[override]
+        if self._traceparent is not None:
+            self._resolve()
         if self._parent_id is None:
             return None
         made = self._parent_made
@@ -508,6 +597,8 @@ class LightSpan(api.Span, sdk.ReadableSpan):
             plan = tracer.replan()
         for on_ending in plan[2]:
             on_ending(self)
+        if self._traceparent is not None:  # a deferred server span: its ids now, not in the exporter's thread
+            self._resolve()
         # ended, so no longer written: the processors read this span itself
         for on_end in plan[4] if self._flags & _SAMPLED_BIT else plan[3]:
             on_end(self)
@@ -525,4 +616,5 @@ class LightSpan(api.Span, sdk.ReadableSpan):
         return f'LightSpan(name="{self._name}", context={self._context})'
 
 
+_FRESH = threading.Lock()
 _HOLDERS = frozenset({LightSpan, NonRecordingSpan})  # the current spans whose context start_span reads directly

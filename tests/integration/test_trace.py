@@ -623,3 +623,60 @@ def test_a_sampler_that_drops_every_span_still_sends_the_ids_unsampled(memory_re
     finally:
         provider.shutdown()
     assert exporter.get_finished_spans() == () and seen[0] != "0" * 32
+
+
+@govrpc.service("trace.Checked")
+class Checked:
+    def check(self, order: str) -> list[str]:
+        if order == "bad":
+            raise ValueError("no such order")
+        with otel_trace.get_tracer("shop").start_as_current_span("price"):  # nested: the server span's child
+            pass
+        return list(current_ids())
+
+
+def test_server_spans_waiting_in_a_batch_queue_end_after_the_answer_as_they_would_before(
+        memory_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With batch processors only, a server span ends after its call's answer is sent
+    (``otel.finish_after_answer``) and reads its caller's header only then, unless the code in the
+    call reads its ids first: what is exported is the same parent, trace, times and outcome."""
+    from govrpc.rpc import executor
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=50))
+    monkeypatch.setattr(otel_trace, "_TRACER_PROVIDER", provider)
+    later: list[str] = []
+    run_later = executor._run_later
+
+    def counted(work: list[Any]) -> None:
+        later.extend(fn.__name__ for fn, _ in work)
+        run_later(work)
+
+    monkeypatch.setattr(executor, "_run_later", counted)
+    try:
+        with govrpc.Server(memory_registry, port=0) as server, \
+                govrpc.Client(memory_registry, local_first=False, timeout=5.0) as client:
+            server.add(Checked())
+            proxy = client.proxy("trace.Checked")
+            seen = proxy.check("o-1")
+            with pytest.raises(ValueError, match="no such order"):  # the provider's error, raised again here
+                proxy.check("bad")
+        assert provider.force_flush(10_000)
+    finally:
+        provider.shutdown()
+    assert later == ["finish", "finish"]  # both server spans, after their answers
+    spans = exporter.get_finished_spans()
+    served = sorted((s for s in spans if s.kind is otel_trace.SpanKind.SERVER), key=lambda s: s.start_time)
+    called = sorted((s for s in spans if s.kind is otel_trace.SpanKind.CLIENT), key=lambda s: s.start_time)
+    (price,) = [s for s in spans if s.name == "price"]
+    assert len(served) == len(called) == 2
+    for server_span, client_span in zip(served, called):
+        assert server_span.parent.span_id == client_span.context.span_id and server_span.parent.is_remote
+        assert server_span.context.trace_id == client_span.context.trace_id
+        assert client_span.start_time < server_span.start_time < server_span.end_time < client_span.end_time
+    assert seen == [f"{served[0].context.trace_id:032x}", f"{served[0].context.span_id:016x}"]
+    assert price.parent.span_id == served[0].context.span_id
+    assert served[0].attributes["rpc.grpc.status_code"] == 0 and served[0].status.is_ok
+    assert served[1].attributes["rpc.grpc.status_code"] == 2 and not served[1].status.is_ok
+    assert [e.name for e in served[1].events] == ["exception"]

@@ -7,10 +7,11 @@ import sys
 import threading
 import textwrap
 from concurrent.futures import CancelledError
+from typing import Any
 
 import pytest
 
-from govrpc.rpc.executor import WorkerPool
+from govrpc.rpc.executor import WorkerPool, after_answer
 
 
 def test_runs_work_on_at_most_max_workers_threads() -> None:
@@ -63,7 +64,7 @@ def _run(script: str) -> subprocess.CompletedProcess[str]:
 def test_a_pool_given_up_on_does_not_hold_the_interpreter_at_exit() -> None:
     done = _run("""
         import threading
-        from govrpc.rpc.executor import WorkerPool
+        from govrpc.rpc.executor import WorkerPool, after_answer
         pool = WorkerPool(1)
         started = threading.Event()
         pool.submit(lambda: (started.set(), threading.Event().wait(600)))
@@ -78,7 +79,7 @@ def test_a_pool_given_up_on_does_not_hold_the_interpreter_at_exit() -> None:
 def test_a_pool_still_in_use_finishes_its_work_at_exit() -> None:
     done = _run("""
         import threading, time
-        from govrpc.rpc.executor import WorkerPool
+        from govrpc.rpc.executor import WorkerPool, after_answer
         pool = WorkerPool(1)
         started = threading.Event()
         def work():
@@ -91,3 +92,40 @@ def test_a_pool_still_in_use_finishes_its_work_at_exit() -> None:
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "finished\nqueued ran too\n"
+
+
+def test_work_left_for_after_the_answer_runs_once_the_future_is_done_in_order(caplog: pytest.LogCaptureFixture) -> None:
+    pool = WorkerPool(1, "unit-pool")
+    seen: list[tuple[str, bool]] = []
+    ran, go = threading.Event(), threading.Event()
+    outer: list[Any] = []
+
+    def later(what: str) -> None:
+        seen.append((what, outer[0].done()))  # the answer is out before this runs
+        if what == "second":
+            raise RuntimeError("a failure after the answer is logged")
+        if what == "third":
+            ran.set()
+
+    def work() -> int:
+        assert go.wait(10)
+        assert after_answer(later, "first") and after_answer(later, "second") and after_answer(later, "third")
+        assert seen == []  # nothing runs before the answer
+        return 7
+
+    outer.append(pool.submit(work))
+    go.set()
+    assert outer[0].result(timeout=10) == 7
+    assert ran.wait(10)
+    assert seen == [("first", True), ("second", True), ("third", True)]
+    assert "work left for after a call's answer failed" in caplog.text
+    # the next call's work starts with nothing left over
+    assert pool.submit(lambda: after_answer(later, "first")).result(timeout=10) is True
+    pool.shutdown(wait=True)
+    assert seen[-1] == ("first", True)
+
+
+def test_outside_a_worker_nothing_is_left_for_later() -> None:
+    called: list[int] = []
+    assert after_answer(called.append, 1) is False
+    assert called == []  # the caller runs it itself

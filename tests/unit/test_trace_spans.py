@@ -392,3 +392,88 @@ def test_each_processor_is_called_as_the_sdk_calls_it_also_one_added_while_a_spa
         if sampled:
             assert exported[0] is span and exported[0].attributes == START
         provider.shutdown()
+
+
+CALLER = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331"
+
+
+@pytest.mark.parametrize("carrier", [
+    {"traceparent": CALLER + "-01"},
+    {"traceparent": CALLER + "-03", "tracestate": "vendor=v1,other=o2"},  # W3C random flag, a trace state
+    {"traceparent": "00-0af7651916cd43dd8448eb211c80319X-b7ad6b7169203331-01"},  # malformed: a fresh trace
+    {"traceparent": "00-00000000000000000000000000000000-b7ad6b7169203331-01"},  # zero trace id: a fresh trace
+    {"traceparent": CALLER + "-00"},  # unsampled: dropped, as the sampler says
+    {"traceparent": CALLER},  # cut short
+    {},
+], ids=["sampled", "random-state", "malformed", "zero", "unsampled", "short", "none"])
+def test_a_server_span_started_from_its_callers_headers_is_the_one_start_span_makes(carrier: dict[str, str]) -> None:
+    """``start_server_span`` reads a sampled caller's header only when the span's ids are read (here: by
+    ``inject`` and by the exporter), and what comes out is what ``start_span(parent=remote_parent(...))``
+    makes: the same parent, trace, flags, trace state and export."""
+    provider, exporter = _provider()
+    tracer = light(provider.get_tracer("govrpc", "1.0"))
+    eager = tracer.start_span("/x.Echo/echo", otel_context.Context(), SpanKind.SERVER, START,
+                              parent=otel.remote_parent(carrier))
+    deferred = tracer.start_server_span("/x.Echo/echo", otel_context.Context(), START, carrier)
+    assert type(deferred) is type(eager)
+    header = carrier.get("traceparent", "")
+    if len(header) == 55 and int(header[-1], 16) & 1:
+        assert deferred._traceparent == header  # not read yet
+    elif type(deferred) is LightSpan:
+        assert deferred._traceparent is None
+    if type(eager) is not LightSpan:  # dropped: the ids travel on, nothing records
+        dropped, also = deferred.get_span_context(), eager.get_span_context()
+        assert not deferred.is_recording() and (dropped.trace_id, dropped.trace_flags) == (also.trace_id, also.trace_flags)
+        return
+    injected: dict[str, str] = {}
+    otel.inject(deferred, otel_context.Context(), injected)
+    context = deferred.get_span_context()
+    assert injected["traceparent"] == f"00-{context.trace_id:032x}-{context.span_id:016x}-" \
+                                      f"{int(context.trace_flags):02x}"
+    assert injected.get("tracestate") == carrier.get("tracestate")
+    for span in (eager, deferred):
+        span.end()
+    first, second = exporter.get_finished_spans()
+    assert _comparable(second) == _comparable(first)
+    assert second.context.trace_flags == first.context.trace_flags and second.context.trace_state == first.context.trace_state
+    assert second.parent == first.parent
+    if first.parent is not None:  # the caller's trace
+        assert second.context.trace_id == first.context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+        assert second.parent.span_id == 0xB7AD6B7169203331 and second.parent.is_remote
+    else:  # a fresh trace of its own each
+        assert second.context.trace_id not in (0, first.context.trace_id)
+    assert second.context.span_id not in (0, first.context.span_id)
+
+
+def test_a_server_span_reads_its_callers_header_at_start_where_something_reads_the_span_then() -> None:
+    """A sampler asked per span, or a processor's ``on_start``, reads the parent as the span starts: no deferring."""
+    class Starting(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            assert span.parent.span_id == 0xB7AD6B7169203331
+
+    for sampler, processor in ((TraceIdRatioBased(1.0), None), (ALWAYS_ON, Starting())):
+        provider, exporter = _provider(sampler=sampler)
+        if processor is not None:
+            provider.add_span_processor(processor)
+        tracer = light(provider.get_tracer("govrpc"))
+        span = tracer.start_server_span("/x.Echo/echo", otel_context.Context(), START,
+                                        {"traceparent": CALLER + "-01"})
+        assert span._traceparent is None and span._trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+        span.end()
+        assert exporter.get_finished_spans()[0].parent.span_id == 0xB7AD6B7169203331
+
+
+def test_a_span_ends_later_only_where_it_waits_in_batch_queues_alone() -> None:
+    """``queued_only``: the spans go into ``BatchSpanProcessor`` queues only (nothing reads one as it ends),
+    so a server span may end after its call's answer; a processor added later that reads spans at once
+    stops that at once."""
+    provider = TracerProvider()
+    tracer = light(provider.get_tracer("govrpc"))
+    assert tracer.queued_only()  # no processor: nothing to wait for
+    provider.add_span_processor(BatchSpanProcessor(InMemorySpanExporter()))
+    assert tracer.queued_only()
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    assert not tracer.queued_only()
+    provider.shutdown()
+    other, _ = _provider()
+    assert not light(other.get_tracer("govrpc")).queued_only()
