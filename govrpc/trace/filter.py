@@ -255,7 +255,8 @@ class _ProviderTrace(Filter):
 
     def __init__(self, url: URL) -> None:
         self.service = url.path
-        self._starts: dict[tuple[str, Any, Any, str], tuple[str, dict[str, Any]]] = {}
+        self._starts: dict[str, tuple[str, dict[str, Any]]] = {}
+        self._callers: dict[tuple[Any, Any, str], dict[str, Any]] = {}
 
     def scope(self, call: Any, name: str, method: Callable[..., Any], args: tuple[Any, ...],
               kwargs: dict[str, Any]) -> Any:
@@ -273,8 +274,7 @@ class _ProviderTrace(Filter):
             finally:
                 _CURRENT.reset(token)
         headers = dict(metadata)
-        span, otoken = self._begin(tracer, name, headers, headers.get(APPLICATION_KEY), headers.get("user-agent"),
-                                   call.peer())
+        span, otoken = self._begin(tracer, name, headers)
         exc: BaseException | None = None
         try:
             return method(*args, **kwargs)
@@ -283,7 +283,7 @@ class _ProviderTrace(Filter):
             raise
         finally:
             _detach(otoken)
-            otel.finish_after_answer(span, exc)
+            otel.end_later(span, self._served, span, exc, headers, call)
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments
@@ -296,7 +296,7 @@ class _ProviderTrace(Filter):
                 return invoker.invoke(invocation)
             finally:
                 _CURRENT.reset(token)
-        span, otoken = self._begin(tracer, invocation.method, attachments, *self._caller(invocation))
+        span, otoken = self._begin(tracer, invocation.method, attachments)
         exc: BaseException | None = None
         try:
             return invoker.invoke(invocation)
@@ -305,7 +305,7 @@ class _ProviderTrace(Filter):
             raise
         finally:
             _detach(otoken)
-            otel.finish_after_answer(span, exc)
+            otel.end_later(span, self._invoked, span, exc, invocation)
 
     async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
         """The asyncio twin of ``invoke`` (``AsyncServer``)."""
@@ -317,7 +317,7 @@ class _ProviderTrace(Filter):
                 return await invoker.ainvoke(invocation)
             finally:
                 _CURRENT.reset(token)
-        span, otoken = self._begin(tracer, invocation.method, attachments, *self._caller(invocation))
+        span, otoken = self._begin(tracer, invocation.method, attachments)
         exc: BaseException | None = None
         try:
             return await invoker.ainvoke(invocation)
@@ -326,21 +326,13 @@ class _ProviderTrace(Filter):
             raise
         finally:
             _detach(otoken)
-            otel.finish(span, exc)
+            self._invoked(span, exc, invocation, None)
 
-    @staticmethod
-    def _caller(invocation: Invocation) -> tuple[str, None, str]:
-        """(caller's application, no user agent, peer) of a call through the chain."""
-        context = invocation.context  # the transport moves the caller's application header there
-        if context is not None:
-            return context.application, None, context.peer
-        return invocation.attachments.get(APPLICATION_KEY) or "", None, ""
-
-    def _begin(self, tracer: Any, method: str, carrier: Any, application: Any, agent: Any,
-               peer: str) -> tuple[Any, Any]:
+    def _begin(self, tracer: Any, method: str, carrier: Any) -> tuple[Any, Any]:
         """The server span of a call to ``method``, the caller's child, and the token of its context
         made current. A light tracer reads the caller's headers itself (``start_server_span``)."""
-        name, attributes = self._start_of(method, application, agent, peer)
+        entry = self._starts.get(method)
+        name, attributes = entry if entry is not None else self._start_of(method)
         ctx = otel.baggage_of(carrier) if _BAGGAGE in carrier else _NO_BAGGAGE
         if type(tracer) is otel.LightTracer:
             span = tracer.start_server_span(name, ctx, attributes, carrier)
@@ -348,15 +340,40 @@ class _ProviderTrace(Filter):
             span = tracer.start_span(name, otel.with_parent(ctx, _remote_parent(carrier)), _SERVER, attributes)
         return span, _attach(_Context({**ctx, _SPAN_KEY: span}))
 
-    def _start_of(self, method: str, application: Any, agent: Any, peer: str) -> tuple[str, dict[str, Any]]:
-        """The server span's name and attributes at start, made once per method, caller (its application
-        header and user agent as sent) and peer (a peer is one connection: its address and port stay
-        while it lasts)."""
-        key = (method, application, agent, peer)
-        entry = self._starts.get(key)
-        if entry is None:
+    def _start_of(self, method: str) -> tuple[str, dict[str, Any]]:
+        """The server span's name and attributes at start, made once per method."""
+        entry = (f"/{self.service}/{method}", {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method})
+        if len(self._starts) < 256:  # generic calls may name anything: keep a bound
+            self._starts[method] = entry
+        return entry
+
+    # the caller (what it is and where from) goes on with the outcome, as the span ends: after the call's
+    # answer where the span may end late (otel.end_later)
+
+    def _served(self, span: Any, exc: BaseException | None, carrier: Any, call: Any, end_time: int | None) -> None:
+        """End the server span of a gRPC call (``scope``): its caller's application and user agent as sent, its
+        address (``call.peer()``), the outcome."""
+        otel.finish(span, exc, self._caller_of(carrier.get(APPLICATION_KEY), carrier.get("user-agent"), call.peer()),
+                    end_time)
+
+    def _invoked(self, span: Any, exc: BaseException | None, invocation: Invocation, end_time: int | None) -> None:
+        """End the server span of a call through the chain (``invoke``): its caller's application and address as the
+        transport moved them to ``invocation.context`` (no user agent there), the outcome."""
+        context = invocation.context
+        if context is not None:
+            caller = self._caller_of(context.application, None, context.peer)
+        else:
+            caller = self._caller_of(invocation.attachments.get(APPLICATION_KEY) or "", None, "")
+        otel.finish(span, exc, caller, end_time)
+
+    def _caller_of(self, application: Any, agent: Any, peer: str) -> dict[str, Any]:
+        """The caller's attributes, made once per caller (its application header and user agent as sent) and peer
+        (a peer is one connection: its address and port stay while it lasts): a copy, the outcome goes in it."""
+        key = (application, agent, peer)
+        attributes = self._callers.get(key)
+        if attributes is None:
+            attributes = {}
             caller = _caller_from(application, agent)
-            attributes: dict[str, Any] = {"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": method}
             if caller:
                 attributes["govrpc.caller"] = caller
             if peer.startswith(("ipv4:", "ipv6:")):
@@ -364,8 +381,7 @@ class _ProviderTrace(Filter):
                 attributes["net.peer.ip"] = host.strip("[]")
                 if port.isdigit():
                     attributes["net.peer.port"] = int(port)
-            entry = (f"/{self.service}/{method}", attributes)
-            if len(self._starts) >= 1024:  # peers come and go: start again rather than grow
-                self._starts.clear()
-            self._starts[key] = entry
-        return entry
+            if len(self._callers) >= 1024:  # peers come and go: start again rather than grow
+                self._callers.clear()
+            self._callers[key] = attributes
+        return dict(attributes)

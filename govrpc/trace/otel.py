@@ -11,7 +11,7 @@ queries written for it keep working.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import time
 
@@ -20,7 +20,7 @@ from govrpc.exceptions import GovRpcError
 from govrpc.rpc.executor import after_answer as _after_answer
 from govrpc.trace import w3c
 
-__all__ = ["STATUS_CODES", "SpanRecorder", "available", "baggage_of", "extract", "finish", "finish_after_answer",
+__all__ = ["STATUS_CODES", "SpanRecorder", "available", "baggage_of", "extract", "end_later", "finish",
            "inject", "remote_parent", "sdk_tracer", "status_code", "with_parent"]
 
 try:  # the otel extra; without it govrpc still propagates W3C context itself
@@ -200,13 +200,14 @@ def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | No
     span.end(end_time)
 
 
-def finish_after_answer(span: Any, exc: BaseException | None) -> None:
-    """``finish(span, exc)`` with the end time of now, the rest once the call being served has answered
-    (``after_answer``) when nothing reads the span as it ends (``LightTracer.queued_only``): a server
-    span then costs its call's answer no wait. Else at once."""
-    if type(span) is not LightSpan or not span._tracer.queued_only() or \
-            not _after_answer(finish, span, exc, None, _time_ns()):
-        finish(span, exc)
+def end_later(span: Any, end: Callable[..., None], *args: Any) -> None:
+    """``end(*args, end_time)``, which ends ``span``: once the call being served has answered
+    (``after_answer``), with the end time of now, when nothing reads the span as it ends
+    (``LightTracer.queued_only``): a server span then costs its call's answer no wait. Else at
+    once, ``end_time`` None."""
+    if type(span) is LightSpan and span._tracer.queued_only() and _after_answer(end, *args, _time_ns()):
+        return
+    end(*args, None)
 
 
 _OK = {"rpc.grpc.status_code": 0}  # read, never kept: a span copies what it records

@@ -261,7 +261,7 @@ class LightTracer:
         one would start a sampled fresh trace: ``deferred``) and no processor reads a span as it starts,
         the header is parsed only when the span's ids are first read (``LightSpan._resolve``): by the
         code in the call, or as the span ends, which a server span does after its call's answer
-        (``otel.finish_after_answer``)."""
+        (``otel.end_later``)."""
         header = carrier.get(_TRACEPARENT)
         if self.deferred and type(header) is str and header[53:55] in _SAMPLED_TEXT:
             plan = self.plan
@@ -277,10 +277,6 @@ class LightTracer:
                 state = carrier.get(_TRACESTATE)
                 if state is not None:
                     span._tracestate = state
-                span_id = _getrandbits(64)
-                while not span_id:
-                    span_id = _getrandbits(64)
-                span._span_id = span_id
                 span._attributes = dict(attributes) if attributes else {}
                 return span
         return self.start_span(name, context, SpanKind.SERVER, attributes, parent=_parent_of(header,
@@ -414,25 +410,30 @@ class LightSpan(api.Span, sdk.ReadableSpan):
     _tracestate: str | None = None
 
     def _resolve(self) -> None:
-        """A deferred server span's trace id, flags, trace state and parent, read from its caller's
-        ``traceparent`` (what reads them calls this first while ``_traceparent`` is set): the caller's span
-        context as its parent, or, if the header is malformed, a fresh trace's root (what ``start_span``
-        would make). Threads reading at once write the same values."""
-        parent = _parent_of(self._traceparent, self._tracestate)
-        if parent is not None:
-            self._parent_id, self._parent_remote, self._parent_flags, self._parent_state = \
-                parent[1], True, parent[3], parent[4]
-            self._trace_id, self._state = parent[0], parent[4]
-            self._flags = _RANDOM_SAMPLED if parent[3] & _RANDOM else _SAMPLED
-        else:
-            with _FRESH:  # a random trace id: one thread draws it
-                if self._traceparent is None:
-                    return
+        """A deferred server span's ids and its parent, from its caller's ``traceparent`` (what reads them
+        calls this first while ``_traceparent`` is set): the caller's span context as its parent, or, if
+        the header is malformed, a fresh trace's root (what ``start_span`` would make), and a span id of
+        its own. One thread makes them (the ids are random); those reading at once wait for them."""
+        with _RESOLVING:
+            header = self._traceparent
+            if header is None:  # made meanwhile
+                return
+            parent = _parent_of(header, self._tracestate)
+            if parent is not None:
+                self._parent_id, self._parent_remote, self._parent_flags, self._parent_state = \
+                    parent[1], True, parent[3], parent[4]
+                self._trace_id, self._state = parent[0], parent[4]
+                self._flags = _RANDOM_SAMPLED if parent[3] & _RANDOM else _SAMPLED
+            else:
                 trace_id = _getrandbits(128)
                 while not trace_id:
                     trace_id = _getrandbits(128)
                 self._trace_id, self._state, self._flags = trace_id, DEFAULT_TRACE_STATE, _RANDOM_SAMPLED
-        self._traceparent = None
+            span_id = _getrandbits(64)
+            while not span_id:
+                span_id = _getrandbits(64)
+            self._span_id = span_id
+            self._traceparent = None
 
     @property
     def _context(self) -> SpanContext:  # type: ignore[override]
@@ -616,5 +617,5 @@ class LightSpan(api.Span, sdk.ReadableSpan):
         return f'LightSpan(name="{self._name}", context={self._context})'
 
 
-_FRESH = threading.Lock()
+_RESOLVING = threading.Lock()  # LightSpan._resolve
 _HOLDERS = frozenset({LightSpan, NonRecordingSpan})  # the current spans whose context start_span reads directly

@@ -638,7 +638,7 @@ class Checked:
 def test_server_spans_waiting_in_a_batch_queue_end_after_the_answer_as_they_would_before(
         memory_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With batch processors only, a server span ends after its call's answer is sent
-    (``otel.finish_after_answer``) and reads its caller's header only then, unless the code in the
+    (``otel.end_later``) and reads its caller's header only then, unless the code in the
     call reads its ids first: what is exported is the same parent, trace, times and outcome."""
     from govrpc.rpc import executor
 
@@ -656,7 +656,7 @@ def test_server_spans_waiting_in_a_batch_queue_end_after_the_answer_as_they_woul
     monkeypatch.setattr(executor, "_run_later", counted)
     try:
         with govrpc.Server(memory_registry, port=0) as server, \
-                govrpc.Client(memory_registry, local_first=False, timeout=5.0) as client:
+                govrpc.Client(memory_registry, application="shop", local_first=False, timeout=5.0) as client:
             server.add(Checked())
             proxy = client.proxy("trace.Checked")
             seen = proxy.check("o-1")
@@ -665,7 +665,7 @@ def test_server_spans_waiting_in_a_batch_queue_end_after_the_answer_as_they_woul
         assert provider.force_flush(10_000)
     finally:
         provider.shutdown()
-    assert later == ["finish", "finish"]  # both server spans, after their answers
+    assert later == ["_served", "_served"]  # both server spans, after their answers
     spans = exporter.get_finished_spans()
     served = sorted((s for s in spans if s.kind is otel_trace.SpanKind.SERVER), key=lambda s: s.start_time)
     called = sorted((s for s in spans if s.kind is otel_trace.SpanKind.CLIENT), key=lambda s: s.start_time)
@@ -680,3 +680,6 @@ def test_server_spans_waiting_in_a_batch_queue_end_after_the_answer_as_they_woul
     assert served[0].attributes["rpc.grpc.status_code"] == 0 and served[0].status.is_ok
     assert served[1].attributes["rpc.grpc.status_code"] == 2 and not served[1].status.is_ok
     assert [e.name for e in served[1].events] == ["exception"]
+    for server_span in served:  # the caller, written after the answer: the call's address is still there
+        assert server_span.attributes["govrpc.caller"] == "shop" and server_span.attributes["net.peer.ip"] == "127.0.0.1"
+        assert isinstance(server_span.attributes["net.peer.port"], int) and server_span.attributes["net.peer.port"] > 0
