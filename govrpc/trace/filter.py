@@ -17,11 +17,10 @@ does; the cluster and router report through a ``CallRecorder`` what they decided
 the outcome in one batch when the span ends; each retry and why: an event, and a child
 span per further attempt), and a limiter's or breaker's refusal is an event.
 ``.future()`` keeps its non-blocking first attempt: the span starts in the caller's
-context and ends in the future's callback. Where the provider's processors only queue
-spans for a batch exporter, a span is ended off the call's path with the end time of
-the moment (``govrpc.trace.later``): a server span after its call's answer is sent, a
-client span on govrpc's span ender thread; and a server span reads the caller's
-``traceparent`` only when its ids are read (``LightTracer.start_server_span``).
+context and ends in the future's callback. A server span whose processors only queue
+spans for a batch exporter is finished after its call's answer is sent (its end time
+is the method's), and it reads the caller's ``traceparent`` only when its ids are read
+(``LightTracer.start_server_span``): its call's answer waits for neither.
 
 With the SDK's own ``Tracer`` the spans are ``govrpc.trace.spans.LightSpan``s: the
 provider's sampler, ids, limits and processors decide and receive them as they do the
@@ -327,7 +326,7 @@ class _ProviderTrace(Filter):
             raise
         finally:
             _detach(otoken)
-            otel.end_later(span, self._invoked, span, exc, invocation)
+            self._invoked(span, exc, invocation, None)
 
     def _begin(self, tracer: Any, method: str, carrier: Any) -> tuple[Any, Any]:
         """The server span of a call to ``method``, the caller's child, and the token of its context

@@ -78,12 +78,12 @@ def sdk_tracer() -> Any:
 
 def _light(tracer: Any) -> Any:
     """govrpc's light spans over an SDK tracer (``govrpc.trace.spans``), or ``tracer`` itself."""
-    global LightSpan, LightTracer, _later
+    global LightSpan, LightTracer
     try:
-        from govrpc.trace import later, spans
+        from govrpc.trace import spans
     except ImportError:  # the API without the SDK: a provider of some other implementation
         return tracer
-    LightSpan, LightTracer, _later = spans.LightSpan, spans.LightTracer, later
+    LightSpan, LightTracer = spans.LightSpan, spans.LightTracer
     return spans.light(tracer)
 
 
@@ -91,11 +91,9 @@ class _NoLightSpan:  # until an SDK tracer is wrapped, no span is a LightSpan
     pass
 
 
-# govrpc.trace.spans' classes, once an SDK tracer is wrapped (until then nothing is of either type), and
-# govrpc.trace.later (which needs the SDK too)
+# govrpc.trace.spans' classes, once an SDK tracer is wrapped (until then nothing is of either type)
 LightSpan: Any = _NoLightSpan
 LightTracer: Any = _NoLightSpan
-_later: Any = None
 
 
 def status_code(exc: BaseException | None) -> int:
@@ -203,16 +201,12 @@ def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | No
 
 
 def end_later(span: Any, end: Callable[..., None], *args: Any) -> None:
-    """``end(*args, end_time)``, which ends ``span``, off the call's path when nothing reads the span as
-    it ends (``LightTracer.queued_only``), with the end time of now (``govrpc.trace.later``): on a
-    provider's worker once the call being served has answered (``after_answer``), else on the span
-    ender's thread. Else at once, ``end_time`` None."""
-    if type(span) is LightSpan:
-        tracer = span._tracer
-        if tracer.queued_only():
-            now = _time_ns()
-            if _after_answer(end, *args, now) or _later.end_off_path(end, (*args, now), tracer.multi):
-                return
+    """``end(*args, end_time)``, which ends ``span``: once the call being served has answered
+    (``after_answer``), with the end time of now, when nothing reads the span as it ends
+    (``LightTracer.queued_only``): a server span then costs its call's answer no wait. Else at
+    once, ``end_time`` None."""
+    if type(span) is LightSpan and span._tracer.queued_only() and _after_answer(end, *args, _time_ns()):
+        return
     end(*args, None)
 
 
@@ -288,12 +282,8 @@ class SpanRecorder(CallRecorder):
         self.span.add_event(name, attributes)
 
     def close(self, exc: BaseException | None) -> None:
-        """End the retry's child span, if any, and the call's span with the decisions and ``exc``: off the
-        call's path where the spans only wait in batch queues (``end_later``)."""
-        end_later(self.span, self._close, exc)
-
-    def _close(self, exc: BaseException | None, end_time: int | None) -> None:
+        """End the retry's child span, if any, and the call's span with the decisions and ``exc``."""
         if self.child is not None:
-            finish(self.child, exc, None, end_time)
+            finish(self.child, exc)
             self.child = None
-        finish(self.span, exc, self.decided, end_time)
+        finish(self.span, exc, self.decided)

@@ -62,7 +62,6 @@ from opentelemetry.trace.status import Status, StatusCode
 
 from govrpc.trace import api as otel_api
 from govrpc.trace import w3c
-from govrpc.trace.later import Drain
 
 try:  # the SDK's span metrics when nothing asked for them: nothing to call
     from opentelemetry.sdk.trace._tracer_metrics import NoOpTracerMetrics as _NoOpTracerMetrics
@@ -136,8 +135,7 @@ def _plan(processor: Any) -> Plan:
         ending = getattr(processor, "_on_ending", None)
         return (None, (processor.on_start,), (ending,) if ending is not None else (), (processor.on_end,),
                 (processor.on_end,), False)
-    listed = processor._span_processors
-    members = tuple(member for member in listed if type(member) is not Drain)  # a Drain does nothing to a span
+    members = processor._span_processors
     starts = tuple(member.on_start for member in members if getattr(type(member), "on_start", None) not in _NOTHING)
     endings = tuple(member._on_ending for member in members
                     if hasattr(member, "_on_ending") and getattr(type(member), "_on_ending", None) not in _NOTHING)
@@ -145,7 +143,7 @@ def _plan(processor: Any) -> Plan:
     # nothing reads an ended span at once: it waits in batch processors' queues (see queued_only)
     batched = not endings and all(type(member) is BatchSpanProcessor and queue is not member.on_end
                                   for member, queue in zip(members, queues))
-    return (listed, starts, endings, tuple(member.on_end for member in members), queues, batched)
+    return (members, starts, endings, tuple(member.on_end for member in members), queues, batched)
 
 
 def _queue_of(member: Any) -> Callable[[Any], None]:

@@ -639,8 +639,7 @@ def test_server_spans_waiting_in_a_batch_queue_end_after_the_answer_as_they_woul
         memory_registry: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """With batch processors only, a server span ends after its call's answer is sent
     (``otel.end_later``) and reads its caller's header only then, unless the code in the
-    call reads its ids first, and a client span ends on govrpc's span ender: what is exported
-    is the same parent, trace, times, decisions and outcome."""
+    call reads its ids first: what is exported is the same parent, trace, times and outcome."""
     from govrpc.rpc import executor
 
     exporter = InMemorySpanExporter()
@@ -681,12 +680,6 @@ def test_server_spans_waiting_in_a_batch_queue_end_after_the_answer_as_they_woul
     assert served[0].attributes["rpc.grpc.status_code"] == 0 and served[0].status.is_ok
     assert served[1].attributes["rpc.grpc.status_code"] == 2 and not served[1].status.is_ok
     assert [e.name for e in served[1].events] == ["exception"]
-    for client_span in called:  # ended on govrpc's span ender, flushed by the provider (its Drain goes first)
-        assert client_span.attributes["govrpc.attempts"] == 1 and client_span.attributes["govrpc.providers.routed"] == 1
-        assert client_span.attributes["govrpc.provider"] == f"127.0.0.1:{server.port}"
-    assert called[0].attributes["rpc.grpc.status_code"] == 0 and called[1].attributes["rpc.grpc.status_code"] == 2
-    assert [type(m).__name__ for m in provider._active_span_processor._span_processors] == \
-        ["Drain", "BatchSpanProcessor"]
     for server_span in served:  # the caller, written after the answer: the call's address is still there
         assert server_span.attributes["govrpc.caller"] == "shop" and server_span.attributes["net.peer.ip"] == "127.0.0.1"
         assert isinstance(server_span.attributes["net.peer.port"], int) and server_span.attributes["net.peer.port"] > 0
