@@ -41,6 +41,7 @@ of the API) is used as it is, and so is the SDK's where the API's span contexts 
 from __future__ import annotations
 
 import logging
+import os
 import random
 import threading
 import time
@@ -149,10 +150,34 @@ def _plan(processor: Any) -> Plan:
 def _queue_of(member: Any) -> Callable[[Any], None]:
     """A member's ``on_end`` for a sampled span: a ``BatchSpanProcessor``'s ``emit`` into its queue."""
     if type(member) is BatchSpanProcessor:
-        emit = getattr(getattr(member, "_batch_processor", None), "emit", None)
+        batch = getattr(member, "_batch_processor", None)
+        emit = getattr(batch, "emit", None)
         if emit is not None:
+            if type(batch).__name__ == "BatchProcessor" and all(hasattr(batch, name) for name in _BATCH_FIELDS):
+                return _enqueue(batch)
             return emit
     return member.on_end
+
+
+_BATCH_FIELDS = ("_shutdown", "_pid", "_queue", "_max_queue_size", "_max_export_batch_size", "_worker_awaken")
+_PID = [os.getpid()]  # this process's, made again in a forked child (a system call less per span)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
+
+
+def _enqueue(batch: Any) -> Callable[[Any], None]:
+    """The SDK ``BatchProcessor``'s ``emit`` for a sampled span, its checks made from what it keeps: the
+    process's id read from ``_PID``, not asked of the system per span. Anything out of the ordinary
+    (shut down, forked, a full queue) goes to ``emit`` itself, which warns, resets or drops as it does."""
+    def enqueue(span: Any) -> None:
+        queue = batch._queue
+        if batch._shutdown or batch._pid != _PID[0] or len(queue) >= batch._max_queue_size:
+            batch.emit(span)
+            return
+        queue.appendleft(span)
+        if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
+            batch._worker_awaken.set()
+    return enqueue
 
 
 _DELEGATES = ("_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any, Callable
 
 import pytest
@@ -477,3 +478,34 @@ def test_a_span_ends_later_only_where_it_waits_in_batch_queues_alone() -> None:
     provider.shutdown()
     other, _ = _provider()
     assert not light(other.get_tracer("govrpc")).queued_only()
+
+
+def test_a_sampled_span_goes_into_the_batch_queue_as_emit_puts_it_and_the_unusual_cases_to_emit_itself(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The batch processor's queue is filled as its ``emit`` fills it (the worker woken at a full batch),
+    without asking the system for the process id per span; a full queue and a processor shut down are
+    ``emit``'s to handle (it warns and drops, or ignores)."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    batch = BatchSpanProcessor(exporter, max_queue_size=8, max_export_batch_size=4, schedule_delay_millis=60_000)
+    provider.add_span_processor(batch)
+    tracer = light(provider.get_tracer("govrpc"))
+    (enqueue,) = tracer.plan[4]
+    assert enqueue.__name__ == "enqueue"  # not the processor's own emit
+    for _ in range(3):
+        tracer.start_span("/x.Echo/echo").end()
+    assert len(batch._batch_processor._queue) == 3 and not batch._batch_processor._worker_awaken.is_set()
+    tracer.start_span("/x.Echo/echo").end()  # a full batch: the worker exports it
+    deadline = time.monotonic() + 10
+    while len(exporter.get_finished_spans()) < 4 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert len(exporter.get_finished_spans()) == 4
+    worker = batch._batch_processor
+    worker._max_export_batch_size = 100  # hold the rest in the queue
+    for _ in range(10):
+        tracer.start_span("/x.Echo/echo").end()
+    assert len(worker._queue) == 8 and "Queue full" in caplog.text  # emit's warning: the oldest dropped
+    provider.shutdown()
+    assert len(exporter.get_finished_spans()) == 12
+    tracer.start_span("/x.Echo/echo").end()  # shut down: ignored, as emit ignores it
+    assert len(exporter.get_finished_spans()) == 12
