@@ -11,9 +11,8 @@ queries written for it keep working.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
-
 import time
+from typing import Any, Callable, Mapping
 
 from govrpc.context import CallRecorder
 from govrpc.exceptions import GovRpcError
