@@ -18,7 +18,9 @@ set (a batch processor whose exporter drops the spans) unless ``--no-sdk``:
   them in turn, and the provider counts the CPU its worker thread spends on each handled
   call (grpc's own Python around the method included: it wraps grpc's private
   ``_unary_response_in_pool`` for this measurement only). The poller thread's share (reading
-  the request, sending the answer) is not counted.
+  the request, sending the answer) is not counted, nor is what the worker does after the answer
+  (``govrpc.rpc.executor.after_answer``: ending a server span into a batch queue): a caller does not
+  wait for either.
 """
 
 from __future__ import annotations
