@@ -18,7 +18,7 @@ from opentelemetry import trace as otel_trace
 from govrpc.trace import w3c
 
 __all__ = ["Context", "DEFAULT_TRACE_STATE", "NonRecordingSpan", "SPAN_KEY", "SpanContext", "TUPLES", "attach",
-           "current_context", "detach", "parent_of"]
+           "current_context", "detach", "parent_of", "trace_state_of"]
 
 
 def _context_access() -> tuple[Any, Any, Any, Any]:
@@ -89,8 +89,15 @@ def parent_of(value: Any, state: Any) -> Any:
     trace_flags = _FLAGS.get(flags)
     if trace_flags is None:  # not "or": the unsampled flags are a zero, false
         trace_flags = _flags(flags)
-    trace_state = otel_trace.TraceState.from_header([state]) if state and len(state) <= _MAX_HEADER \
-        else DEFAULT_TRACE_STATE
+    trace_state = trace_state_of(state)
     if TUPLES:  # valid: non-zero ids of the right length
         return _new_tuple(SpanContext, (trace_id, span_id, True, trace_flags, trace_state, True))
     return SpanContext(trace_id, span_id, True, trace_flags, trace_state)  # pragma: no cover - laid out otherwise
+
+
+def trace_state_of(state: Any) -> Any:
+    """The ``TraceState`` of a ``tracestate`` header's value (empty: none sent, or past the bound). The API
+    logs a warning for each malformed member and leaves it out."""
+    if state and len(state) <= _MAX_HEADER:
+        return otel_trace.TraceState.from_header([state])
+    return DEFAULT_TRACE_STATE

@@ -79,6 +79,7 @@ _SPAN_KEY = otel_api.SPAN_KEY
 _getrandbits = random.getrandbits  # what the SDK's RandomIdGenerator draws from
 _fresh_ids = w3c.fresh_ids
 _parent_of = otel_api.parent_of
+_trace_state_of = otel_api.trace_state_of
 _TRACEPARENT, _TRACESTATE = w3c.TRACEPARENT, w3c.TRACESTATE
 _SAMPLED_TEXT = frozenset(f"{flags:02x}" for flags in range(256) if flags & 1)  # a traceparent's, sampled
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -300,8 +301,8 @@ class LightTracer:
                 span._start_time = _time_ns()
                 span._traceparent = header
                 state = carrier.get(_TRACESTATE)
-                if state is not None:
-                    span._tracestate = state
+                if state is not None:  # read now: it may log, and a log record may read this span's ids
+                    span._tracestate = _trace_state_of(state)
                 span._attributes = dict(attributes) if attributes else {}
                 return span
         return self.start_span(name, context, SpanKind.SERVER, attributes, parent=_parent_of(header,
@@ -432,22 +433,24 @@ class LightSpan(api.Span, sdk.ReadableSpan):
     _parent_made: SpanContext | None = None
     # a deferred server span's (LightTracer.start_server_span) until its ids are read (_resolve): its caller's
     _traceparent: str | None = None
-    _tracestate: str | None = None
+    _tracestate: Any = DEFAULT_TRACE_STATE  # its caller's, read as it starts
 
     def _resolve(self) -> None:
         """A deferred server span's ids and its parent, from its caller's ``traceparent`` (what reads them
         calls this first while ``_traceparent`` is set): the caller's span context as its parent, or, if
         the header is malformed, a fresh trace's root (what ``start_span`` would make), and a span id of
-        its own. One thread makes them (the ids are random); those reading at once wait for them."""
+        its own. One thread makes them (the ids are random); those reading at once wait for them. Nothing
+        here logs (the trace state was read as the span started): a log record may read these ids."""
         with _RESOLVING:
             header = self._traceparent
             if header is None:  # made meanwhile
                 return
-            parent = _parent_of(header, self._tracestate)
+            parent = _parent_of(header, None)
             if parent is not None:
+                state = self._tracestate
                 self._parent_id, self._parent_remote, self._parent_flags, self._parent_state = \
-                    parent[1], True, parent[3], parent[4]
-                self._trace_id, self._state = parent[0], parent[4]
+                    parent[1], True, parent[3], state
+                self._trace_id, self._state = parent[0], state
                 self._flags = _RANDOM_SAMPLED if parent[3] & _RANDOM else _SAMPLED
             else:
                 trace_id = _getrandbits(128)

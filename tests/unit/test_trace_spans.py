@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from typing import Any, Callable
 
@@ -509,3 +510,39 @@ def test_a_sampled_span_goes_into_the_batch_queue_as_emit_puts_it_and_the_unusua
     assert len(exporter.get_finished_spans()) == 12
     tracer.start_span("/x.Echo/echo").end()  # shut down: ignored, as emit ignores it
     assert len(exporter.get_finished_spans()) == 12
+
+
+def test_a_deferred_spans_ids_are_read_while_a_log_record_reads_them_too() -> None:
+    """A malformed ``tracestate`` makes the API log a warning; with ``TraceContextFilter`` installed every
+    record reads the current span's ids. Reading a deferred server span's ids must not log while they are
+    being made (that read would wait for itself): the trace state is read as the span starts."""
+    from govrpc.trace import TraceContextFilter
+
+    provider, exporter = _provider()
+    provider._active_span_processor._span_processors = ()  # nothing reads the span as it starts or ends
+    tracer = light(provider.get_tracer("govrpc"))
+    carrier = {"traceparent": CALLER + "-01", "tracestate": "bad key=1,vendor=v1"}
+    got: list[Any] = []
+
+    def serve() -> None:
+        span = tracer.start_server_span("/x.Echo/echo", otel_context.Context(), START, carrier)
+        token = otel_context.attach(otel_trace.set_span_in_context(span))
+        try:
+            injected: dict[str, str] = {}
+            otel.inject(span, otel_context.Context(), injected)
+            got.append((injected, span.get_span_context()))
+        finally:
+            otel_context.detach(token)
+
+    TraceContextFilter.install()
+    try:
+        worker = threading.Thread(target=serve, daemon=True)
+        worker.start()
+        worker.join(10)
+    finally:
+        TraceContextFilter.uninstall()
+    assert not worker.is_alive(), "reading the span's ids waited for itself"
+    ((injected, context),) = got
+    assert injected["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
+    assert context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+    assert context.trace_state == otel.remote_parent(carrier).trace_state  # what the eager start keeps
