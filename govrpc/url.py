@@ -61,7 +61,7 @@ class URL:
     Parameters keep their insertion order; equal URLs compare and hash equal.
     """
 
-    __slots__ = ("scheme", "host", "port", "path", "params", "_text", "_hash", "_address")
+    __slots__ = ("scheme", "host", "port", "path", "params", "address", "_text", "_hash")
 
     def __init__(self, scheme: str, host: str, port: int, path: str = "",
                  params: Mapping[str, object] | None = None) -> None:
@@ -78,7 +78,7 @@ class URL:
         query = urlencode(list(self.params.items()), safe=",*:")
         self._text = f"{scheme}://{netloc}/{self.path}" + (f"?{query}" if query else "")
         self._hash = hash(self._text)
-        self._address = f"{host}:{port}"  # read on every call a span records (the provider chosen)
+        self.address = f"{host}:{port}"  # read on every call a span records (the provider chosen)
 
     # -- parse / format -------------------------------------------------
     @classmethod
@@ -120,10 +120,6 @@ class URL:
         return self._hash
 
     # -- accessors -------------------------------------------------------
-    @property
-    def address(self) -> str:
-        return self._address
-
     @property
     def service_key(self) -> ServiceKey:
         return ServiceKey(self.path, self.params.get("version", ""), self.params.get("group", ""))

@@ -73,25 +73,14 @@ class ClusterInvoker(Invoker):
             invokers = self.outlier.filter(invokers)
         recorder = current_recorder()
         if recorder is not None:  # a span records this call: say what routing left
-            recorder.listed(invocation, len(self.directory.invokers), len(invokers), self._router_names())
+            chain = self.directory.router_chain
+            recorder.listed(invocation, len(self.directory.invokers), len(invokers), chain.names if chain is not None else ())
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)
         if self.breaking and NOT_CLOSED[0]:  # some breaker of this process is open or half-open
             invokers = self._closed_circuits(invocation, invokers)
         return invokers
-
-    _named: tuple[Any, tuple[str, ...]] = (None, ())
-
-    def _router_names(self) -> tuple[str, ...]:
-        """The names of the routers in force, made again only when the chain's routers change."""
-        chain = self.directory.router_chain
-        routers = chain.routers if chain else ()
-        seen, names = self._named
-        if routers is not seen:
-            names = tuple(getattr(r, "name", "") or type(r).__name__ for r in routers)
-            self._named = (routers, names)
-        return names
 
     def _closed_circuits(self, invocation: Invocation, invokers: Sequence[Invoker]) -> Sequence[Invoker]:
         method, now = invocation.method, _monotonic()

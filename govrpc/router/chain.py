@@ -156,6 +156,8 @@ class RouterChain:
         for name, text in (routes or {}).items():
             self._layers[CONSUMER][name] = compile_rule(text, name)
         self._state = _State((), (), None, {}, -1)
+        # the names of the routers in force, in order (what a call's span says routed it), set with them
+        self.names: tuple[str, ...] = ()
 
     # -- rules ---------------------------------------------------------------------
     def _compile(self, name: str, text: str) -> tuple[RouteRule, Sequence[Router]] | RuleError:
@@ -253,6 +255,7 @@ class RouterChain:
         state = _State(invokers, routers, None if runtime else _key_function(reads), {}, self._rules_version,
                        untagged)
         self._state = state
+        self.names = tuple(getattr(r, "name", "") or type(r).__name__ for r in routers)
         return state
 
     # -- the hot path ---------------------------------------------------------------------

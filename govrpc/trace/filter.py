@@ -35,12 +35,14 @@ for a span that does not record. ``python benchmarks/consumer_cost.py --sdk
 from __future__ import annotations
 
 import contextvars
+import time
 from concurrent.futures import Future
 from typing import Any, Callable, ClassVar
 
 from govrpc.context import _RECORDER
 from govrpc.invocation import APPLICATION_KEY, Filter, Invocation, Invoker
 from govrpc.options import Option
+from govrpc.rpc.executor import after_answer as _after_answer
 from govrpc.rpc.wire import _caller as _caller_from
 from govrpc.trace import otel, w3c
 from govrpc.url import CONSUMER, URL
@@ -53,6 +55,8 @@ _take_fresh = w3c._take_fresh
 _refill = w3c._refill
 _as_ref = w3c.as_ref
 _sdk_tracer = otel.sdk_tracer
+_time_ns = time.time_ns
+_KNOWN = otel.KNOWN
 _api = otel.otel_trace
 _TRACEPARENT = w3c.TRACEPARENT
 _BAGGAGE = w3c.BAGGAGE
@@ -136,7 +140,9 @@ class _ConsumerTrace(Filter):
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         # no SDK provider set at all (the API's global is None): no call, no span, propagation only
-        tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
+        known = _KNOWN[0]  # otel.sdk_tracer, its answer for the provider it last saw read here: a frame less
+        tracer = None if _api is None or (provider := _api._TRACER_PROVIDER) is None else \
+            known[1] if provider is known[0] else _sdk_tracer()
         if tracer is None:
             token = _CURRENT.set(_propagate(invocation.attachments))
             try:
@@ -162,7 +168,9 @@ class _ConsumerTrace(Filter):
 
     async def ainvoke(self, invoker: Any, invocation: Invocation) -> Any:
         """The asyncio twin of ``invoke`` (``AsyncClient``): the same steps around an awaited call."""
-        tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
+        known = _KNOWN[0]  # otel.sdk_tracer, its answer for the provider it last saw read here: a frame less
+        tracer = None if _api is None or (provider := _api._TRACER_PROVIDER) is None else \
+            known[1] if provider is known[0] else _sdk_tracer()
         if tracer is None:
             token = _CURRENT.set(_propagate(invocation.attachments))
             try:
@@ -192,9 +200,14 @@ class _ConsumerTrace(Filter):
         if invocation.oneway:
             attributes = {**attributes, "govrpc.oneway": True}
         parent = _get_current()  # read once: start_span and its sampler would read it three times
-        span = tracer.start_span(name, parent, _CLIENT, attributes)
-        ctx = _Context({**parent, _SPAN_KEY: span})
-        otel.inject(span, ctx, invocation.attachments)
+        span = tracer.start_new_trace(name, parent, attributes, invocation.attachments) \
+            if type(tracer) is otel.LightTracer else None
+        if span is None:  # the caller's trace goes on, or the provider's sampler and processors are asked
+            span = tracer.start_span(name, parent, _CLIENT, attributes)
+            ctx = _Context({**parent, _SPAN_KEY: span})
+            otel.inject(span, ctx, invocation.attachments)
+        else:  # a new trace's first span, its traceparent sent: the caller's context is empty
+            ctx = _Context({_SPAN_KEY: span})
         # sampled out: the ids still travel, nothing is written on the span
         recording = type(span) is otel.LightSpan or span.is_recording()  # a light span just started records
         recorder = otel.SpanRecorder(span, tracer, name, attributes) if recording else None
@@ -264,7 +277,9 @@ class _ProviderTrace(Filter):
         context, from the request metadata, is current while ``method`` runs, and with an SDK
         the server span covers it."""
         metadata = call.invocation_metadata()
-        tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
+        known = _KNOWN[0]  # otel.sdk_tracer, its answer for the provider it last saw read here: a frame less
+        tracer = None if _api is None or (provider := _api._TRACER_PROVIDER) is None else \
+            known[1] if provider is known[0] else _sdk_tracer()
         if tracer is None:  # propagation only: the caller's context, parsed if the method calls on
             incoming = _new_incoming(_Incoming)
             incoming.carrier, incoming.span = metadata, None
@@ -283,11 +298,16 @@ class _ProviderTrace(Filter):
             raise
         finally:
             _detach(otoken)
-            otel.end_later(span, self._served, span, exc, headers, call)
+            # otel.end_later, written out (a frame less per call): after the answer where only batch queues wait
+            if type(span) is not otel.LightSpan or not span._tracer.queued_only() or \
+                    not _after_answer(self._served, span, exc, headers, call, _time_ns()):
+                self._served(span, exc, headers, call, None)
 
     def invoke(self, invoker: Invoker, invocation: Invocation) -> Any:
         attachments = invocation.attachments
-        tracer = _sdk_tracer() if _api is not None and _api._TRACER_PROVIDER is not None else None
+        known = _KNOWN[0]  # otel.sdk_tracer, its answer for the provider it last saw read here: a frame less
+        tracer = None if _api is None or (provider := _api._TRACER_PROVIDER) is None else \
+            known[1] if provider is known[0] else _sdk_tracer()
         if tracer is None:
             incoming = _new_incoming(_Incoming)
             incoming.carrier, incoming.span = attachments, None
@@ -338,7 +358,7 @@ class _ProviderTrace(Filter):
             span = tracer.start_server_span(name, ctx, attributes, carrier)
         else:
             span = tracer.start_span(name, otel.with_parent(ctx, _remote_parent(carrier)), _SERVER, attributes)
-        return span, _attach(_Context({**ctx, _SPAN_KEY: span}))
+        return span, _attach(_Context({**ctx, _SPAN_KEY: span}) if ctx else _Context({_SPAN_KEY: span}))
 
     def _start_of(self, method: str) -> tuple[str, dict[str, Any]]:
         """The server span's name and attributes at start, made once per method."""

@@ -44,7 +44,8 @@ REFUSALS = frozenset({"RateLimitedError", "CircuitOpenError"})
 """Errors that mean a govrpc stage refused the call (limiter, breaker): recorded as an event."""
 
 _time_ns = time.time_ns
-_cached: tuple[Any, Any] = (None, None)
+# the last (SDK provider, govrpc's tracer of it): a tuple read and replaced whole; the filters read it too
+KNOWN: list[tuple[Any, Any]] = [(None, None)]
 _UNKNOWN = object()
 
 
@@ -55,23 +56,23 @@ def sdk_tracer() -> Any:
     also consults the environment each time: 1.4 µs), falling back to the public call only
     when a provider is set (or the private global is gone in some later API version).
     """
-    global _cached
     if otel_trace is None:
         return None
     provider = getattr(otel_trace, "_TRACER_PROVIDER", _UNKNOWN)
     if provider is None:  # nothing set: the API would hand out its proxy, which records nothing
         return None
-    if provider is _cached[0]:
-        return _cached[1]
+    known = KNOWN[0]
+    if provider is known[0]:
+        return known[1]
     provider = otel_trace.get_tracer_provider()
-    if provider is _cached[0]:
-        return _cached[1]
+    if provider is known[0]:
+        return known[1]
     if isinstance(provider, (otel_trace.ProxyTracerProvider, otel_trace.NoOpTracerProvider)):
         return None
     from govrpc import __version__
 
     tracer = _light(provider.get_tracer("govrpc", __version__))
-    _cached = (provider, tracer)
+    KNOWN[0] = (provider, tracer)
     return tracer
 
 
@@ -231,14 +232,16 @@ def _choice(balancer: str, address: str) -> dict[str, Any]:
 
 
 class SpanRecorder(CallRecorder):
-    """What the cluster and router decided for a call, written on its span once, when it ends.
+    """What the cluster and router decided for a call, written on its span.
 
-    The first attempt's decisions are kept as plain values and set with the outcome in one
-    batch (``finish``); only a retry makes more: an event on the call's span and a child
-    span per further attempt, which carries that attempt's listing and choice.
+    The first attempt's decisions go straight into a light span's attributes (govrpc's own
+    values, unchecked: ``LightSpan.record``), or are kept as plain values and set with the
+    outcome in one batch (``finish``) on any other span; only a retry makes more: an event on
+    the call's span and a child span per further attempt, which carries that attempt's listing
+    and choice.
     """
 
-    __slots__ = ("span", "tracer", "name", "attributes", "child", "decided")
+    __slots__ = ("span", "tracer", "name", "attributes", "child", "decided", "shared")
 
     def __init__(self, span: Any, tracer: Any, name: str, attributes: dict[str, Any]) -> None:
         self.span = span
@@ -246,8 +249,14 @@ class SpanRecorder(CallRecorder):
         self.name = name
         self.attributes = attributes
         self.child: Any = None
-        # the first attempt's decisions, set on the call's span as it ends (none listed: refused before the cluster)
-        self.decided: dict[str, Any] = {"govrpc.attempts": 1}
+        # the first attempt's decisions (none listed: refused before the cluster): the light span's own attributes
+        # while they are a plain dict, else kept for the end
+        self.shared = type(span) is LightSpan and type(span._attributes) is dict
+        if self.shared:
+            self.decided: dict[str, Any] = span._attributes
+            self.decided["govrpc.attempts"] = 1
+        else:
+            self.decided = {"govrpc.attempts": 1}
 
     def listed(self, invocation: object, total: int, routed: int, routers: tuple[str, ...]) -> None:
         decided = self.decided if self.child is None else {}
@@ -259,10 +268,11 @@ class SpanRecorder(CallRecorder):
 
     def chose(self, invocation: object, balancer: str, address: str) -> None:
         if address:
+            choice = _chosen.get((balancer, address)) or _choice(balancer, address)
             if self.child is None:
-                self.decided.update(_choice(balancer, address))
+                self.decided.update(choice)
             else:
-                self.child.set_attributes(_choice(balancer, address))
+                self.child.set_attributes(choice)
 
     def retry(self, invocation: Any, attempt: int, failed: str, error: BaseException) -> None:
         self.span.add_event("govrpc.retry", {"govrpc.attempt": attempt, "govrpc.failed_provider": failed,
@@ -282,7 +292,17 @@ class SpanRecorder(CallRecorder):
 
     def close(self, exc: BaseException | None) -> None:
         """End the retry's child span, if any, and the call's span with the decisions and ``exc``."""
+        span = self.span
+        decided = self.decided
+        if self.shared and decided is span._attributes:  # the decisions are on the span already
+            if exc is None and self.child is None:  # finish, written out: the usual case
+                decided["rpc.grpc.status_code"] = 0
+                span.end_with(None)
+                return
+            decided = {}
+        elif self.shared:  # code in the call wrote on the span (its attributes are checked since): the decisions again
+            decided = {key: value for key, value in decided.items() if key not in self.attributes}
         if self.child is not None:
             finish(self.child, exc)
             self.child = None
-        finish(self.span, exc, self.decided)
+        finish(span, exc, decided)

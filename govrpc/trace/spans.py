@@ -20,6 +20,9 @@ child span per retry) carry attributes govrpc builds itself from known types. So
   processor does nothing, a sampled span straight into a ``BatchSpanProcessor``'s queue);
   the SDK's own span metrics are recorded;
 - a tracer switched off by the provider's tracer configurator starts no span;
+- a call's client span that starts a new trace (nothing current in the caller's context), where the
+  sampler samples every new trace and no processor reads a span as it starts, is made and its
+  ``traceparent`` written at once (``start_new_trace``);
 - a server span that the sampler samples whatever its caller's ``traceparent`` holds
   (``ParentBased(ALWAYS_ON)``, the default, with a sampled caller), and that no processor
   reads as it starts, reads that header only when its ids are first read
@@ -78,6 +81,7 @@ _current_context = otel_api.current_context
 _SPAN_KEY = otel_api.SPAN_KEY
 _getrandbits = random.getrandbits  # what the SDK's RandomIdGenerator draws from
 _fresh_ids = w3c.fresh_ids
+_take_ids = w3c._take_ids
 _parent_of = otel_api.parent_of
 _trace_state_of = otel_api.trace_state_of
 _TRACEPARENT, _TRACESTATE = w3c.TRACEPARENT, w3c.TRACESTATE
@@ -90,6 +94,7 @@ _RECORD_AND_SAMPLE, _DROP = sdk_sampling.Decision.RECORD_AND_SAMPLE, sdk_samplin
 # processor's queue keeps its own alive (each tracked object so kept makes collections come sooner)
 _RANDOM_SAMPLED = TraceFlags(_SAMPLED | _RANDOM)
 _RANDOM_DEFAULT = TraceFlags(_DEFAULT | _RANDOM)
+_RANDOM_SAMPLED_TEXT = f"{_RANDOM_SAMPLED:02x}"
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED_BIT = int(TraceFlags.SAMPLED)
 # what the SDK's own processors do at a span's start and as it ends: nothing (no call is made)
@@ -123,7 +128,8 @@ def light(tracer: Any) -> Any:
 
 
 Plan = tuple  # (the processors it was made from, on_start calls, _on_ending calls, on_end calls,
-#               on_end calls for a sampled span, whether an ended span only goes into batch queues)
+#               on_end calls for a sampled span, whether an ended span only goes into batch queues,
+#               the SDK BatchProcessors a sampled span goes straight into, when those are all there is)
 
 
 def _plan(processor: Any) -> Plan:
@@ -131,54 +137,50 @@ def _plan(processor: Any) -> Plan:
     ``SynchronousMultiSpanProcessor`` (a provider's own), each member's, in order: no call where the
     member's ``on_start`` or ``_on_ending`` is the SDK's own, which does nothing; a sampled span goes
     straight into a ``BatchSpanProcessor``'s queue (its ``on_end`` checks that it is sampled, then
-    queues it). Another processor is called as it is."""
+    queues it): when every member is one, into the queues of their SDK ``BatchProcessor``s as their
+    ``emit`` would put it (``LightSpan.end_with``). Another processor is called as it is."""
     if type(processor) is not sdk.SynchronousMultiSpanProcessor or \
             not isinstance(getattr(processor, "_span_processors", None), tuple):
         ending = getattr(processor, "_on_ending", None)
         return (None, (processor.on_start,), (ending,) if ending is not None else (), (processor.on_end,),
-                (processor.on_end,), False)
+                (processor.on_end,), False, None)
     members = processor._span_processors
     starts = tuple(member.on_start for member in members if getattr(type(member), "on_start", None) not in _NOTHING)
     endings = tuple(member._on_ending for member in members
                     if hasattr(member, "_on_ending") and getattr(type(member), "_on_ending", None) not in _NOTHING)
-    queues = tuple(_queue_of(member) for member in members)
+    emits = tuple(_emit_of(member) for member in members)
     # nothing reads an ended span at once: it waits in batch processors' queues (see queued_only)
-    batched = not endings and all(type(member) is BatchSpanProcessor and queue is not member.on_end
-                                  for member, queue in zip(members, queues))
-    return (members, starts, endings, tuple(member.on_end for member in members), queues, batched)
+    batched = not endings and all(type(member) is BatchSpanProcessor and emit is not member.on_end
+                                  for member, emit in zip(members, emits))
+    batches = tuple(_batch_of(member) for member in members) if batched else None
+    if batches is not None and None in batches:
+        batches = None
+    return (members, starts, endings, tuple(member.on_end for member in members), emits, batched, batches)
 
 
-def _queue_of(member: Any) -> Callable[[Any], None]:
+def _emit_of(member: Any) -> Callable[[Any], None]:
     """A member's ``on_end`` for a sampled span: a ``BatchSpanProcessor``'s ``emit`` into its queue."""
     if type(member) is BatchSpanProcessor:
-        batch = getattr(member, "_batch_processor", None)
-        emit = getattr(batch, "emit", None)
+        emit = getattr(getattr(member, "_batch_processor", None), "emit", None)
         if emit is not None:
-            if type(batch).__name__ == "BatchProcessor" and all(hasattr(batch, name) for name in _BATCH_FIELDS):
-                return _enqueue(batch)
             return emit
     return member.on_end
 
 
-_BATCH_FIELDS = ("_shutdown", "_pid", "_queue", "_max_queue_size", "_max_export_batch_size", "_worker_awaken")
+def _batch_of(member: BatchSpanProcessor) -> Any:
+    """The SDK ``BatchProcessor`` under ``member`` when it keeps what ``LightSpan.end_with`` reads to queue
+    a span as its ``emit`` does, else None."""
+    batch = getattr(member, "_batch_processor", None)
+    if type(batch).__name__ == "BatchProcessor" and all(hasattr(batch, name) for name in _BATCH_FIELDS):
+        return batch
+    return None
+
+
+_BATCH_FIELDS = ("_shutdown", "_pid", "_queue", "_max_queue_size", "_max_export_batch_size", "_worker_awaken",
+                 "emit")
 _PID = [os.getpid()]  # this process's, made again in a forked child (a system call less per span)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _PID.__setitem__(0, os.getpid()))
-
-
-def _enqueue(batch: Any) -> Callable[[Any], None]:
-    """The SDK ``BatchProcessor``'s ``emit`` for a sampled span, its checks made from what it keeps: the
-    process's id read from ``_PID``, not asked of the system per span. Anything out of the ordinary
-    (shut down, forked, a full queue) goes to ``emit`` itself, which warns, resets or drops as it does."""
-    def enqueue(span: Any) -> None:
-        queue = batch._queue
-        if batch._shutdown or batch._pid != _PID[0] or len(queue) >= batch._max_queue_size:
-            batch.emit(span)
-            return
-        queue.appendleft(span)
-        if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
-            batch._worker_awaken.set()
-    return enqueue
 
 
 _DELEGATES = ("_root", "_remote_parent_sampled", "_remote_parent_not_sampled", "_local_parent_sampled",
@@ -228,7 +230,7 @@ class LightTracer:
     """``start_span`` as the SDK tracer's (same sampler, ids, processors, limits), making ``LightSpan``s."""
 
     __slots__ = ("tracer", "sampler", "ids", "random_ids", "processor", "multi", "plan", "resource", "scope", "info",
-                 "limits", "trusted", "configured", "enabled", "metrics", "is_random", "decisions", "deferred")
+                 "limits", "trusted", "configured", "enabled", "metrics", "is_random", "decisions", "fresh", "deferred")
 
     def __init__(self, tracer: sdk.Tracer) -> None:
         self.tracer = tracer
@@ -256,13 +258,14 @@ class LightTracer:
         self.metrics: Callable[..., Callable[[], None]] | None = None if type(metrics) is _NoOpTracerMetrics \
             else getattr(metrics, "start_span", None)
         self.is_random: Callable[[], bool] | None = getattr(self.ids, "is_trace_id_random", None) if _RANDOM else None
-        # a server span whose parent is a sampled caller's, or none (a malformed header: a fresh trace), is
-        # sampled either way, and nothing reads it as it starts (no sampler call, no metrics): it reads its
-        # caller's header only when its ids are read (start_server_span)
+        # a new trace's first span is sampled, its ids are random and nothing reads it as it starts (no sampler
+        # call, no metrics): start_new_trace makes it without asking
         decisions = self.decisions
-        self.deferred = decisions is not None and decisions[None] is _RECORD_AND_SAMPLE and \
-            decisions[True, 1] is _RECORD_AND_SAMPLE and self.random_ids and self.trusted and \
-            self.metrics is None and (self.configured or self.enabled is None)
+        self.fresh = decisions is not None and decisions[None] is _RECORD_AND_SAMPLE and self.random_ids and \
+            self.trusted and self.metrics is None and (self.configured or self.enabled is None)
+        # and a server span whose parent is a sampled caller's, or none (a malformed header: a fresh trace), is
+        # sampled either way: it reads its caller's header only when its ids are read (start_server_span)
+        self.deferred = self.fresh and decisions[True, 1] is _RECORD_AND_SAMPLE  # type: ignore[index]
 
     def queued_only(self) -> bool:
         """Whether the spans ended now only wait in ``BatchSpanProcessor`` queues (no processor reads
@@ -277,6 +280,35 @@ class LightTracer:
         """The processors' plan again: the provider's list of processors changed."""
         self.plan = _plan(self.processor)
         return self.plan
+
+    def start_new_trace(self, name: str, context: Any, attributes: Mapping[str, Any],
+                        carrier: dict[str, str]) -> api.Span | None:
+        """A call's CLIENT span when ``context`` (the caller's) is empty, so the call starts a new trace, its
+        ``traceparent`` written into ``carrier`` (gRPC metadata): what ``start_span(name, context, CLIENT,
+        attributes)`` and ``otel.inject`` make, without asking the sampler, when it samples every new trace
+        (``fresh``) and no processor reads a span as it starts. Else None: ``start_span`` decides."""
+        if context or not self.fresh:
+            return None
+        plan = self.plan
+        if self.multi is not None and self.multi._span_processors is not plan[0]:
+            plan = self.replan()
+        if plan[1] or (self.configured and not self.tracer._tracer_config.is_enabled):
+            return None
+        try:  # w3c.fresh_ids, written out: a frame less per call
+            trace_id, span_id, header = _take_ids()
+        except IndexError:
+            trace_id, span_id, header = _fresh_ids()
+        span = _new_span(LightSpan)
+        span._tracer = self
+        span._name = name
+        span._kind = SpanKind.CLIENT
+        span._start_time = _time_ns()
+        span._trace_id, span._span_id, span._flags, span._state = trace_id, span_id, _RANDOM_SAMPLED, \
+            DEFAULT_TRACE_STATE
+        span._header = header
+        span._attributes = dict(attributes) if attributes else {}
+        carrier[_TRACEPARENT] = header + _RANDOM_SAMPLED_TEXT  # a new trace: no tracestate, and no baggage
+        return span
 
     def start_server_span(self, name: str, context: Any, attributes: Mapping[str, Any],
                           carrier: Mapping[str, Any]) -> api.Span:
@@ -629,8 +661,21 @@ class LightSpan(api.Span, sdk.ReadableSpan):
         if self._traceparent is not None:  # a deferred server span: its ids now, not in the exporter's thread
             self._resolve()
         # ended, so no longer written: the processors read this span itself
-        for on_end in plan[4] if self._flags & _SAMPLED_BIT else plan[3]:
-            on_end(self)
+        if not self._flags & _SAMPLED_BIT:
+            for on_end in plan[3]:
+                on_end(self)
+        elif plan[6] is None:
+            for on_end in plan[4]:
+                on_end(self)
+        else:  # into each BatchProcessor's queue as its emit puts it, the process's id read from _PID (not
+            for batch in plan[6]:  # asked of the system per span); the unusual (shut down, forked, full) is emit's
+                queue = batch._queue
+                if batch._shutdown or batch._pid != _PID[0] or len(queue) >= batch._max_queue_size:
+                    batch.emit(self)
+                    continue
+                queue.appendleft(self)
+                if len(queue) >= batch._max_export_batch_size and not batch._worker_awaken.is_set():
+                    batch._worker_awaken.set()
 
     def __exit__(self, exc_type: Any, exc_val: BaseException | None, exc_tb: Any) -> None:
         """As the SDK's span used as a context manager: an escaping exception is recorded, the status set."""

@@ -491,8 +491,7 @@ def test_a_sampled_span_goes_into_the_batch_queue_as_emit_puts_it_and_the_unusua
     batch = BatchSpanProcessor(exporter, max_queue_size=8, max_export_batch_size=4, schedule_delay_millis=60_000)
     provider.add_span_processor(batch)
     tracer = light(provider.get_tracer("govrpc"))
-    (enqueue,) = tracer.plan[4]
-    assert enqueue.__name__ == "enqueue"  # not the processor's own emit
+    assert tracer.plan[6] == (batch._batch_processor,)  # queued into by the span itself, not by emit
     for _ in range(3):
         tracer.start_span("/x.Echo/echo").end()
     assert len(batch._batch_processor._queue) == 3 and not batch._batch_processor._worker_awaken.is_set()
@@ -546,3 +545,104 @@ def test_a_deferred_spans_ids_are_read_while_a_log_record_reads_them_too() -> No
     assert injected["traceparent"].startswith("00-0af7651916cd43dd8448eb211c80319c-")
     assert context.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
     assert context.trace_state == otel.remote_parent(carrier).trace_state  # what the eager start keeps
+
+
+def test_a_new_traces_client_span_is_what_start_span_and_inject_make() -> None:
+    """``start_new_trace`` (a call from code with no current context) starts the span ``start_span`` would,
+    and writes the ``traceparent`` ``otel.inject`` would: same export, same header, fresh random ids."""
+    exported, headers = [], []
+    for fast in (False, True):
+        provider, exporter = _provider()
+        tracer = light(provider.get_tracer("govrpc", "1.0"))
+        carrier: dict[str, str] = {}
+        if fast:
+            span = tracer.start_new_trace("/x.Echo/echo", otel_context.Context(), START, carrier)
+            assert type(span) is LightSpan
+        else:
+            span = tracer.start_span("/x.Echo/echo", otel_context.Context(), SpanKind.CLIENT, START)
+            otel.inject(span, otel_context.Context(), carrier)
+        span.end()
+        (finished,) = exporter.get_finished_spans()
+        exported.append(_comparable(finished))
+        context = finished.context
+        assert finished.parent is None and context.trace_id and context.span_id
+        assert carrier == {"traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-"
+                                          f"{int(context.trace_flags):02x}"}
+        headers.append(carrier["traceparent"])
+    assert exported[0] == exported[1]
+    assert headers[0][:-2] != headers[1][:-2] and headers[0][-2:] == headers[1][-2:]  # new ids, the same flags
+
+
+def test_start_new_trace_leaves_to_start_span_what_a_sampler_or_a_processor_would_see() -> None:
+    """None (``start_span`` decides) where the context is not empty, where the sampler is asked per span,
+    and where a processor reads a span as it starts."""
+    provider, _ = _provider()
+    tracer = light(provider.get_tracer("govrpc"))
+    parent = tracer.start_span("/x.Echo/outer")
+    assert tracer.start_new_trace("/x.Echo/echo", otel_trace.set_span_in_context(parent), START, {}) is None
+    ratio, _ = _provider(sampler=TraceIdRatioBased(0.5))
+    assert light(ratio.get_tracer("govrpc")).start_new_trace("/x.Echo/echo", otel_context.Context(), START, {}) \
+        is None
+    started: list[Any] = []
+
+    class Starts(SpanProcessor):
+        def on_start(self, span: Any, parent_context: Any = None) -> None:
+            started.append(span)
+
+    provider.add_span_processor(Starts())
+    carrier: dict[str, str] = {}
+    assert tracer.start_new_trace("/x.Echo/echo", otel_context.Context(), START, carrier) is None
+    assert carrier == {}
+
+
+def test_a_sampled_span_reaches_every_processor_when_a_batch_processor_has_company() -> None:
+    """Queued straight into a batch processor only where batch processors are all there is; with another
+    processor beside one, each gets the span through its own ``on_end``."""
+    provider = TracerProvider()
+    batched, seen = InMemorySpanExporter(), InMemorySpanExporter()
+    provider.add_span_processor(BatchSpanProcessor(batched, schedule_delay_millis=60_000))
+    tracer = light(provider.get_tracer("govrpc"))
+    assert tracer.plan[6] is not None
+    provider.add_span_processor(SimpleSpanProcessor(seen))
+    tracer.start_span("/x.Echo/echo").end()
+    assert tracer.plan[6] is None
+    assert len(seen.get_finished_spans()) == 1
+    provider.force_flush()
+    assert len(batched.get_finished_spans()) == 1
+    provider.shutdown()
+
+
+def test_a_calls_decisions_stay_on_its_span_when_code_in_the_call_writes_on_it() -> None:
+    """The recorder writes a call's decisions straight into its light span's attributes; code in the call
+    that sets an attribute (which makes them checked, a copy) loses none of them, nor its own value."""
+    for writes in (False, True):
+        provider, exporter = _provider()
+        tracer = light(provider.get_tracer("govrpc"))
+        span = tracer.start_span("/x.Echo/echo", otel_context.Context(), SpanKind.CLIENT, START)
+        recorder = otel.SpanRecorder(span, tracer, "/x.Echo/echo", START)
+        recorder.listed(None, 3, 2, ("tag",))
+        if writes:
+            span.set_attribute("app.note", "mine")
+        recorder.chose(None, "RandomLoadBalancer", "127.0.0.1:5")
+        recorder.close(None)
+        (finished,) = exporter.get_finished_spans()
+        expected = {**START, "govrpc.attempts": 1, "govrpc.providers.total": 3, "govrpc.providers.routed": 2,
+                    "govrpc.routers": ("tag",), "govrpc.loadbalance": "RandomLoadBalancer",
+                    "govrpc.provider": "127.0.0.1:5", "net.peer.name": "127.0.0.1", "net.peer.port": 5,
+                    "rpc.grpc.status_code": 0}
+        if writes:
+            expected["app.note"] = "mine"
+        assert dict(finished.attributes) == expected
+        assert START == {"rpc.system": "grpc", "rpc.service": "x.Echo", "rpc.method": "echo"}  # not written into
+
+
+def test_a_failed_calls_decisions_and_outcome_are_on_its_span() -> None:
+    provider, exporter = _provider()
+    tracer = light(provider.get_tracer("govrpc"))
+    span = tracer.start_span("/x.Echo/echo", otel_context.Context(), SpanKind.CLIENT, START)
+    recorder = otel.SpanRecorder(span, tracer, "/x.Echo/echo", START)
+    recorder.listed(None, 1, 1, ())
+    recorder.close(ValueError("boom"))
+    (finished,) = exporter.get_finished_spans()
+    assert finished.attributes["govrpc.providers.routed"] == 1 and finished.attributes["rpc.grpc.status_code"] == 2
+    assert finished.status.status_code is StatusCode.ERROR and finished.events[0].name == "exception"
