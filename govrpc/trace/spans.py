@@ -97,6 +97,7 @@ _RANDOM_DEFAULT = TraceFlags(_DEFAULT | _RANDOM)
 _RANDOM_SAMPLED_TEXT = f"{_RANDOM_SAMPLED:02x}"
 _UNSET = Status(StatusCode.UNSET)
 _SAMPLED_BIT = int(TraceFlags.SAMPLED)
+_CLIENT, _SERVER = SpanKind.CLIENT, SpanKind.SERVER  # an enum's member read through its class costs 0.1 µs
 # what the SDK's own processors do at a span's start and as it ends: nothing (no call is made)
 _NOTHING = frozenset(getattr(kind, name) for kind in (sdk.SpanProcessor, BatchSpanProcessor, SimpleSpanProcessor)
                      for name in ("on_start", "_on_ending") if hasattr(kind, name))
@@ -301,7 +302,7 @@ class LightTracer:
         span = _new_span(LightSpan)
         span._tracer = self
         span._name = name
-        span._kind = SpanKind.CLIENT
+        span._kind = _CLIENT
         span._start_time = _time_ns()
         span._trace_id, span._span_id, span._flags, span._state = trace_id, span_id, _RANDOM_SAMPLED, \
             DEFAULT_TRACE_STATE
@@ -329,7 +330,7 @@ class LightTracer:
                 span = _new_span(LightSpan)
                 span._tracer = self
                 span._name = name
-                span._kind = SpanKind.SERVER
+                span._kind = _SERVER
                 span._start_time = _time_ns()
                 span._traceparent = header
                 state = carrier.get(_TRACESTATE)
@@ -337,7 +338,7 @@ class LightTracer:
                     span._tracestate = _trace_state_of(state)
                 span._attributes = dict(attributes) if attributes else {}
                 return span
-        return self.start_span(name, context, SpanKind.SERVER, attributes, parent=_parent_of(header,
+        return self.start_span(name, context, _SERVER, attributes, parent=_parent_of(header,
                                                                                             carrier.get(_TRACESTATE)))
 
     def start_span(self, name: str, context: Any = None, kind: SpanKind = SpanKind.INTERNAL,
