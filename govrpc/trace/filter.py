@@ -299,7 +299,7 @@ class _ProviderTrace(Filter):
         finally:
             _detach(otoken)
             # otel.end_later, written out (a frame less per call): after the answer where only batch queues wait
-            if type(span) is not otel.LightSpan or not span._tracer.queued_only() or \
+            if type(span) is not otel.LightSpan or not span._queued or \
                     not _after_answer(self._served, span, exc, headers, call, _time_ns()):
                 self._served(span, exc, headers, call, None)
 

@@ -202,10 +202,10 @@ def finish(span: Any, exc: BaseException | None, attributes: dict[str, Any] | No
 
 def end_later(span: Any, end: Callable[..., None], *args: Any) -> None:
     """``end(*args, end_time)``, which ends ``span``: once the call being served has answered
-    (``after_answer``), with the end time of now, when nothing reads the span as it ends
-    (``LightTracer.queued_only``): a server span then costs its call's answer no wait. Else at
-    once, ``end_time`` None."""
-    if type(span) is LightSpan and span._tracer.queued_only() and _after_answer(end, *args, _time_ns()):
+    (``after_answer``), with the end time of now, when nothing read a span as it ends as this one
+    started (``LightTracer.queued_only``): a server span then costs its call's answer no wait. Else
+    at once, ``end_time`` None."""
+    if type(span) is LightSpan and span._queued and _after_answer(end, *args, _time_ns()):
         return
     end(*args, None)
 

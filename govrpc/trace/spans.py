@@ -332,6 +332,7 @@ class LightTracer:
                 span._name = name
                 span._kind = _SERVER
                 span._start_time = _time_ns()
+                span._queued = plan[5]
                 span._traceparent = header
                 state = carrier.get(_TRACESTATE)
                 if state is not None:  # read now: it may log, and a log record may read this span's ids
@@ -439,6 +440,7 @@ class LightTracer:
         plan = self.plan
         if self.multi is not None and self.multi._span_processors is not plan[0]:
             plan = self.replan()
+        span._queued = plan[5]
         if plan[1]:
             if remote and parent is not None:  # as the sampler, on_start reads the parent from the context
                 context = _with_parent(context, parent)
@@ -461,6 +463,9 @@ class LightSpan(api.Span, sdk.ReadableSpan):
     _set_status_on_exception = True
 
     _made: SpanContext | None = None
+    # whether, as it started, nothing read a span as it ends but batch processors' queues (queued_only): one that
+    # ends after its call's answer (otel.end_later) changes nothing a processor sees but when
+    _queued = False
     _header: str | None = None  # a new trace's: its traceparent less the flags (w3c.fresh_ids)
     _parent_id: int | None = None  # a root span's
     _parent_made: SpanContext | None = None
