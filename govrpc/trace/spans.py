@@ -673,8 +673,10 @@ class LightSpan(api.Span, sdk.ReadableSpan):
         elif plan[6] is None:
             for on_end in plan[4]:
                 on_end(self)
-        else:  # into each BatchProcessor's queue as its emit puts it, the process's id read from _PID (not
-            for batch in plan[6]:  # asked of the system per span); the unusual (shut down, forked, full) is emit's
+        else:
+            # into each BatchProcessor's queue as its emit puts it, the process's id read from _PID (not asked
+            # of the system per span); the unusual (shut down, forked, a full queue) is emit's to handle
+            for batch in plan[6]:
                 queue = batch._queue
                 if batch._shutdown or batch._pid != _PID[0] or len(queue) >= batch._max_queue_size:
                     batch.emit(self)
