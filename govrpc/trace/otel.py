@@ -295,7 +295,7 @@ class SpanRecorder(CallRecorder):
         span = self.span
         decided = self.decided
         if self.shared and decided is span._attributes:  # the decisions are on the span already
-            if exc is None and self.child is None:  # finish, written out: the usual case
+            if exc is None and self.child is None and span._end_time is None:  # finish, written out: the usual case
                 decided["rpc.grpc.status_code"] = 0
                 span.end_with(None)
                 return

@@ -646,3 +646,18 @@ def test_a_failed_calls_decisions_and_outcome_are_on_its_span() -> None:
     (finished,) = exporter.get_finished_spans()
     assert finished.attributes["govrpc.providers.routed"] == 1 and finished.attributes["rpc.grpc.status_code"] == 2
     assert finished.status.status_code is StatusCode.ERROR and finished.events[0].name == "exception"
+
+
+def test_a_call_span_ended_by_code_in_the_call_is_not_written_after_its_end(caplog: pytest.LogCaptureFixture) -> None:
+    """Code that ends the call's span itself: the recorder's close warns as ``end`` on an ended span does,
+    and the exported span keeps what it had when it ended (no outcome written on it afterwards)."""
+    provider, exporter = _provider()
+    tracer = light(provider.get_tracer("govrpc"))
+    span = tracer.start_span("/x.Echo/echo", otel_context.Context(), SpanKind.CLIENT, START)
+    recorder = otel.SpanRecorder(span, tracer, "/x.Echo/echo", START)
+    recorder.listed(None, 1, 1, ())
+    span.end()
+    recorder.close(None)
+    (finished,) = exporter.get_finished_spans()
+    assert "rpc.grpc.status_code" not in finished.attributes
+    assert "Calling end() on an ended span." in caplog.text
