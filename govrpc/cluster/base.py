@@ -74,7 +74,8 @@ class ClusterInvoker(Invoker):
         recorder = current_recorder()
         if recorder is not None:  # a span records this call: say what routing left
             chain = self.directory.router_chain
-            recorder.listed(invocation, len(self.directory.invokers), len(invokers), chain.names if chain is not None else ())
+            names = chain.names if chain is not None else ()
+            recorder.listed(invocation, len(self.directory.invokers), len(invokers), names)
         if not invokers:
             raise NoProviderError(
                 f"no provider for {invocation} in the registry (after routing)", invocation=invocation)

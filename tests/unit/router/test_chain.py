@@ -189,3 +189,15 @@ def test_a_forced_tag_keeps_no_provider_when_none_is_tagged() -> None:
     assert chain.route(p, invocation(attachments={"tag": "gray"})) == p  # not forced: falls back to all
     assert tuple(chain.route(p, invocation(attachments={"tag": "gray", "tag-force": "true"}))) == ()
     assert chain.route(p, invocation()) == p
+
+
+def test_the_chain_names_its_routers_in_force_as_they_change() -> None:
+    """``names`` (what a call's span records as ``govrpc.routers``) follows the routers in force."""
+    chain = RouterChain(consumer())
+    assert chain.names == ()
+    chain.set_registry_rules({"r": "method = get* => port = 1001"})
+    chain.route(P, invocation("getA"))
+    assert chain.names == ("r",)
+    chain.set_registry_rules({})
+    chain.route(P, invocation("getA"))
+    assert chain.names == ()
